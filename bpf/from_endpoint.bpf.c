@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tc ingress of every node-side veth: everything an endpoint sends starts here. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/eth.h"
+#include "lib/parse.h"
+#include "lib/stats.h"
+#include "lib/arp.h"
+#include "lib/fwd.h"
+
+/* Set by the controller before load. */
+const volatile __be32 gateway_ip = 0;
+
+static __always_inline int handle_arp(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+				      const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
+{
+	struct arp_packet *arp = parse_arp(c);
+
+	if (!arp)
+		return drop(st, EBPFNET_DROP_MALFORMED);
+	if (!mac_equal(arp->body.sha, ep->mac))
+		return drop(st, EBPFNET_DROP_SPOOFED_MAC);
+	/* 0.0.0.0 is an address probe (RFC 5227), not a claim. */
+	if (arp->body.spa != ep->ip && arp->body.spa != 0)
+		return drop(st, EBPFNET_DROP_SPOOFED_IP);
+
+	count_tx(st, skb);
+	if (arp->hdr.ar_op == bpf_htons(ARPOP_REQUEST) && arp->body.tpa == gateway_ip) {
+		arp_make_reply(eth, arp, ep->node_mac, gateway_ip);
+		count_rx(ep->ifindex, skb);
+		return bpf_redirect(ep->ifindex, 0);
+	}
+	return TC_ACT_OK;
+}
+
+static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+				       const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
+{
+	struct ebpfnet_endpoint *dst;
+	struct iphdr *ip = parse_ipv4(c);
+
+	if (!ip)
+		return drop(st, EBPFNET_DROP_MALFORMED);
+	if (ip->saddr != ep->ip)
+		return drop(st, EBPFNET_DROP_SPOOFED_IP);
+
+	count_tx(st, skb);
+	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
+	/* An expiring TTL goes to the stack, which answers with time-exceeded. */
+	if (!dst || ip->ttl <= 1)
+		return TC_ACT_OK;
+	count_rx(dst->ifindex, skb);
+	return fwd_to_endpoint(eth, ip, dst);
+}
+
+SEC("tc")
+int from_endpoint(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ingress_ifindex;
+	struct ebpfnet_endpoint *ep = bpf_map_lookup_elem(&ep_by_ifindex, &ifindex);
+	struct ebpfnet_ep_stats *st = ep_stats_of(ifindex);
+	struct cursor c;
+	struct ethhdr *eth;
+
+	if (!ep)
+		return drop(st, EBPFNET_DROP_UNKNOWN_ENDPOINT);
+
+	cursor_init(&c, skb);
+	eth = parse_eth(&c);
+	if (!eth)
+		return drop(st, EBPFNET_DROP_MALFORMED);
+	if (!mac_equal(eth->h_source, ep->mac))
+		return drop(st, EBPFNET_DROP_SPOOFED_MAC);
+
+	switch (eth->h_proto) {
+	case bpf_htons(ETH_P_ARP):
+		return handle_arp(skb, &c, eth, ep, st);
+	case bpf_htons(ETH_P_IP):
+		return handle_ipv4(skb, &c, eth, ep, st);
+	default:
+		return drop(st, EBPFNET_DROP_UNSUPPORTED_L3);
+	}
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,384 @@
+#include "ebpfnet/node.hpp"
+
+#include <bpf/bpf.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/ipam.hpp"
+#include "ebpfnet/names.hpp"
+#include "ebpfnet/netlink.hpp"
+#include "ebpfnet/tc_attach.hpp"
+#include "ebpfnet/undo.hpp"
+
+namespace ebpfnet {
+namespace {
+
+void checkpoint(const Checkpoint& cp, std::string_view step) {
+  if (cp) cp(step);
+}
+
+// IPv6 is not forwarded yet; keeping it off the veths keeps router
+// solicitations and DAD from showing up as drops.
+void disable_ipv6(const Netns& ns, const std::string& ifname) {
+  try {
+    netns::write_sysctl(ns, "net/ipv6/conf/" + ifname + "/disable_ipv6", "1");
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found) throw;  // a kernel without IPv6 is fine
+  }
+}
+
+const char* map_type_name(uint32_t t) {
+  switch (t) {
+    case BPF_MAP_TYPE_HASH: return "hash";
+    case BPF_MAP_TYPE_PERCPU_HASH: return "percpu_hash";
+    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
+    case BPF_MAP_TYPE_ARRAY: return "array";
+    default: return "other";
+  }
+}
+
+size_t count_keys(int fd, uint32_t key_size) {
+  std::vector<char> key(key_size), next(key_size);
+  size_t n = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    ++n;
+    key.swap(next);
+    prev = key.data();
+  }
+  return n;
+}
+
+void validate_node_name(const std::string& name) {
+  validate_name("node", name);
+}
+
+}  // namespace
+
+Node::Node(Env env, std::string name)
+    : env_(std::move(env)), name_(std::move(name)), store_(env_.state_root, name_) {
+  validate_node_name(name_);
+}
+
+Netns Node::netns() const {
+  if (is_root()) return Netns::open_path("/proc/1/ns/net");
+  return Netns::open_named(name_);
+}
+
+std::filesystem::path Node::link_pin(const EndpointRecord& e) const {
+  return pin_dir() / "links" / e.host_ifname;
+}
+
+void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp) {
+  validate_node_name(name);
+  if (name == kRootNode)
+    throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
+  if (cidr.prefix > 30 || cidr.prefix < 8)
+    throw Error(Errc::usage, "pool " + cidr.str() + " must be between /8 and /30");
+  StateStore store(env.state_root, name);
+  bool had_dir = std::filesystem::exists(store.dir());
+  Undo undo;
+  if (!had_dir) undo.push("state directory", [&] { store.remove(); });
+  auto lock = store.lock();
+  if (store.exists()) throw Error(Errc::exists, "node '" + name + "' already exists");
+  checkpoint(cp, "netns");
+  netns::add(name);
+  undo.push("netns " + name, [&] { netns::del(name); });
+  checkpoint(cp, "loopback");
+  Netns ns = Netns::open_named(name);
+  Netlink nl = Netlink::in(ns);
+  if (auto lo = nl.link("lo")) nl.set_up(lo->ifindex);
+  checkpoint(cp, "state");
+  NodeState st;
+  st.name = name;
+  st.sandbox = true;
+  st.cidr = cidr;
+  store.save(st);
+  undo.commit();
+}
+
+std::vector<std::string> Node::list(const Env& env) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator(env.state_root, ec))
+    if (std::filesystem::exists(d.path() / "state.json")) out.push_back(d.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void Node::destroy(const Env& env, const std::string& name) {
+  Node node(env, name);
+  auto lock = node.store_.lock();
+  if (!node.store_.exists()) {
+    node.store_.remove();
+    throw Error(Errc::not_found, "node '" + name + "' does not exist");
+  }
+  NodeState st = node.store_.load();
+  auto maps = Datapath::open_pinned_maps(node.pin_dir());
+  for (const auto& e : st.endpoints) node.remove_endpoint_parts(e, maps ? &*maps : nullptr);
+  st.endpoints.clear();
+  node.detach_locked(st);
+  if (st.sandbox && netns::exists(name)) netns::del(name);
+  node.store_.remove();
+}
+
+AttachResult Node::attach(const AttachOptions& opts) {
+  ensure_bpffs();
+  auto lock = store_.lock();
+  NodeState st;
+  if (store_.exists()) {
+    st = store_.load();
+    if (opts.cidr && !(*opts.cidr == st.cidr))
+      throw Error(Errc::usage, "node '" + name_ + "' has pool " + st.cidr.str() + ", not " +
+                                   opts.cidr->str());
+  } else if (is_root() && opts.cidr) {
+    st.name = name_;
+    st.sandbox = false;
+    st.cidr = *opts.cidr;
+  } else if (is_root()) {
+    throw Error(Errc::usage, "the root node has no pool yet: attach --cidr CIDR");
+  } else {
+    store_.remove();
+    throw Error(Errc::not_found, "node '" + name_ + "' does not exist (ebpfnet node create " +
+                                     name_ + " --cidr CIDR)");
+  }
+  return attach_locked(st, opts);
+}
+
+AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
+  AttachResult r;
+  Undo undo;
+  auto dp = Datapath::open_pinned(pin_dir());
+  if (!dp) {
+    auto maps = Datapath::open_pinned_maps(pin_dir());
+    dp = Datapath::load({st.gateway()}, maps ? &*maps : nullptr);
+    if (!maps) undo.push("pins", [this] { remove_pins(pin_dir()); });
+    dp->pin(pin_dir());
+    r.loaded = true;
+    spdlog::info("node {}: datapath loaded and pinned at {}", name_, pin_dir().string());
+  }
+  if (opts.tc_mode) st.tc_mode = opts.tc_mode;
+
+  Netns ns = netns();
+
+  // Endpoints whose link went missing (a reboot of bpffs, a lost pin) are
+  // wired again: attach makes the datapath whole, and twice changes nothing.
+  uint32_t prog_id = dp->from_endpoint_info().id;
+  for (auto& e : st.endpoints) {
+    NetnsGuard in(ns);
+    if (attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(e)) == prog_id) continue;
+    dp->maps().put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac));
+    e.tc_mode = attach_tc_ingress(dp->from_endpoint_fd(), e.host_ifindex, st.tc_mode, link_pin(e));
+    ++r.links_repaired;
+  }
+  if (!st.attached || r.loaded || r.links_repaired || opts.tc_mode) {
+    st.attached = true;
+    store_.save(st);
+  }
+  undo.commit();
+  return r;
+}
+
+void Node::detach_locked(NodeState& st) {
+  Netns ns = netns();
+  {
+    NetnsGuard in(ns);
+    for (const auto& e : st.endpoints) detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
+  }
+  remove_pins(pin_dir());
+  st.attached = false;
+}
+
+EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& cp) {
+  validate_name("endpoint", req.name);
+  validate_ifname(req.ifname);
+  ensure_bpffs();
+  auto lock = store_.lock();
+  NodeState st = store_.load();
+  if (st.find(req.name))
+    throw Error(Errc::exists, "endpoint '" + req.name + "' already exists on node " + name_);
+  if (!req.netns && netns::exists(req.name))
+    throw Error(Errc::exists, "network namespace '" + req.name +
+                                  "' already exists; pass --netns " + req.name + " to wire it");
+
+  std::set<Ipv4> used;
+  for (const auto& e : st.endpoints) used.insert(e.ip);
+  Ipam ipam(st.cidr, used, st.last_allocated);
+  Ipv4 ip = req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate();
+
+  Undo undo;
+  auto dp = Datapath::open_pinned(pin_dir());
+  if (!dp || !st.attached) {
+    spdlog::info("node {}: datapath not attached yet; attaching", name_);
+    attach_locked(st, {});
+    dp = Datapath::open_pinned(pin_dir());
+    if (!dp) throw Error(Errc::failed, "datapath of node " + name_ + " is not pinned after attach");
+  }
+
+  EndpointRecord rec;
+  rec.name = req.name;
+  rec.ifname = req.ifname;
+  rec.ip = ip;
+
+  checkpoint(cp, "netns");
+  if (req.netns) {
+    rec.netns = *req.netns;
+    rec.netns_path = req.netns->rfind("pid:", 0) == 0 ? "/proc/" + req.netns->substr(4) + "/ns/net"
+                     : req.netns->find('/') != std::string::npos ? *req.netns
+                                                                  : netns::path_of(*req.netns);
+  } else {
+    netns::add(req.name);
+    undo.push("netns " + req.name, [name = req.name] { netns::del(name); });
+    rec.netns = req.name;
+    rec.netns_path = netns::path_of(req.name);
+    rec.netns_owned = true;
+  }
+  Netns epns = req.netns ? Netns::open_spec(*req.netns) : Netns::open_named(req.name);
+  Netns nodens = netns();
+  if (epns.same_as(nodens))
+    throw Error(Errc::usage, "endpoint '" + req.name + "' cannot live in the node's own namespace");
+  Netlink nl_ep = Netlink::in(epns);
+  if (nl_ep.link(req.ifname))
+    throw Error(Errc::exists, "interface " + req.ifname + " already exists in netns " + rec.netns);
+
+  Netlink nl_node = Netlink::in(nodens);
+  for (unsigned attempt = 0;; ++attempt) {
+    rec.host_ifname = host_ifname(req.name, attempt);
+    if (!nl_node.link(rec.host_ifname)) break;
+    if (attempt == 16)
+      throw Error(Errc::exists, "no free interface name for endpoint " + req.name);
+  }
+
+  checkpoint(cp, "veth");
+  rec.mac = random_mac();
+  rec.host_mac = random_mac();
+  try {
+    rec.host_ifindex = nl_node.create_veth(
+        {rec.host_ifname, rec.host_mac, req.ifname, rec.mac, epns.fd()});
+  } catch (const Error& e) {
+    throw Error(e.code(), std::string(e.what()) + " (in netns " + rec.netns + ")");
+  }
+  undo.push("veth " + rec.host_ifname,
+            [&nl_node, idx = rec.host_ifindex] { nl_node.delete_link(idx); });
+
+  checkpoint(cp, "endpoint-config");
+  disable_ipv6(epns, req.ifname);
+  if (auto lo = nl_ep.link("lo")) nl_ep.set_up(lo->ifindex);
+  auto eth = nl_ep.link(req.ifname);
+  if (!eth) throw Error(Errc::failed, req.ifname + " is missing in netns " + rec.netns);
+  nl_ep.add_address({eth->ifindex, ip, 32});
+  nl_ep.set_up(eth->ifindex);
+  Ipv4 gw = st.gateway();
+  nl_ep.add_route({{gw, 32}, std::nullopt, eth->ifindex, std::nullopt, true});
+  nl_ep.add_route({{Ipv4(0), 0}, gw, eth->ifindex, std::nullopt, false});
+
+  checkpoint(cp, "node-config");
+  disable_ipv6(nodens, rec.host_ifname);
+  // The gateway lives on every node-side veth (as the CNI ptp plugin does):
+  // the node answers and sources from it, and it goes away with the veth.
+  nl_node.add_address({rec.host_ifindex, gw, 32});
+  nl_node.set_up(rec.host_ifindex);
+  nl_node.add_route({{ip, 32}, std::nullopt, rec.host_ifindex, gw, true});
+  nl_node.add_neighbor({rec.host_ifindex, ip, rec.mac});
+
+  checkpoint(cp, "maps");
+  dp->maps().put_endpoint(make_endpoint(rec.host_ifindex, ip, rec.mac, rec.host_mac));
+  undo.push("map entries", [&dp, idx = rec.host_ifindex, ip] { dp->maps().delete_endpoint(idx, ip); });
+
+  checkpoint(cp, "attach");
+  {
+    NetnsGuard in(nodens);
+    rec.tc_mode = attach_tc_ingress(dp->from_endpoint_fd(), rec.host_ifindex, st.tc_mode, link_pin(rec));
+  }
+  undo.push("tc attach", [this, &nodens, rec] {
+    NetnsGuard in(nodens);
+    detach_tc_ingress(rec.tc_mode, rec.host_ifindex, link_pin(rec));
+  });
+
+  checkpoint(cp, "state");
+  st.endpoints.push_back(rec);
+  st.last_allocated = ipam.last();
+  store_.save(st);
+  undo.commit();
+  spdlog::info("node {}: endpoint {} at {} on {} ({})", name_, rec.name, ip.str(), rec.host_ifname,
+               to_string(rec.tc_mode));
+  return rec;
+}
+
+void Node::remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps) {
+  Netns nodens = netns();
+  {
+    NetnsGuard in(nodens);
+    detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
+  }
+  if (maps) maps->delete_endpoint(e.host_ifindex, e.ip);
+  // Deleting one side deletes the pair, with its addresses, routes and neighbour.
+  Netlink nl = Netlink::in(nodens);
+  auto l = nl.link(e.host_ifname);
+  if (l && l->ifindex == e.host_ifindex) nl.delete_link(l->ifindex);
+  if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
+}
+
+void Node::del_endpoint(const std::string& name) {
+  validate_name("endpoint", name);
+  auto lock = store_.lock();
+  NodeState st = store_.load();
+  EndpointRecord* e = st.find(name);
+  if (!e) throw Error(Errc::not_found, "endpoint '" + name + "' does not exist on node " + name_);
+  auto maps = Datapath::open_pinned_maps(pin_dir());
+  remove_endpoint_parts(*e, maps ? &*maps : nullptr);
+  st.endpoints.erase(st.endpoints.begin() + (e - st.endpoints.data()));
+  store_.save(st);
+}
+
+std::vector<EndpointView> Node::views(const NodeState& st, const Datapath* dp) {
+  std::vector<EndpointView> out;
+  Netns ns = netns();
+  for (const auto& e : st.endpoints) {
+    EndpointView v{e, std::nullopt, 0};
+    if (dp) {
+      v.stats = dp->maps().stats(e.host_ifindex);
+      NetnsGuard in(ns);
+      v.prog_id = attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(e));
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::vector<EndpointView> Node::endpoints() {
+  auto lock = store_.lock();
+  NodeState st = store_.load();
+  auto dp = Datapath::open_pinned(pin_dir());
+  return views(st, dp ? &*dp : nullptr);
+}
+
+NodeStatus Node::status() {
+  auto lock = store_.lock();
+  NodeStatus s;
+  s.state = store_.load();
+  s.pin_dir = pin_dir();
+  auto dp = Datapath::open_pinned(pin_dir());
+  if (dp) {
+    s.prog = dp->from_endpoint_info();
+    s.node_drops = dp->maps().node_drops();
+    for (size_t i = 0; i < kMapNames.size(); ++i) {
+      bpf_map_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(dp->maps().fd(i), &info, &len) != 0) continue;
+      MapInfo m{kMapNames[i], map_type_name(info.type), info.id, info.max_entries, 0};
+      if (info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH)
+        m.entries = count_keys(dp->maps().fd(i), info.key_size);
+      s.maps.push_back(m);
+    }
+  }
+  s.endpoints = views(s.state, dp ? &*dp : nullptr);
+  for (const auto& l : Netlink::in(netns()).links())
+    if (l.kind == "bridge") s.bridges.push_back(l.name);
+  return s;
+}
+
+}  // namespace ebpfnet

@@ -1,0 +1,162 @@
+#include "ebpfnet/state.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ebpfnet/error.hpp"
+
+namespace ebpfnet {
+
+using nlohmann::json;
+
+std::string to_string(TcMode m) { return m == TcMode::tcx ? "tcx" : "clsact"; }
+
+std::optional<TcMode> parse_tc_mode(std::string_view s) {
+  if (s == "tcx") return TcMode::tcx;
+  if (s == "clsact") return TcMode::clsact;
+  return std::nullopt;
+}
+
+EndpointRecord* NodeState::find(std::string_view endpoint) {
+  for (auto& e : endpoints)
+    if (e.name == endpoint) return &e;
+  return nullptr;
+}
+
+namespace {
+
+constexpr int kStateVersion = 1;
+
+Ipv4 ip_from(const json& j) {
+  auto a = Ipv4::parse(j.get<std::string>());
+  if (!a) throw Error(Errc::failed, "state: bad address " + j.dump());
+  return *a;
+}
+
+Mac mac_from(const json& j) {
+  auto m = parse_mac(j.get<std::string>());
+  if (!m) throw Error(Errc::failed, "state: bad MAC " + j.dump());
+  return *m;
+}
+
+TcMode mode_from(const json& j) {
+  auto m = parse_tc_mode(j.get<std::string>());
+  if (!m) throw Error(Errc::failed, "state: bad tc mode " + j.dump());
+  return *m;
+}
+
+json to_json(const EndpointRecord& e) {
+  return {{"name", e.name},
+          {"netns", e.netns},
+          {"netns_path", e.netns_path},
+          {"netns_owned", e.netns_owned},
+          {"ifname", e.ifname},
+          {"ip", e.ip.str()},
+          {"mac", mac_str(e.mac)},
+          {"host_ifname", e.host_ifname},
+          {"host_ifindex", e.host_ifindex},
+          {"host_mac", mac_str(e.host_mac)},
+          {"tc_mode", to_string(e.tc_mode)}};
+}
+
+EndpointRecord endpoint_from(const json& j) {
+  EndpointRecord e;
+  e.name = j.at("name").get<std::string>();
+  e.netns = j.at("netns").get<std::string>();
+  e.netns_path = j.at("netns_path").get<std::string>();
+  e.netns_owned = j.at("netns_owned").get<bool>();
+  e.ifname = j.at("ifname").get<std::string>();
+  e.ip = ip_from(j.at("ip"));
+  e.mac = mac_from(j.at("mac"));
+  e.host_ifname = j.at("host_ifname").get<std::string>();
+  e.host_ifindex = j.at("host_ifindex").get<int>();
+  e.host_mac = mac_from(j.at("host_mac"));
+  e.tc_mode = mode_from(j.at("tc_mode"));
+  return e;
+}
+
+}  // namespace
+
+StateStore::StateStore(std::filesystem::path root, std::string node)
+    : dir_(std::move(root) / node), node_(std::move(node)) {}
+
+StateStore::Lock StateStore::lock() const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw Error(Errc::failed, "creating state directory " + dir_.string() + ": " + ec.message());
+  std::string path = (dir_ / "lock").string();
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) throw_errno(errno, "opening lock " + path);
+  while (::flock(fd.get(), LOCK_EX) != 0)
+    if (errno != EINTR) throw_errno(errno, "locking " + path);
+  return Lock(std::move(fd));
+}
+
+bool StateStore::exists() const { return std::filesystem::exists(dir_ / "state.json"); }
+
+NodeState StateStore::load() const {
+  std::ifstream f(dir_ / "state.json");
+  if (!f) throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " +
+                                           dir_.string() + ")");
+  try {
+    json j = json::parse(f);
+    if (j.at("version").get<int>() != kStateVersion)
+      throw Error(Errc::failed, "state of node '" + node_ + "' has an unknown version");
+    NodeState s;
+    s.name = j.at("name").get<std::string>();
+    s.sandbox = j.at("sandbox").get<bool>();
+    auto cidr = Ipv4Cidr::parse(j.at("cidr").get<std::string>());
+    if (!cidr) throw Error(Errc::failed, "state: bad cidr");
+    s.cidr = *cidr;
+    s.last_allocated = ip_from(j.at("last_allocated"));
+    s.attached = j.at("attached").get<bool>();
+    if (!j.at("tc_mode").is_null()) s.tc_mode = mode_from(j.at("tc_mode"));
+    for (const auto& e : j.at("endpoints")) s.endpoints.push_back(endpoint_from(e));
+    return s;
+  } catch (const json::exception& e) {
+    throw Error(Errc::failed, "reading state of node '" + node_ + "': " + e.what());
+  }
+}
+
+void StateStore::save(const NodeState& s) const {
+  json eps = json::array();
+  for (const auto& e : s.endpoints) eps.push_back(to_json(e));
+  json j = {{"version", kStateVersion},
+            {"name", s.name},
+            {"sandbox", s.sandbox},
+            {"cidr", s.cidr.str()},
+            {"last_allocated", s.last_allocated.str()},
+            {"attached", s.attached},
+            {"tc_mode", s.tc_mode ? json(to_string(*s.tc_mode)) : json(nullptr)},
+            {"endpoints", eps}};
+  std::string text = j.dump(2) + "\n";
+  std::string tmp = (dir_ / "state.json.tmp").string();
+  std::string dst = (dir_ / "state.json").string();
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) throw_errno(errno, "writing " + tmp);
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(errno, "writing " + tmp);
+    off += n;
+  }
+  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp);
+  fd.reset();
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) throw_errno(errno, "replacing " + dst);
+  // The rename is durable only once the directory is synced too.
+  UniqueFd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.valid()) ::fsync(dir.get());
+}
+
+void StateStore::remove() const {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  if (ec) throw Error(Errc::failed, "removing " + dir_.string() + ": " + ec.message());
+}
+
+}  // namespace ebpfnet

@@ -1,0 +1,60 @@
+// Typed access to a node's datapath maps (layouts from abi.h).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "ebpfnet/abi.h"
+#include "ebpfnet/fd.hpp"
+#include "ebpfnet/ipv4.hpp"
+
+namespace ebpfnet {
+
+static_assert(sizeof(ebpfnet_endpoint) == 20, "abi.h: ebpfnet_endpoint layout changed");
+static_assert(sizeof(ebpfnet_ep_stats) == 8 * (4 + EBPFNET_DROP_REASON_MAX),
+              "abi.h: ebpfnet_ep_stats layout changed");
+
+using DropCounts = std::array<uint64_t, EBPFNET_DROP_REASON_MAX>;
+
+// The name users see for a drop reason ("spoofed-ip", ...).
+std::string_view drop_reason_name(int reason);
+
+// Counters summed over CPUs.
+struct EndpointStats {
+  uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+  DropCounts drops{};
+  uint64_t drops_total() const;
+};
+
+// The map names, as pinned under <pin dir>/maps/.
+inline constexpr std::array<const char*, 4> kMapNames = {"ep_by_ip", "ep_by_ifindex", "ep_stats",
+                                                          "drop_stats"};
+
+class DatapathMaps {
+ public:
+  DatapathMaps() = default;
+  DatapathMaps(UniqueFd ep_by_ip, UniqueFd ep_by_ifindex, UniqueFd ep_stats, UniqueFd drop_stats);
+
+  // Zeroed counters first, then the lookups the program uses, so a frame
+  // never finds an endpoint without its counters.
+  void put_endpoint(const ebpfnet_endpoint& ep);
+  void delete_endpoint(int ifindex, Ipv4 ip);
+  std::optional<ebpfnet_endpoint> endpoint_by_ip(Ipv4 ip) const;
+  std::optional<ebpfnet_endpoint> endpoint_by_ifindex(int ifindex) const;
+  std::optional<EndpointStats> stats(int ifindex) const;
+  DropCounts node_drops() const;
+  size_t endpoint_count() const;
+
+  int fd(size_t i) const;  // in kMapNames order
+
+ private:
+  std::array<UniqueFd, 4> fds_;
+};
+
+// A plain ebpfnet_endpoint from controller-side values.
+ebpfnet_endpoint make_endpoint(int ifindex, Ipv4 ip, const Mac& mac, const Mac& node_mac);
+
+}  // namespace ebpfnet

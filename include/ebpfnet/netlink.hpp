@@ -1,0 +1,107 @@
+// rtnetlink over libmnl, as typed values: links, veth pairs, addresses,
+// routes and neighbours. A socket belongs to the namespace it was opened in,
+// so Netlink::in(ns) speaks to that namespace whatever the caller's is.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ebpfnet/ipv4.hpp"
+#include "ebpfnet/netns.hpp"
+
+struct mnl_socket;
+struct nlmsghdr;
+
+namespace ebpfnet {
+
+struct Link {
+  int ifindex = 0;
+  std::string name;
+  std::string kind;  // "veth", "bridge", ... ("" when the kernel gives none)
+  Mac mac{};
+  bool up = false;
+};
+
+struct VethSpec {
+  std::string name;       // this side, created in the socket's namespace
+  Mac mac{};
+  std::string peer_name;  // the other side, created straight in peer_ns
+  Mac peer_mac{};
+  int peer_ns_fd = -1;
+};
+
+struct Address {
+  int ifindex = 0;
+  Ipv4 ip;
+  int prefix = 32;
+};
+
+struct Route {
+  Ipv4Cidr dst;                // 0.0.0.0/0 for the default route
+  std::optional<Ipv4> via;     // gateway
+  int oif = 0;
+  std::optional<Ipv4> src;     // preferred source
+  bool link_scope = false;     // a directly reachable destination (scope link)
+};
+
+struct Neighbor {
+  int ifindex = 0;
+  Ipv4 ip;
+  Mac mac{};
+};
+
+// Message encoders, kept apart from the socket so they are unit-tested
+// without root. Each writes one request into buf and returns its header.
+namespace nlmsg {
+nlmsghdr* new_veth(char* buf, uint32_t seq, const VethSpec& spec);
+nlmsghdr* del_link(char* buf, uint32_t seq, int ifindex);
+nlmsghdr* set_link_up(char* buf, uint32_t seq, int ifindex, bool up);
+nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add);
+nlmsghdr* route(char* buf, uint32_t seq, const Route& r, bool add);
+nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add);
+}  // namespace nlmsg
+
+class Netlink {
+ public:
+  Netlink();                     // in the calling thread's namespace
+  static Netlink in(const Netns& ns);
+  Netlink(Netlink&& o) noexcept;
+  Netlink& operator=(Netlink&&) = delete;
+  Netlink(const Netlink&) = delete;
+  ~Netlink();
+
+  std::vector<Link> links();
+  std::optional<Link> link(const std::string& name);
+  Link link_by_index(int ifindex);
+
+  // Returns this side's ifindex.
+  int create_veth(const VethSpec& spec);
+  void delete_link(int ifindex);
+  void set_up(int ifindex, bool up = true);
+
+  void add_address(const Address& a);
+  void del_address(const Address& a);
+  std::vector<Address> addresses(int ifindex = 0);
+
+  void add_route(const Route& r);
+  void del_route(const Route& r);
+  std::vector<Route> routes(int oif = 0);  // main table, IPv4
+
+  void add_neighbor(const Neighbor& n);  // permanent
+  void del_neighbor(const Neighbor& n);
+
+ private:
+  // Sends one request and waits for its ack; throws "context: strerror".
+  void request(nlmsghdr* nlh, const std::string& context);
+  // Sends a dump request and calls cb for every message of the reply.
+  template <typename F>
+  void dump(nlmsghdr* nlh, F&& cb);
+
+  mnl_socket* sock_ = nullptr;
+  uint32_t portid_ = 0;
+  uint32_t seq_ = 0;
+};
+
+}  // namespace ebpfnet

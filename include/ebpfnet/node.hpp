@@ -1,0 +1,107 @@
+// The node facade: every user-visible operation on a node, each one
+// transactional (a failure undoes what that operation did) and done under
+// the node's lock.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ebpfnet/bpf_maps.hpp"
+#include "ebpfnet/datapath.hpp"
+#include "ebpfnet/netns.hpp"
+#include "ebpfnet/state.hpp"
+
+namespace ebpfnet {
+
+// The node that is the machine's root namespace (no --node).
+inline constexpr const char* kRootNode = "root";
+
+struct Env {
+  std::filesystem::path state_root = "/var/lib/ebpfnet";
+  std::filesystem::path pin_root = "/sys/fs/bpf/ebpfnet";
+};
+
+// Called between the steps of an operation with the next step's name; a
+// test throws from it to prove every step is undone.
+using Checkpoint = std::function<void(std::string_view step)>;
+
+struct AttachOptions {
+  std::optional<Ipv4Cidr> cidr;      // needed the first time for the root node
+  std::optional<TcMode> tc_mode;     // default: TCX where the kernel has it
+};
+
+struct AttachResult {
+  bool loaded = false;     // false: the pinned datapath was already there
+  int links_repaired = 0;  // endpoints whose program had to be attached again
+};
+
+struct EndpointRequest {
+  std::string name;
+  std::optional<Ipv4> ip;            // default: the next free address of the pool
+  std::optional<std::string> netns;  // an existing namespace: name, path or pid:N
+  std::string ifname = "eth0";
+};
+
+struct EndpointView {
+  EndpointRecord rec;
+  std::optional<EndpointStats> stats;
+  uint32_t prog_id = 0;  // the program attached at its veth, 0 if none
+};
+
+struct MapInfo {
+  std::string name;
+  std::string type;
+  uint32_t id = 0;
+  uint32_t max_entries = 0;
+  size_t entries = 0;  // hash maps only
+};
+
+struct NodeStatus {
+  NodeState state;
+  std::filesystem::path pin_dir;
+  std::optional<ProgInfo> prog;
+  std::vector<MapInfo> maps;
+  DropCounts node_drops{};
+  std::vector<EndpointView> endpoints;
+  std::vector<std::string> bridges;  // bridge devices in the node (there should be none)
+};
+
+class Node {
+ public:
+  Node(Env env, std::string name);
+
+  // A sandbox node: a named namespace playing the host, with its pool.
+  static void create(const Env& env, const std::string& name, Ipv4Cidr cidr,
+                     const Checkpoint& cp = {});
+  // Removes every endpoint, the datapath, the namespace (sandbox) and the state.
+  static void destroy(const Env& env, const std::string& name);
+  static std::vector<std::string> list(const Env& env);
+
+  AttachResult attach(const AttachOptions& opts = {});
+  EndpointRecord add_endpoint(const EndpointRequest& req, const Checkpoint& cp = {});
+  void del_endpoint(const std::string& name);
+  std::vector<EndpointView> endpoints();
+  NodeStatus status();
+
+  const std::string& name() const { return name_; }
+  bool is_root() const { return name_ == kRootNode; }
+  Netns netns() const;
+  std::filesystem::path pin_dir() const { return env_.pin_root / name_; }
+
+ private:
+  std::filesystem::path link_pin(const EndpointRecord& e) const;
+  AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
+  void remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps);
+  void detach_locked(NodeState& st);
+  std::vector<EndpointView> views(const NodeState& st, const Datapath* dp);
+
+  Env env_;
+  std::string name_;
+  StateStore store_;
+};
+
+}  // namespace ebpfnet

@@ -1,0 +1,72 @@
+// What a node remembers between invocations: its configuration and its
+// endpoints, one JSON file per node, written atomically under a file lock.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ebpfnet/fd.hpp"
+#include "ebpfnet/ipv4.hpp"
+
+namespace ebpfnet {
+
+// How a program is attached to a veth.
+enum class TcMode { tcx, clsact };
+std::string to_string(TcMode m);
+std::optional<TcMode> parse_tc_mode(std::string_view s);
+
+struct EndpointRecord {
+  std::string name;
+  std::string netns;        // the name, path or pid:N it was given by
+  std::string netns_path;   // what to open to enter it again
+  bool netns_owned = false; // ebpfnet created it, so ebpfnet deletes it
+  std::string ifname = "eth0";
+  Ipv4 ip;
+  Mac mac{};
+  std::string host_ifname;
+  int host_ifindex = 0;
+  Mac host_mac{};
+  TcMode tc_mode = TcMode::tcx;
+};
+
+struct NodeState {
+  std::string name;
+  bool sandbox = true;    // a netns playing the host; false: the root namespace
+  Ipv4Cidr cidr;
+  Ipv4 last_allocated;
+  bool attached = false;
+  std::optional<TcMode> tc_mode;  // chosen at attach: detected or forced
+  std::vector<EndpointRecord> endpoints;
+
+  Ipv4 gateway() const { return cidr.first_host(); }
+  EndpointRecord* find(std::string_view endpoint);
+};
+
+class StateStore {
+ public:
+  StateStore(std::filesystem::path root, std::string node);
+
+  // Holds the node's lock (flock on <dir>/lock) for its lifetime.
+  class Lock {
+   public:
+    explicit Lock(UniqueFd fd) : fd_(std::move(fd)) {}
+
+   private:
+    UniqueFd fd_;
+  };
+  Lock lock() const;  // creates the node's directory if needed
+
+  bool exists() const;
+  NodeState load() const;  // throws Errc::not_found when the node has no state
+  void save(const NodeState& s) const;
+  void remove() const;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::string node_;
+};
+
+}  // namespace ebpfnet

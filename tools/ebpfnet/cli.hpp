@@ -1,0 +1,35 @@
+// What every subcommand of the ebpfnet command line shares.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "ebpfnet/node.hpp"
+
+namespace ebpfnet::cli {
+
+struct Context {
+  std::string node = kRootNode;  // --node
+  bool node_given = false;
+  std::string output = "table";  // -o table|json
+  Env env;
+
+  bool json() const { return output == "json"; }
+  Node open_node() const { return Node(env, node); }
+};
+
+// The action a parsed subcommand runs; it returns the exit code.
+using Action = std::function<int()>;
+
+// Each registers its subcommands on app and sets *action when one is chosen.
+void add_node_commands(CLI::App& app, Context& ctx, Action& action);
+void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action);
+void add_ns_commands(CLI::App& app, Context& ctx, Action& action);
+void add_status_commands(CLI::App& app, Context& ctx, Action& action);
+void add_demo_command(CLI::App& app, Context& ctx, Action& action);
+
+// Throws Errc::usage with an example when s is not a prefix.
+Ipv4Cidr parse_cidr(const std::string& s);
+
+}  // namespace ebpfnet::cli

@@ -1,0 +1,81 @@
+// ebpfnet endpoint add|del|list.
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "ebpfnet/error.hpp"
+#include "output.hpp"
+
+namespace ebpfnet::cli {
+
+void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
+  struct Args {
+    std::string name, ip, netns, ifname = "eth0";
+    int pid = 0;
+  };
+  auto a = std::make_shared<Args>();
+
+  auto* ep = app.add_subcommand("endpoint", "endpoints: namespaces wired to the node by a veth");
+  ep->require_subcommand(1);
+
+  auto* add = ep->add_subcommand(
+      "add", "wire a namespace to the node: veth, address, routes, datapath entry");
+  add->add_option("NAME", a->name, "endpoint name (and the new namespace's name)")->required();
+  add->add_option("--ip", a->ip, "its address (default: the next free one of the pool)");
+  auto* netns_opt = add->add_option(
+      "--netns", a->netns, "wire an existing namespace (a name under /run/netns or a path)");
+  add->add_option("--pid", a->pid, "wire the namespace of a running process (a container)")
+      ->excludes(netns_opt);
+  add->add_option("--ifname", a->ifname, "interface name inside the namespace")->capture_default_str();
+  add->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      EndpointRequest req;
+      req.name = a->name;
+      req.ifname = a->ifname;
+      if (!a->ip.empty()) {
+        req.ip = Ipv4::parse(a->ip);
+        if (!req.ip) throw Error(Errc::usage, "'" + a->ip + "' is not an IPv4 address");
+      }
+      if (!a->netns.empty()) req.netns = a->netns;
+      if (a->pid != 0) req.netns = "pid:" + std::to_string(a->pid);
+      EndpointRecord r = ctx.open_node().add_endpoint(req);
+      if (ctx.json())
+        std::cout << to_json(EndpointView{r, std::nullopt, 0}).dump() << "\n";
+      else
+        std::cout << "endpoint " << r.name << " " << r.ip.str() << " (netns " << r.netns
+                  << ", veth " << r.host_ifname << ")\n";
+      return 0;
+    };
+  });
+
+  auto* del = ep->add_subcommand("del", "remove an endpoint: veth, address, datapath entry, and "
+                                        "the namespace if ebpfnet created it");
+  del->add_option("NAME", a->name, "endpoint name")->required();
+  del->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      ctx.open_node().del_endpoint(a->name);
+      if (!ctx.json()) std::cout << "endpoint " << a->name << " deleted\n";
+      return 0;
+    };
+  });
+
+  auto* list = ep->add_subcommand("list", "list endpoints with their counters");
+  list->callback([&ctx, &action] {
+    action = [&ctx] {
+      auto views = ctx.open_node().endpoints();
+      if (ctx.json()) {
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto& v : views) j.push_back(to_json(v));
+        std::cout << j.dump(2) << "\n";
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& v : views) rows.push_back(endpoint_row(v));
+        print_table(endpoint_header(), rows);
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace ebpfnet::cli

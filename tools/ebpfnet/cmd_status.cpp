@@ -1,0 +1,78 @@
+// ebpfnet status: the node's programs, maps, endpoints and counters.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "output.hpp"
+
+namespace ebpfnet::cli {
+namespace {
+
+nlohmann::json status_json(const NodeStatus& s) {
+  nlohmann::json maps = nlohmann::json::array();
+  for (const auto& m : s.maps)
+    maps.push_back({{"name", m.name}, {"type", m.type}, {"id", m.id},
+                    {"max_entries", m.max_entries}, {"entries", m.entries}});
+  nlohmann::json eps = nlohmann::json::array();
+  for (const auto& v : s.endpoints) eps.push_back(to_json(v));
+  nlohmann::json drops = nlohmann::json::object();
+  for (int r = 0; r < EBPFNET_DROP_REASON_MAX; ++r)
+    drops[std::string(drop_reason_name(r))] = s.node_drops[r];
+  nlohmann::json prog = nullptr;
+  if (s.prog) prog = {{"name", s.prog->name}, {"id", s.prog->id}, {"tag", s.prog->tag}};
+  return {{"node", s.state.name},
+          {"sandbox", s.state.sandbox},
+          {"cidr", s.state.cidr.str()},
+          {"gateway", s.state.gateway().str()},
+          {"attached", s.prog.has_value()},
+          {"pin_dir", s.pin_dir.string()},
+          {"programs", prog.is_null() ? nlohmann::json::array() : nlohmann::json::array({prog})},
+          {"maps", maps},
+          {"node_drops", drops},
+          {"bridges", s.bridges},
+          {"endpoints", eps}};
+}
+
+void print_status(const NodeStatus& s) {
+  std::cout << "node      " << s.state.name << (s.state.sandbox ? " (sandbox)" : " (root namespace)")
+            << "\npool      " << s.state.cidr.str() << ", gateway " << s.state.gateway().str()
+            << "\ndatapath  ";
+  if (!s.prog) {
+    std::cout << "not attached (ebpfnet --node " << s.state.name << " attach)\n";
+  } else {
+    std::cout << "pinned at " << s.pin_dir.string() << "\nprogram   " << s.prog->name << " id "
+              << s.prog->id << " tag " << s.prog->tag << ", tc ingress of every endpoint veth\n";
+  }
+  std::cout << "bridges   " << (s.bridges.empty() ? "none" : std::to_string(s.bridges.size())) << "\n";
+  std::cout << "drops     " << drops_summary(s.node_drops) << " (not tied to an endpoint)\n\n";
+  if (!s.maps.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& m : s.maps)
+      rows.push_back({m.name, m.type, std::to_string(m.id),
+                      m.type == "percpu_array" ? "-" : std::to_string(m.entries),
+                      std::to_string(m.max_entries)});
+    print_table({"MAP", "TYPE", "ID", "ENTRIES", "MAX"}, rows);
+    std::cout << "\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : s.endpoints) rows.push_back(endpoint_row(v));
+  print_table(endpoint_header(), rows);
+}
+
+}  // namespace
+
+void add_status_commands(CLI::App& app, Context& ctx, Action& action) {
+  auto* status = app.add_subcommand("status", "programs, maps, endpoints and counters of a node");
+  status->callback([&ctx, &action] {
+    action = [&ctx] {
+      NodeStatus s = ctx.open_node().status();
+      if (ctx.json())
+        std::cout << status_json(s).dump(2) << "\n";
+      else
+        print_status(s);
+      return 0;
+    };
+  });
+}
+
+}  // namespace ebpfnet::cli

@@ -1,0 +1,22 @@
+// Tables for people; JSON (-o json) for scripts.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ebpfnet/node.hpp"
+
+namespace ebpfnet::cli {
+
+// Prints rows under a header with columns padded to their widest cell.
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows);
+
+nlohmann::json to_json(const EndpointView& v);
+nlohmann::json to_json(const EndpointStats& s);
+std::vector<std::string> endpoint_row(const EndpointView& v);
+const std::vector<std::string>& endpoint_header();
+std::string drops_summary(const DropCounts& d);
+
+}  // namespace ebpfnet::cli
