@@ -209,7 +209,6 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
   Ipam ipam(st.cidr, used, st.last_allocated);
   Ipv4 ip = req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate();
 
-  Undo undo;
   auto dp = Datapath::open_pinned(pin_dir());
   if (!dp || !st.attached) {
     spdlog::info("node {}: datapath not attached yet; attaching", name_);
@@ -217,6 +216,10 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
     dp = Datapath::open_pinned(pin_dir());
     if (!dp) throw Error(Errc::failed, "datapath of node " + name_ + " is not pinned after attach");
   }
+  Netns nodens = netns();
+  Netlink nl_node = Netlink::in(nodens);
+  // Declared after what its steps use, so it runs while they still exist.
+  Undo undo;
 
   EndpointRecord rec;
   rec.name = req.name;
@@ -237,14 +240,12 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
     rec.netns_owned = true;
   }
   Netns epns = req.netns ? Netns::open_spec(*req.netns) : Netns::open_named(req.name);
-  Netns nodens = netns();
   if (epns.same_as(nodens))
     throw Error(Errc::usage, "endpoint '" + req.name + "' cannot live in the node's own namespace");
   Netlink nl_ep = Netlink::in(epns);
   if (nl_ep.link(req.ifname))
     throw Error(Errc::exists, "interface " + req.ifname + " already exists in netns " + rec.netns);
 
-  Netlink nl_node = Netlink::in(nodens);
   for (unsigned attempt = 0;; ++attempt) {
     rec.host_ifname = host_ifname(req.name, attempt);
     if (!nl_node.link(rec.host_ifname)) break;

@@ -1,0 +1,129 @@
+#include "support.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+namespace ebpfnet::test {
+
+std::string unique(std::string_view prefix) {
+  static std::atomic<unsigned> counter{0};
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%05x%02x", static_cast<unsigned>(::getpid()) & 0xfffff,
+                counter++ & 0xff);
+  return std::string(prefix) + buf;
+}
+
+std::string ebpfnet_bin() { return EBPFNET_BIN; }
+
+CmdResult run(const std::vector<std::string>& argv, const std::string& input, int timeout_s) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (!input.empty()) (void)!write(in[1], input.data(), input.size());
+  close(in[1]);
+
+  CmdResult r;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  bool killed = false;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 && !killed) {
+      kill(pid, SIGKILL);  // our own child, by PID
+      killed = true;
+    }
+    if (poll(fds, 2, killed ? 1000 : static_cast<int>(left.count())) <= 0) {
+      if (killed) break;
+      continue;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, n);
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+CmdResult run_in(const std::string& netns, const std::vector<std::string>& argv, int timeout_s) {
+  std::vector<std::string> full = {"ip", "netns", "exec", netns};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return run(full, "", timeout_s);
+}
+
+TempStateDir::TempStateDir() {
+  char tmpl[] = "/tmp/ebpfnet-test-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempStateDir::~TempStateDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+Env env_at(const std::filesystem::path& state) {
+  Env e;
+  e.state_root = state;
+  return e;
+}
+}  // namespace
+
+SandboxNode::SandboxNode(const std::string& cidr, bool attach)
+    : env_(env_at(state_.path())), name_(unique("tn")), node_(env_, name_) {
+  Node::create(env_, name_, *Ipv4Cidr::parse(cidr));
+  if (attach) node_.attach();
+}
+
+SandboxNode::~SandboxNode() {
+  try {
+    Node::destroy(env_, name_);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "destroying sandbox node " << name_ << ": " << e.what();
+  }
+}
+
+CmdResult SandboxNode::cli(const std::vector<std::string>& args, int timeout_s) {
+  std::vector<std::string> full = {ebpfnet_bin(), "--state-dir", env_.state_root.string(),
+                                   "--node", name_};
+  full.insert(full.end(), args.begin(), args.end());
+  return run(full, "", timeout_s);
+}
+
+}  // namespace ebpfnet::test

@@ -1,0 +1,77 @@
+// Shared by the test suites: unique names, running commands, sandbox nodes.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ebpfnet/node.hpp"
+
+namespace ebpfnet::test {
+
+// Tests that need root or a kernel feature skip loudly (ctest shows them as
+// skipped, never as passed).
+#define EBPFNET_REQUIRE_ROOT()                                                          \
+  do {                                                                                  \
+    if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED: needs root (netns, bpf, netlink)";  \
+  } while (0)
+
+// prefix + a per-process, per-call suffix: unique across runs sharing a
+// machine, at most prefix + 7 characters.
+std::string unique(std::string_view prefix);
+
+struct CmdResult {
+  int code = -1;  // exit code, or 128 + signal
+  std::string out, err;
+};
+
+// Runs argv (no shell) with stdin from `input`, capturing stdout and stderr.
+// Killed after timeout_s seconds.
+CmdResult run(const std::vector<std::string>& argv, const std::string& input = "",
+              int timeout_s = 60);
+
+// Runs argv inside a named namespace (ip netns exec NAME argv...).
+CmdResult run_in(const std::string& netns, const std::vector<std::string>& argv,
+                 int timeout_s = 30);
+
+// A private state directory, removed when the object goes.
+class TempStateDir {
+ public:
+  TempStateDir();
+  ~TempStateDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A sandbox node with its own state directory, destroyed (with everything
+// in it) when the object goes, also when a test fails midway.
+class SandboxNode {
+ public:
+  explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true);
+  ~SandboxNode();
+  SandboxNode(const SandboxNode&) = delete;
+  SandboxNode& operator=(const SandboxNode&) = delete;
+
+  Node& node() { return node_; }
+  const Env& env() const { return env_; }
+  const std::string& name() const { return name_; }
+  // ebpfnet --state-dir <ours> --node <ours> args...
+  CmdResult cli(const std::vector<std::string>& args, int timeout_s = 60);
+
+ private:
+  TempStateDir state_;
+  Env env_;
+  std::string name_;
+  Node node_;
+};
+
+// The ebpfnet binary under test.
+std::string ebpfnet_bin();
+
+}  // namespace ebpfnet::test

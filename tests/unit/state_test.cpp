@@ -1,0 +1,154 @@
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/ipam.hpp"
+#include "ebpfnet/state.hpp"
+#include "support.hpp"
+
+namespace ebpfnet {
+namespace {
+
+NodeState sample() {
+  NodeState s;
+  s.name = "lab";
+  s.cidr = *Ipv4Cidr::parse("10.240.0.0/24");
+  s.last_allocated = *Ipv4::parse("10.240.0.3");
+  s.attached = true;
+  s.tc_mode = TcMode::tcx;
+  EndpointRecord e;
+  e.name = "web";
+  e.netns = "web";
+  e.netns_path = "/run/netns/web";
+  e.netns_owned = true;
+  e.ip = *Ipv4::parse("10.240.0.3");
+  e.mac = *parse_mac("02:00:00:00:00:03");
+  e.host_ifname = "ep-web";
+  e.host_ifindex = 7;
+  e.host_mac = *parse_mac("02:00:00:00:01:03");
+  e.tc_mode = TcMode::clsact;
+  s.endpoints.push_back(e);
+  return s;
+}
+
+TEST(StateStore, RoundTrips) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  EXPECT_FALSE(store.exists());
+  auto lock = store.lock();
+  store.save(sample());
+  EXPECT_TRUE(store.exists());
+  NodeState s = store.load();
+  EXPECT_EQ(s.name, "lab");
+  EXPECT_EQ(s.cidr.str(), "10.240.0.0/24");
+  EXPECT_EQ(s.tc_mode, TcMode::tcx);
+  ASSERT_EQ(s.endpoints.size(), 1u);
+  const auto& e = s.endpoints[0];
+  EXPECT_EQ(e.ip.str(), "10.240.0.3");
+  EXPECT_EQ(mac_str(e.mac), "02:00:00:00:00:03");
+  EXPECT_EQ(e.host_ifindex, 7);
+  EXPECT_EQ(e.tc_mode, TcMode::clsact);
+  EXPECT_TRUE(e.netns_owned);
+  EXPECT_NE(s.find("web"), nullptr);
+  EXPECT_EQ(s.find("db"), nullptr);
+}
+
+TEST(StateStore, MissingNodeIsNotFound) {
+  test::TempStateDir dir;
+  try {
+    StateStore(dir.path(), "nope").load();
+    FAIL() << "load of a missing node succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::not_found);
+  }
+}
+
+TEST(StateStore, CorruptStateIsAnErrorNotACrash) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock();
+  std::ofstream(store.dir() / "state.json") << "{\"version\": 1, \"name\": ";
+  EXPECT_THROW(store.load(), Error);
+}
+
+// A writer that died before its rename leaves only the temp file: the last
+// complete state is what a reader sees.
+TEST(StateStore, InterruptedWriteLeavesTheOldState) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock();
+  store.save(sample());
+  std::ofstream(store.dir() / "state.json.tmp") << "{ half written";
+  EXPECT_EQ(store.load().endpoints.size(), 1u);
+  NodeState next = sample();
+  next.endpoints.clear();
+  store.save(next);
+  EXPECT_TRUE(store.load().endpoints.empty());
+  EXPECT_FALSE(std::filesystem::exists(store.dir() / "state.json.tmp"));
+}
+
+TEST(StateStore, LockExcludesOtherProcesses) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock();
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open((store.dir() / "lock").c_str(), O_RDWR);
+    _exit(flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "a second process took the lock while it was held";
+}
+
+// Many processes allocating at once under the lock never hand out an address twice.
+TEST(StateStore, ConcurrentAllocationsAreDistinct) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  {
+    auto lock = store.lock();
+    NodeState s = sample();
+    s.endpoints.clear();
+    store.save(s);
+  }
+  constexpr int kProcs = 6, kEach = 15;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      for (int i = 0; i < kEach; ++i) {
+        auto lock = store.lock();
+        NodeState s = store.load();
+        std::set<Ipv4> used;
+        for (const auto& e : s.endpoints) used.insert(e.ip);
+        Ipam ipam(s.cidr, used, s.last_allocated);
+        EndpointRecord e = sample().endpoints[0];
+        e.name = "p" + std::to_string(p) + "-" + std::to_string(i);
+        e.ip = ipam.allocate();
+        s.last_allocated = ipam.last();
+        s.endpoints.push_back(e);
+        store.save(s);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t k : kids) {
+    int status = 0;
+    waitpid(k, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  NodeState s = store.load();
+  ASSERT_EQ(s.endpoints.size(), size_t{kProcs * kEach});
+  std::set<Ipv4> ips;
+  for (const auto& e : s.endpoints) ips.insert(e.ip);
+  EXPECT_EQ(ips.size(), size_t{kProcs * kEach});
+}
+
+}  // namespace
+}  // namespace ebpfnet
