@@ -82,7 +82,7 @@ void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const 
   bool had_dir = std::filesystem::exists(store.dir());
   Undo undo;
   if (!had_dir) undo.push("state directory", [&] { store.remove(); });
-  auto lock = store.lock();
+  auto lock = store.lock(true);
   if (store.exists()) throw Error(Errc::exists, "node '" + name + "' already exists");
   checkpoint(cp, "netns");
   netns::add(name);
@@ -112,10 +112,7 @@ std::vector<std::string> Node::list(const Env& env) {
 void Node::destroy(const Env& env, const std::string& name) {
   Node node(env, name);
   auto lock = node.store_.lock();
-  if (!node.store_.exists()) {
-    node.store_.remove();
-    throw Error(Errc::not_found, "node '" + name + "' does not exist");
-  }
+  if (!node.store_.exists()) throw Error(Errc::not_found, "node '" + name + "' does not exist");
   NodeState st = node.store_.load();
   auto maps = Datapath::open_pinned_maps(node.pin_dir());
   for (const auto& e : st.endpoints) node.remove_endpoint_parts(e, maps ? &*maps : nullptr);
@@ -127,7 +124,12 @@ void Node::destroy(const Env& env, const std::string& name) {
 
 AttachResult Node::attach(const AttachOptions& opts) {
   ensure_bpffs();
-  auto lock = store_.lock();
+  // Only the root node is made by attach; a sandbox node must exist already.
+  if (!is_root() && !store_.exists())
+    throw Error(Errc::not_found, "node '" + name_ + "' does not exist (ebpfnet node create " +
+                                     name_ + " --cidr CIDR)");
+  bool had_dir = std::filesystem::exists(store_.dir());
+  auto lock = store_.lock(true);
   NodeState st;
   if (store_.exists()) {
     st = store_.load();
@@ -138,12 +140,9 @@ AttachResult Node::attach(const AttachOptions& opts) {
     st.name = name_;
     st.sandbox = false;
     st.cidr = *opts.cidr;
-  } else if (is_root()) {
-    throw Error(Errc::usage, "the root node has no pool yet: attach --cidr CIDR");
   } else {
-    store_.remove();
-    throw Error(Errc::not_found, "node '" + name_ + "' does not exist (ebpfnet node create " +
-                                     name_ + " --cidr CIDR)");
+    if (!had_dir) store_.remove();
+    throw Error(Errc::usage, "the root node has no pool yet: attach --cidr CIDR");
   }
   return attach_locked(st, opts);
 }
@@ -225,6 +224,8 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
   rec.name = req.name;
   rec.ifname = req.ifname;
   rec.ip = ip;
+  rec.container_id = req.container_id;
+  rec.cni_network = req.cni_network;
 
   checkpoint(cp, "netns");
   if (req.netns) {

@@ -61,7 +61,9 @@ json to_json(const EndpointRecord& e) {
           {"host_ifname", e.host_ifname},
           {"host_ifindex", e.host_ifindex},
           {"host_mac", mac_str(e.host_mac)},
-          {"tc_mode", to_string(e.tc_mode)}};
+          {"tc_mode", to_string(e.tc_mode)},
+          {"container_id", e.container_id},
+          {"cni_network", e.cni_network}};
 }
 
 EndpointRecord endpoint_from(const json& j) {
@@ -77,6 +79,9 @@ EndpointRecord endpoint_from(const json& j) {
   e.host_ifindex = j.at("host_ifindex").get<int>();
   e.host_mac = mac_from(j.at("host_mac"));
   e.tc_mode = mode_from(j.at("tc_mode"));
+  // Absent from state written before the CNI plugin existed.
+  e.container_id = j.value("container_id", "");
+  e.cni_network = j.value("cni_network", "");
   return e;
 }
 
@@ -85,10 +90,14 @@ EndpointRecord endpoint_from(const json& j) {
 StateStore::StateStore(std::filesystem::path root, std::string node)
     : dir_(std::move(root) / node), node_(std::move(node)) {}
 
-StateStore::Lock StateStore::lock() const {
+StateStore::Lock StateStore::lock(bool create) const {
   std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) throw Error(Errc::failed, "creating state directory " + dir_.string() + ": " + ec.message());
+  if (create) {
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) throw Error(Errc::failed, "creating state directory " + dir_.string() + ": " + ec.message());
+  } else if (!std::filesystem::is_directory(dir_)) {
+    throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " + dir_.string() + ")");
+  }
   std::string path = (dir_ / "lock").string();
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) throw_errno(errno, "opening lock " + path);

@@ -44,6 +44,15 @@ struct EndpointRequest {
   std::optional<Ipv4> ip;            // default: the next free address of the pool
   std::optional<std::string> netns;  // an existing namespace: name, path or pid:N
   std::string ifname = "eth0";
+  std::string container_id;  // CNI: the runtime's container, recorded for DEL/CHECK/GC
+  std::string cni_network;   // CNI: the network (conflist name) adding it
+};
+
+// A CNI runtime's key for one attachment: container id and interface name.
+struct ContainerRef {
+  std::string id;
+  std::string ifname;
+  bool operator==(const ContainerRef&) const = default;
 };
 
 struct EndpointView {
@@ -86,6 +95,16 @@ class Node {
   void del_endpoint(const std::string& name);
   std::vector<EndpointView> endpoints();
   NodeStatus status();
+
+  // For CNI runtimes (controller/node_cni.cpp), each under the node's lock.
+  // A node that does not exist has no state and no endpoints.
+  std::optional<NodeState> load_state();
+  std::optional<EndpointRecord> find_container_endpoint(const ContainerRef& c);
+  // Returns what was removed; nullopt: nothing was there.
+  std::optional<EndpointRecord> del_container_endpoint(const ContainerRef& c);
+  // Removes what `network` added for containers not in keep; returns them.
+  std::vector<EndpointRecord> gc_container_endpoints(const std::string& network,
+                                                     const std::vector<ContainerRef>& keep);
 
   const std::string& name() const { return name_; }
   bool is_root() const { return name_ == kRootNode; }

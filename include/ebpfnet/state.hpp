@@ -29,6 +29,10 @@ struct EndpointRecord {
   int host_ifindex = 0;
   Mac host_mac{};
   TcMode tc_mode = TcMode::tcx;
+  // Set when a CNI runtime added it: DEL, CHECK and GC find the endpoint by
+  // (container_id, ifname) and GC only touches its own network's.
+  std::string container_id;
+  std::string cni_network;
 };
 
 struct NodeState {
@@ -56,7 +60,9 @@ class StateStore {
    private:
     UniqueFd fd_;
   };
-  Lock lock() const;  // creates the node's directory if needed
+  // create: make the node's directory if missing (node create, first
+  // attach); otherwise a missing node is Errc::not_found and nothing is made.
+  Lock lock(bool create = false) const;
 
   bool exists() const;
   NodeState load() const;  // throws Errc::not_found when the node has no state

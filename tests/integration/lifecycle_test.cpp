@@ -1,0 +1,290 @@
+// What endpoint del and node delete leave behind (nothing), what the
+// command line reports, named namespaces shared with iproute2 both ways, and
+// addresses handed out across separate processes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/netlink.hpp"
+#include "ebpfnet/probe.hpp"
+#include "support.hpp"
+
+namespace ebpfnet {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::CmdResult;
+using test::run;
+using test::run_in;
+using test::SandboxNode;
+using test::unique;
+
+// Deletes a named namespace at scope exit if the test has not.
+class NsCleanup {
+ public:
+  explicit NsCleanup(std::string name) : name_(std::move(name)) {}
+  ~NsCleanup() {
+    try {
+      if (netns::exists(name_)) netns::del(name_);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "deleting namespace " << name_ << ": " << e.what();
+    }
+  }
+  NsCleanup(const NsCleanup&) = delete;
+  NsCleanup& operator=(const NsCleanup&) = delete;
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+
+// A node made and deleted by the command line, with a private state
+// directory; destroyed at scope exit if the test has not.
+struct CliNode {
+  test::TempStateDir state;
+  Env env{state.path()};
+  std::string name = unique("tl");
+
+  ~CliNode() {
+    if (!fs::exists(env.state_root / name / "state.json")) return;  // the test deleted it
+    try {
+      Node::destroy(env, name);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "destroying node " << name << ": " << e.what();
+    }
+  }
+  CmdResult cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {test::ebpfnet_bin(), "--state-dir", env.state_root.string()});
+    return run(args, "", 30);
+  }
+};
+
+CmdResult ebpfnet(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {test::ebpfnet_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, "", 10);
+}
+
+// The first word of every line: `ip netns list` adds "(id: N)" after a name.
+std::set<std::string> names_in(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.insert(line.substr(0, line.find(' ')));
+  return out;
+}
+
+EndpointRecord cli_add(SandboxNode& sb, const std::string& name) {
+  CmdResult r = sb.cli({"endpoint", "add", name}, 20);
+  if (r.code != 0) throw std::runtime_error("endpoint add " + name + ": " + r.err);
+  for (const auto& v : sb.node().endpoints())
+    if (v.rec.name == name) return v.rec;
+  throw std::runtime_error("endpoint " + name + " missing from the state");
+}
+
+TEST(Lifecycle, EndpointDelLeavesNothingBehind) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord keep = cli_add(sb, unique("tk"));
+  EndpointRecord gone = cli_add(sb, unique("tg"));
+  ASSERT_TRUE(probe_icmp(Netns::open_named(gone.name), keep.ip).ok);
+
+  Netns nodens = sb.node().netns();
+  Netlink nl = Netlink::in(nodens);
+  fs::path pin = sb.node().pin_dir() / "links" / gone.host_ifname;
+  auto maps = Datapath::open_pinned_maps(sb.node().pin_dir());
+  ASSERT_TRUE(maps);
+  auto route_to = [&](Ipv4 ip) {
+    auto routes = nl.routes();
+    return std::any_of(routes.begin(), routes.end(), [&](const Route& r) {
+      return r.dst == Ipv4Cidr{ip, 32};
+    });
+  };
+  auto addresses_on = [&](int ifindex) { return nl.addresses(ifindex).size(); };
+  // Everything checked below is there before, so its absence means something.
+  ASSERT_TRUE(nl.link(gone.host_ifname));
+  ASSERT_TRUE(route_to(gone.ip));
+  ASSERT_GT(addresses_on(gone.host_ifindex), 0u);
+  ASSERT_TRUE(maps->endpoint_by_ip(gone.ip));
+  ASSERT_EQ(fs::exists(pin), gone.tc_mode == TcMode::tcx);
+
+  CmdResult del = sb.cli({"endpoint", "del", gone.name});
+  ASSERT_EQ(del.code, 0) << del.err;
+
+  EXPECT_FALSE(nl.link(gone.host_ifname));
+  for (const auto& l : nl.links()) EXPECT_NE(l.ifindex, gone.host_ifindex) << l.name;
+  EXPECT_FALSE(netns::exists(gone.name));
+  EXPECT_FALSE(maps->endpoint_by_ip(gone.ip));
+  EXPECT_FALSE(maps->endpoint_by_ifindex(gone.host_ifindex));
+  EXPECT_FALSE(maps->stats(gone.host_ifindex));
+  EXPECT_FALSE(route_to(gone.ip));
+  EXPECT_EQ(addresses_on(gone.host_ifindex), 0u);
+  EXPECT_FALSE(fs::exists(pin));
+
+  // The other endpoint is untouched.
+  EXPECT_TRUE(maps->endpoint_by_ip(keep.ip));
+  EXPECT_EQ(maps->endpoint_count(), 1u);
+  auto views = sb.node().endpoints();
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].rec.name, keep.name);
+  EXPECT_NE(views[0].prog_id, 0u);
+
+  // Deleting it again is refused, not silently repeated.
+  EXPECT_EQ(sb.cli({"endpoint", "del", gone.name}).code, static_cast<int>(Errc::not_found));
+}
+
+TEST(Lifecycle, NodeDeleteRemovesNamespacePinsAndState) {
+  EBPFNET_REQUIRE_ROOT();
+  CliNode n;
+  std::string a = unique("tp"), b = unique("tp");
+  CmdResult r = n.cli({"node", "create", n.name, "--cidr", "10.241.0.0/24"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"--node", n.name, "attach"},
+                                             {"--node", n.name, "endpoint", "add", a},
+                                             {"--node", n.name, "endpoint", "add", b}}) {
+    r = n.cli(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  fs::path pins = n.env.pin_root / n.name, state = n.env.state_root / n.name;
+  ASSERT_TRUE(netns::exists(n.name));
+  ASSERT_TRUE(netns::exists(a));
+  ASSERT_TRUE(fs::exists(pins / "from_endpoint"));
+  ASSERT_TRUE(fs::exists(state / "state.json"));
+  r = n.cli({"-o", "json", "node", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::array({n.name}));
+
+  r = n.cli({"node", "delete", n.name});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(netns::exists(n.name));
+  EXPECT_FALSE(netns::exists(a));
+  EXPECT_FALSE(netns::exists(b));
+  EXPECT_FALSE(fs::exists(pins));
+  EXPECT_FALSE(fs::exists(state));
+  r = n.cli({"-o", "json", "node", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::array());
+  EXPECT_EQ(n.cli({"node", "delete", n.name}).code, static_cast<int>(Errc::not_found));
+}
+
+TEST(Lifecycle, EndpointListJsonHasEveryField) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord rec = cli_add(sb, unique("tj"));
+  CmdResult r = sb.cli({"-o", "json", "endpoint", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json list = json::parse(r.out);
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 1u);
+  const json& e = list[0];
+  EXPECT_EQ(e.at("name"), rec.name);
+  EXPECT_EQ(e.at("ip"), rec.ip.str());
+  EXPECT_TRUE(parse_mac(e.at("mac").get<std::string>()));
+  EXPECT_EQ(e.at("mac"), mac_str(rec.mac));
+  EXPECT_EQ(e.at("netns"), rec.name);
+  EXPECT_EQ(e.at("netns_owned"), true);
+  EXPECT_EQ(e.at("ifname"), "eth0");
+  EXPECT_EQ(e.at("host_ifname"), "ep-" + rec.name);
+  EXPECT_EQ(e.at("host_ifindex"), rec.host_ifindex);
+  EXPECT_GT(e.at("host_ifindex").get<int>(), 0);
+  EXPECT_EQ(e.at("tc_mode"), to_string(rec.tc_mode));
+  auto st = sb.node().status();
+  ASSERT_TRUE(st.prog);
+  EXPECT_EQ(e.at("prog_id"), st.prog->id);
+  const json& stats = e.at("stats");
+  for (const char* k : {"tx_packets", "tx_bytes", "rx_packets", "rx_bytes"})
+    EXPECT_TRUE(stats.at(k).is_number_unsigned()) << k;
+  for (int reason = 0; reason < EBPFNET_DROP_REASON_MAX; ++reason)
+    EXPECT_TRUE(stats.at("drops").at(std::string(drop_reason_name(reason))).is_number_unsigned());
+}
+
+TEST(Lifecycle, EbpfnetNamespacesWorkWithIproute2) {
+  EBPFNET_REQUIRE_ROOT();
+  NsCleanup ns(unique("tq"));
+  CmdResult r = ebpfnet({"ns", "add", ns.name()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(names_in(run({"ip", "netns", "list"}).out).count(ns.name()));
+  r = run_in(ns.name(), {"ip", "-o", "link", "show"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // A new namespace has loopback only.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find(": lo:"), std::string::npos) << r.out;
+
+  r = ebpfnet({"ns", "del", ns.name()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(names_in(run({"ip", "netns", "list"}).out).count(ns.name()));
+  EXPECT_FALSE(netns::exists(ns.name()));
+}
+
+TEST(Lifecycle, Iproute2NamespacesWorkWithEbpfnet) {
+  EBPFNET_REQUIRE_ROOT();
+  NsCleanup ns(unique("ti"));
+  ASSERT_EQ(run({"ip", "netns", "add", ns.name()}).code, 0);
+  CmdResult r = ebpfnet({"ns", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(names_in(r.out).count(ns.name())) << r.out;
+  r = ebpfnet({"-o", "json", "ns", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto names = json::parse(r.out).get<std::vector<std::string>>();
+  EXPECT_NE(std::find(names.begin(), names.end(), ns.name()), names.end());
+
+  // The command's exit code and output come through; flags belong to it.
+  r = ebpfnet({"ns", "exec", ns.name(), "sh", "-c", "echo out-$((3+4)); exit 7"});
+  EXPECT_EQ(r.code, 7) << r.err;
+  EXPECT_EQ(r.out, "out-7\n");
+
+  // /sys shows the namespace's devices, not the caller's.
+  r = run_in(ns.name(), {"ip", "link", "add", "tv0", "type", "veth", "peer", "name", "tv1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = ebpfnet({"ns", "exec", ns.name(), "ls", "/sys/class/net"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "lo\ntv0\ntv1\n");
+
+  ASSERT_EQ(run({"ip", "netns", "del", ns.name()}).code, 0);
+  r = ebpfnet({"ns", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(names_in(r.out).count(ns.name()));
+}
+
+TEST(Lifecycle, AddressesPersistAcrossProcesses) {
+  EBPFNET_REQUIRE_ROOT();
+  // A /29: the gateway is .1, so .2 to .6 are handed out.
+  SandboxNode sb("10.242.0.0/29");
+  std::vector<EndpointRecord> eps;
+  std::set<std::string> ips;
+  for (int i = 0; i < 5; ++i) {
+    eps.push_back(cli_add(sb, unique("ta")));
+    ips.insert(eps.back().ip.str());
+  }
+  EXPECT_EQ(ips, (std::set<std::string>{"10.242.0.2", "10.242.0.3", "10.242.0.4", "10.242.0.5",
+                                        "10.242.0.6"}));
+  std::string extra = unique("ta");
+  CmdResult r = sb.cli({"endpoint", "add", extra});
+  EXPECT_EQ(r.code, static_cast<int>(Errc::exhausted)) << r.err;
+  EXPECT_FALSE(netns::exists(extra));
+
+  // Released, the address is the one free again.
+  r = sb.cli({"endpoint", "del", eps[1].name});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EndpointRecord again = cli_add(sb, extra);
+  EXPECT_EQ(again.ip.str(), eps[1].ip.str());
+}
+
+TEST(Lifecycle, ReleasedAddressIsNotHandedOutAtOnce) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord first = cli_add(sb, unique("ta"));
+  ASSERT_EQ(sb.cli({"endpoint", "del", first.name}).code, 0);
+  EndpointRecord second = cli_add(sb, unique("ta"));
+  EXPECT_NE(second.ip.str(), first.ip.str());
+}
+
+}  // namespace
+}  // namespace ebpfnet

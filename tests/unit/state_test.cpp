@@ -40,7 +40,7 @@ TEST(StateStore, RoundTrips) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
   EXPECT_FALSE(store.exists());
-  auto lock = store.lock();
+  auto lock = store.lock(true);
   store.save(sample());
   EXPECT_TRUE(store.exists());
   NodeState s = store.load();
@@ -68,10 +68,22 @@ TEST(StateStore, MissingNodeIsNotFound) {
   }
 }
 
+TEST(StateStore, LockingAMissingNodeMakesNothing) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "ghost");
+  try {
+    store.lock();
+    FAIL() << "locked a node that does not exist";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::not_found);
+  }
+  EXPECT_FALSE(std::filesystem::exists(store.dir()));
+}
+
 TEST(StateStore, CorruptStateIsAnErrorNotACrash) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
-  auto lock = store.lock();
+  auto lock = store.lock(true);
   std::ofstream(store.dir() / "state.json") << "{\"version\": 1, \"name\": ";
   EXPECT_THROW(store.load(), Error);
 }
@@ -81,7 +93,7 @@ TEST(StateStore, CorruptStateIsAnErrorNotACrash) {
 TEST(StateStore, InterruptedWriteLeavesTheOldState) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
-  auto lock = store.lock();
+  auto lock = store.lock(true);
   store.save(sample());
   std::ofstream(store.dir() / "state.json.tmp") << "{ half written";
   EXPECT_EQ(store.load().endpoints.size(), 1u);
@@ -95,7 +107,7 @@ TEST(StateStore, InterruptedWriteLeavesTheOldState) {
 TEST(StateStore, LockExcludesOtherProcesses) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
-  auto lock = store.lock();
+  auto lock = store.lock(true);
   pid_t pid = fork();
   if (pid == 0) {
     int fd = open((store.dir() / "lock").c_str(), O_RDWR);
@@ -111,7 +123,7 @@ TEST(StateStore, ConcurrentAllocationsAreDistinct) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
   {
-    auto lock = store.lock();
+    auto lock = store.lock(true);
     NodeState s = sample();
     s.endpoints.clear();
     store.save(s);

@@ -22,18 +22,18 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   auto* add = ep->add_subcommand(
       "add", "wire a namespace to the node: veth, address, routes, datapath entry");
   add->add_option("NAME", a->name, "endpoint name (and the new namespace's name)")->required();
-  add->add_option("--ip", a->ip, "its address (default: the next free one of the pool)");
+  auto* ip_opt = add->add_option("--ip", a->ip, "its address (default: the next free one of the pool)");
   auto* netns_opt = add->add_option(
       "--netns", a->netns, "wire an existing namespace (a name under /run/netns or a path)");
   add->add_option("--pid", a->pid, "wire the namespace of a running process (a container)")
       ->excludes(netns_opt);
   add->add_option("--ifname", a->ifname, "interface name inside the namespace")->capture_default_str();
-  add->callback([&ctx, &action, a] {
-    action = [&ctx, a] {
+  add->callback([&ctx, &action, a, ip_opt] {
+    action = [&ctx, a, given = ip_opt->count() > 0] {
       EndpointRequest req;
       req.name = a->name;
       req.ifname = a->ifname;
-      if (!a->ip.empty()) {
+      if (given) {
         req.ip = Ipv4::parse(a->ip);
         if (!req.ip) throw Error(Errc::usage, "'" + a->ip + "' is not an IPv4 address");
       }

@@ -52,7 +52,7 @@ void add_ns_commands(CLI::App& app, Context& ctx, Action& action) {
   auto* exec = ns->add_subcommand(
       "exec", "run a command in a namespace, as `ip netns exec` does: ns exec NAME CMD [ARGS...]");
   // Everything after NAME belongs to the command, flags included.
-  exec->prefix_command();
+  exec->prefix_command()->fallthrough(false);  // main()'s fallthrough would take CMD
   exec->callback([&action, exec] {
     action = [exec]() -> int {
       auto rest = exec->remaining();

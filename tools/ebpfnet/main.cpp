@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
       "forward with bpf_redirect_peer instead of a Linux bridge and iptables.",
       "ebpfnet"};
   app.footer(kExitCodes);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("ebpfnet: ") + e.what() + " (see --help)\n";
+  });
   app.require_subcommand(1);
   app.fallthrough();
 
