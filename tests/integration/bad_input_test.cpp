@@ -16,24 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::CmdResult;
+using test::entries;
+using test::read_file;
 using test::run;
 using test::SandboxNode;
 using test::unique;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // What a refused command may not change. Everything here is private to the
 // test's node and state directory, so other tests running at once do not

@@ -15,6 +15,8 @@ namespace ebpfnet {
 namespace {
 
 namespace fs = std::filesystem;
+using test::entries;
+using test::read_file;
 using test::SandboxNode;
 using test::unique;
 
@@ -46,20 +48,6 @@ std::vector<std::string> steps_through(const std::vector<std::string>& steps,
   return {steps.begin(), end == steps.end() ? end : end + 1};
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 std::vector<std::string> link_names(const Netns& ns) {
   std::vector<std::string> out;

@@ -5,10 +5,13 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace ebpfnet::test {
 
@@ -21,6 +24,21 @@ std::string unique(std::string_view prefix) {
 }
 
 std::string ebpfnet_bin() { return EBPFNET_BIN; }
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> entries(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 CmdResult run(const std::vector<std::string>& argv, const std::string& input, int timeout_s) {
   int in[2], out[2], err[2];

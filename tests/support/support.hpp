@@ -71,6 +71,11 @@ class SandboxNode {
   Node node_;
 };
 
+// The whole file ("" when it cannot be read).
+std::string read_file(const std::filesystem::path& p);
+// The names in a directory, sorted ({} when it does not exist).
+std::vector<std::string> entries(const std::filesystem::path& dir);
+
 // The ebpfnet binary under test.
 std::string ebpfnet_bin();
 
