@@ -320,7 +320,12 @@ void Node::remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps) {
   // Deleting one side deletes the pair, with its addresses, routes and neighbour.
   Netlink nl = Netlink::in(nodens);
   auto l = nl.link(e.host_ifname);
-  if (l && l->ifindex == e.host_ifindex) nl.delete_link(l->ifindex);
+  try {
+    if (l && l->ifindex == e.host_ifindex) nl.delete_link(l->ifindex);
+  } catch (const Error& err) {
+    // The endpoint's namespace is being torn down and takes the pair with it.
+    if (err.code() != Errc::not_found) throw;
+  }
   if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
 }
 

@@ -1,0 +1,99 @@
+// ADD: the container's namespace becomes an endpoint of the node.
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cni.hpp"
+#include "ebpfnet/fd.hpp"
+#include "ebpfnet/netlink.hpp"
+
+namespace ebpfnet::cni {
+namespace {
+
+// Checked before the node is locked, so a bad CNI_NETNS costs nothing and
+// gets its own code: a namespace that is gone means the container is.
+void check_netns(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT)
+    throw CniError(kUnknownContainer, "network namespace " + path + " does not exist",
+                   "the container is gone, or CNI_NETNS is wrong");
+  if (!fd.valid())
+    throw CniError(kIoFailure, "opening network namespace " + path + ": " + std::strerror(errno));
+  if (::ioctl(fd.get(), NS_GET_NSTYPE) != CLONE_NEWNET)
+    throw CniError(kInvalidEnv, "CNI_NETNS " + path + " is not a network namespace");
+}
+
+// The node's state, made on first use for the root node (a runtime alone is
+// enough: the config's subnet becomes its pool). A sandbox node must exist.
+NodeState node_state(Node& node, const NetConf& conf) {
+  auto st = node.load_state();
+  if (!st && !node.is_root())
+    throw CniError(kInvalidConfig, "node '" + node.name() + "' does not exist",
+                   "create it with `ebpfnet node create " + node.name() +
+                       " --cidr CIDR`, or set \"node\" to an existing one");
+  if (!st) {
+    if (!conf.subnet)
+      throw CniError(kInvalidConfig,
+                     "the root node has no address pool yet: set \"subnet\" in the network config");
+    spdlog::info("node {}: first use, attaching the datapath with pool {}", node.name(),
+                 conf.subnet->str());
+    node.attach({conf.subnet, std::nullopt});
+    st = node.load_state();
+    if (!st) throw CniError(kIoFailure, "node " + node.name() + " has no state after attach");
+  }
+  if (conf.subnet && !(*conf.subnet == st->cidr))
+    throw CniError(kInvalidConfig, "network config: \"subnet\" " + conf.subnet->str() +
+                                       " is not the pool of node '" + node.name() + "' (" +
+                                       st->cidr.str() + ")");
+  return *st;
+}
+
+// ebpfnet gives its interface the container's default route (via the
+// node's gateway), so it must be the container's primary network: a second
+// interface would fail on that route, and is refused up front with why.
+void check_no_default_route(const std::string& path) {
+  for (const auto& r : Netlink::in(Netns::open_path(path)).routes())
+    if (r.dst.prefix == 0)
+      throw CniError(kInUse, "the container already has a default route",
+                     "ebpfnet-cni sets the container's default route, so it can only be the "
+                     "container's first (primary) network");
+}
+
+}  // namespace
+
+void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
+  if (!conf.port_mappings.empty())
+    throw CniError(kUnsupportedField,
+                   "runtimeConfig.portMappings: published ports need ebpfnet's NAT, which is "
+                   "not available yet",
+                   "run the container without published ports (-p)");
+  check_netns(inv.netns);
+  Node node(conf.env(), conf.node);
+  NodeState st = node_state(node, conf);
+  for (const auto& e : st.endpoints)
+    if (e.container_id == inv.container_id && e.ifname == inv.ifname)
+      throw CniError(kInUse,
+                     "container " + inv.container_id + " " + inv.ifname +
+                         " already exists as endpoint " + e.name + " (" + e.ip.str() + ")",
+                     "a runtime must DEL an attachment before it ADDs it again");
+  check_no_default_route(inv.netns);
+
+  EndpointRequest req;
+  req.name = endpoint_name(inv.container());
+  req.netns = inv.netns;
+  req.ifname = inv.ifname;
+  req.container_id = inv.container_id;
+  req.cni_network = conf.name;
+  // Attaches the node's datapath first if it is not (and logs that).
+  EndpointRecord rec = node.add_endpoint(req);
+
+  std::string node_sandbox = node.is_root() ? "" : netns::path_of(node.name());
+  out << make_result(conf, inv, rec, st.gateway(), node_sandbox).dump() << "\n";
+}
+
+}  // namespace ebpfnet::cni

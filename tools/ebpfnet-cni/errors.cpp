@@ -1,0 +1,34 @@
+// How failures reach the runtime: the spec's error JSON with a code.
+#include <algorithm>
+
+#include "cni.hpp"
+
+namespace ebpfnet::cni {
+
+bool supported(std::string_view version) {
+  return std::find(kVersions.begin(), kVersions.end(), version) != kVersions.end();
+}
+
+CniError from_ebpfnet(const Error& e, const std::string& details) {
+  switch (e.code()) {
+    // A system call, netlink, bpf or a state file refused: the spec's I/O failure.
+    case Errc::failed: return CniError(kIoFailure, e.what(), details);
+    // Bad input that got past the plugin's own checks comes from the config.
+    case Errc::usage: return CniError(kInvalidConfig, e.what(), details);
+    case Errc::not_found: return CniError(kNotFound, e.what(), details);
+    case Errc::exists: return CniError(kInUse, e.what(), details);
+    // A real failure, not a transient one: "try again later" (11) would make
+    // a runtime retry what cannot succeed until an address is released.
+    case Errc::exhausted: return CniError(kPoolExhausted, e.what(), details);
+    case Errc::environment: return CniError(kEnvironment, e.what(), details);
+  }
+  return CniError(kInternal, e.what(), details);
+}
+
+json error_json(std::string_view cni_version, const CniError& e) {
+  json j = {{"cniVersion", cni_version}, {"code", e.code()}, {"msg", e.what()}};
+  if (!e.details().empty()) j["details"] = e.details();
+  return j;
+}
+
+}  // namespace ebpfnet::cni
