@@ -7,6 +7,7 @@
 #include "lib/stats.h"
 #include "lib/arp.h"
 #include "lib/fwd.h"
+#include "lib/nat.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -33,9 +34,69 @@ static __always_inline int handle_arp(struct __sk_buff *skb, struct cursor *c, s
 	return TC_ACT_OK;
 }
 
+/* Traffic that conntrack or NAT may concern: replies of published ports,
+ * hairpin connections to a published port, and anything leaving through the
+ * uplink, which is masqueraded. */
+static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+					     struct iphdr *ip, struct ebpfnet_endpoint *dst,
+					     const struct ebpfnet_config *cfg, struct ebpfnet_ep_stats *st)
+{
+	struct bpf_fib_lookup route;
+	struct ebpfnet_pub_target *pub;
+	struct ebpfnet_ct_entry *e;
+	struct ebpfnet_ct_key x;
+	struct flow f;
+	__u64 now;
+	int rc = -1;
+
+	if (flow_of(skb, c, ip, &f) < 0) {
+		if (dst)
+			return fwd_to_endpoint(eth, ip, dst);
+		/* Untranslatable traffic must not leave with the endpoint's address. */
+		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
+		if (route_found(rc) && route.ifindex == cfg->uplink_ifindex)
+			return drop(st, EBPFNET_DROP_NAT_UNSUPPORTED);
+		return TC_ACT_OK;
+	}
+
+	now = bpf_ktime_get_ns();
+	e = ct_lookup(&f.key, now);
+	if (e) {
+		ct_update(e, cfg, &f, skb->len, now);
+		x = e->xlate;
+	} else if (f.key.daddr == cfg->uplink_ip && (pub = published_target(&f))) {
+		if (dnat_create(&f, pub, cfg, skb->len, now, &x))
+			return drop(st, EBPFNET_DROP_CT_FULL);
+	} else if (dst) {
+		return fwd_to_endpoint(eth, ip, dst);
+	} else {
+		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
+		if (!route_found(rc) || route.ifindex != cfg->uplink_ifindex)
+			return TC_ACT_OK;
+		rc = snat_create(&f, cfg, skb->len, now, &x);
+		if (rc == -1)
+			return drop(st, EBPFNET_DROP_NAT_NO_PORT);
+		if (rc)
+			return drop(st, EBPFNET_DROP_CT_FULL);
+	}
+
+	if (nat_apply(skb, &f, &x) || reparse_ipv4(skb, &eth, &ip))
+		return drop(st, EBPFNET_DROP_MALFORMED);
+	dst = bpf_map_lookup_elem(&ep_by_ip, &x.daddr);
+	if (dst) {
+		count_rx(dst->ifindex, skb);
+		return fwd_to_endpoint(eth, ip, dst);
+	}
+	rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
+	if (!route_found(rc))
+		return drop(st, EBPFNET_DROP_NO_ROUTE);
+	return fwd_routed(eth, ip, &route, rc);
+}
+
 static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
 				       const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
 {
+	const struct ebpfnet_config *cfg = node_config();
 	struct ebpfnet_endpoint *dst;
 	struct iphdr *ip = parse_ipv4(c);
 
@@ -45,9 +106,13 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 		return drop(st, EBPFNET_DROP_SPOOFED_IP);
 
 	count_tx(st, skb);
-	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
 	/* An expiring TTL goes to the stack, which answers with time-exceeded. */
-	if (!dst || ip->ttl <= 1)
+	if (ip->ttl <= 1)
+		return TC_ACT_OK;
+	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
+	if (cfg && cfg->uplink_ifindex && (!dst || cfg->published))
+		return nat_from_endpoint(skb, c, eth, ip, dst, cfg, st);
+	if (!dst)
 		return TC_ACT_OK;
 	count_rx(dst->ifindex, skb);
 	return fwd_to_endpoint(eth, ip, dst);
