@@ -9,6 +9,7 @@
 #include "lib/eth.h"
 #include "lib/fwd.h"
 #include "lib/nat.h"
+#include "lib/icmp_err.h"
 
 static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
@@ -54,10 +55,17 @@ int from_uplink(struct __sk_buff *skb)
 			return to_endpoint(skb, ip->daddr);
 		return TC_ACT_OK;
 	}
-	if (flow_of(skb, &c, ip, &f) < 0)
-		return TC_ACT_OK;
-
 	now = bpf_ktime_get_ns();
+	if (flow_of(skb, &c, ip, &f) < 0) {
+		struct icmp_err err;
+		__be32 dst;
+
+		if (icmp_err_parse(skb, &c, ip, &err) ||
+		    icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
+			return TC_ACT_OK;
+		return to_endpoint(skb, dst);
+	}
+
 	e = ct_lookup(&f.key, now);
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
