@@ -125,8 +125,12 @@ void Datapath::pin(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir / "links", ec);
   for (size_t i = 0; i < kMapNames.size(); ++i) pin_fd(maps_.fd(i), dir / "maps" / kMapNames[i]);
   // The programs last: their pins are what mark the datapath as attached.
-  pin_fd(from_uplink_.get(), dir / "from_uplink");
-  pin_fd(from_endpoint_.get(), dir / "from_endpoint");
+  // A reload replaces the programs of an older one.
+  for (auto [fd, name] : {std::pair{from_uplink_.get(), "from_uplink"},
+                          std::pair{from_endpoint_.get(), "from_endpoint"}}) {
+    std::filesystem::remove(dir / name, ec);
+    pin_fd(fd, dir / name);
+  }
 }
 
 ProgInfo Datapath::prog_info(int prog_fd) {

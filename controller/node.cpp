@@ -163,6 +163,9 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
   auto dp = Datapath::open_pinned(pin_dir());
   if (!dp) {
     auto maps = Datapath::open_pinned_maps(pin_dir());
+    // Map pins of an older layout (fewer maps) are replaced; the endpoints'
+    // entries are written again below.
+    if (!maps) remove_pins(pin_dir() / "maps");
     dp = Datapath::load({st.gateway()}, maps ? &*maps : nullptr);
     if (!maps) undo.push("pins", [this] { remove_pins(pin_dir()); });
     dp->pin(pin_dir());

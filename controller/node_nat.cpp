@@ -83,6 +83,10 @@ void Node::write_config_locked(const NodeState& st, DatapathMaps& maps) {
     cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
     cfg.uplink_ip = addrs.front().ip.be();
   }
+  // The published map follows the state (after a reload it starts empty).
+  for (const auto& p : st.published)
+    for (const auto& e : st.endpoints)
+      if (e.name == p.endpoint) maps.put_published({proto_number(p.proto), p.port, e.ip, p.target_port});
   cfg.nat_port_min = kNatPortMin;
   cfg.nat_port_max = kNatPortMax;
   cfg.published = static_cast<__u32>(st.published.size());
