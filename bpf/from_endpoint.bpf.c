@@ -142,6 +142,8 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 			return too_big(ip, st);
 		if (!route_found(rc) || route.ifindex != cfg->uplink_ifindex)
 			return TC_ACT_OK;
+		if (is_routed(ip->daddr))
+			return fwd_routed(eth, ip, &route, rc);
 		switch (snat_create(&f, cfg, skb->len, now, &x)) {
 		case 0:
 			break;

@@ -14,7 +14,7 @@
 namespace ebpfnet {
 namespace {
 
-enum MapIndex { kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished };
+enum MapIndex { kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted };
 
 int possible_cpus() {
   static const int n = libbpf_num_possible_cpus();
@@ -153,6 +153,25 @@ ebpfnet_config DatapathMaps::read_config() const {
   if (bpf_map_lookup_elem(fd(kConfig), &zero, &cfg) != 0)
     throw_errno(errno, "reading the datapath config");
   return cfg;
+}
+
+namespace {
+ebpfnet_prefix prefix_key(const Ipv4Cidr& c) {
+  return {static_cast<__u32>(c.prefix), c.network.be()};
+}
+}  // namespace
+
+void DatapathMaps::put_routed(const Ipv4Cidr& dst) {
+  ebpfnet_prefix key = prefix_key(dst);
+  __u8 one = 1;
+  if (bpf_map_update_elem(fd(kRouted), &key, &one, BPF_ANY) != 0)
+    throw_errno(errno, "writing routed prefix " + dst.str());
+}
+
+void DatapathMaps::delete_routed(const Ipv4Cidr& dst) {
+  ebpfnet_prefix key = prefix_key(dst);
+  if (bpf_map_delete_elem(fd(kRouted), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting routed prefix " + dst.str());
 }
 
 void DatapathMaps::put_published(const PublishedPort& p) {

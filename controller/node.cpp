@@ -75,7 +75,7 @@ std::filesystem::path Node::link_pin(const EndpointRecord& e) const {
 }
 
 void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp,
-                  bool uplink_sandbox) {
+                  bool uplink_sandbox, const std::string& outside) {
   validate_node_name(name);
   if (name == kRootNode)
     throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
@@ -97,8 +97,9 @@ void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const 
   NodeState st;
   if (uplink_sandbox) {
     checkpoint(cp, "uplink");
-    create_sandbox_uplink(name, undo);
-    st.uplink = UplinkRecord{"eth0", name + "-out", TcMode::tcx};
+    create_sandbox_uplink(name, outside, undo);
+    st.uplink = outside.empty() ? UplinkRecord{"eth0", name + "-out", TcMode::tcx, true}
+                                : UplinkRecord{"eth0", outside, TcMode::tcx, false};
   }
   checkpoint(cp, "state");
   st.name = name;
@@ -127,7 +128,8 @@ void Node::destroy(const Env& env, const std::string& name) {
   st.endpoints.clear();
   node.detach_locked(st);
   if (st.sandbox && netns::exists(name)) netns::del(name);
-  if (st.uplink && !st.uplink->outside.empty() && netns::exists(st.uplink->outside))
+  if (st.uplink && st.uplink->outside_owned && !st.uplink->outside.empty() &&
+      netns::exists(st.uplink->outside))
     netns::del(st.uplink->outside);
   node.store_.remove();
 }

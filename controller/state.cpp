@@ -130,7 +130,13 @@ NodeState StateStore::load() const {
     if (j.contains("uplink") && !j["uplink"].is_null())
       s.uplink = UplinkRecord{j["uplink"].at("ifname").get<std::string>(),
                               j["uplink"].at("outside").get<std::string>(),
-                              mode_from(j["uplink"].at("tc_mode"))};
+                              mode_from(j["uplink"].at("tc_mode")),
+                              j["uplink"].value("outside_owned", true)};
+    for (const auto& r : j.value("routes", json::array())) {
+      auto dst = Ipv4Cidr::parse(r.at("dst").get<std::string>());
+      if (!dst) throw Error(Errc::failed, "state: bad route " + r.dump());
+      s.routes.push_back({*dst, ip_from(r.at("via"))});
+    }
     for (const auto& p : j.value("published", json::array()))
       s.published.push_back({p.at("endpoint").get<std::string>(), p.at("proto").get<std::string>(),
                              p.at("target_port").get<uint16_t>(), p.at("port").get<uint16_t>()});
@@ -153,6 +159,8 @@ void StateStore::save(const NodeState& s) const {
   for (const auto& p : s.published)
     pubs.push_back({{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port},
                     {"port", p.port}});
+  json routes = json::array();
+  for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
   json j = {{"version", kStateVersion},
             {"name", s.name},
             {"sandbox", s.sandbox},
@@ -163,8 +171,10 @@ void StateStore::save(const NodeState& s) const {
             {"endpoints", eps},
             {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
                                        {"outside", s.uplink->outside},
-                                       {"tc_mode", to_string(s.uplink->tc_mode)}}
+                                       {"tc_mode", to_string(s.uplink->tc_mode)},
+                                       {"outside_owned", s.uplink->outside_owned}}
                                 : json(nullptr)},
+            {"routes", routes},
             {"published", pubs},
             {"ct_timeouts", {{"syn", s.ct_timeouts.syn},
                              {"tcp", s.ct_timeouts.tcp},

@@ -7,6 +7,7 @@
 #include "csum.h"
 #include "eth.h"
 #include "parse.h"
+#include "maps.h"
 
 #define AF_INET 2
 
@@ -70,6 +71,14 @@ static __always_inline int fwd_routed(struct ethhdr *eth, struct iphdr *ip, cons
 	mac_copy(eth->h_dest, p->dmac);
 	mac_copy(eth->h_source, p->smac);
 	return bpf_redirect(p->ifindex, 0);
+}
+
+/* Destinations reached by plain routing, never masqueraded. */
+static __always_inline int is_routed(__be32 daddr)
+{
+	struct ebpfnet_prefix k = {.prefixlen = 32, .addr = daddr};
+
+	return bpf_map_lookup_elem(&routed, &k) != NULL;
 }
 
 static __always_inline int route_found(int rc)

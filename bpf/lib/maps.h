@@ -58,6 +58,14 @@ struct {
 	__type(value, struct ebpfnet_pub_target);
 } published SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_prefix);
+	__type(value, __u8);
+} routed SEC(".maps");
+
 static __always_inline const struct ebpfnet_config *node_config(void)
 {
 	__u32 zero = 0;

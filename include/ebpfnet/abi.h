@@ -108,4 +108,11 @@ struct ebpfnet_pub_target {
 	__u16 pad;
 };
 
+/* Key of the LPM trie "routed": destinations reached by routing, without
+ * masquerade (other nodes' pools). */
+struct ebpfnet_prefix {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
 #endif

@@ -31,8 +31,8 @@ struct EndpointStats {
 };
 
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
-inline constexpr std::array<const char*, 7> kMapNames = {
-    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published"};
+inline constexpr std::array<const char*, 8> kMapNames = {
+    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published", "routed"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 // A published port: uplink port -> endpoint address and port.
@@ -66,6 +66,9 @@ class DatapathMaps {
 
   void write_config(const ebpfnet_config& cfg);
   ebpfnet_config read_config() const;
+
+  void put_routed(const Ipv4Cidr& dst);
+  void delete_routed(const Ipv4Cidr& dst);
 
   void put_published(const PublishedPort& p);
   void delete_published(uint8_t proto, uint16_t port);

@@ -99,9 +99,12 @@ class Node {
 
   // A sandbox node: a named namespace playing the host, with its pool.
   // uplink_sandbox: also a namespace "<name>-out" playing the internet,
-  // wired to the node's eth0 (the node's uplink).
+  // wired to the node's eth0 (the node's uplink). outside: instead join that
+  // existing namespace (another node's outside), which then routes between
+  // the nodes: the lan1 - router - lan2 picture.
   static void create(const Env& env, const std::string& name, Ipv4Cidr cidr,
-                     const Checkpoint& cp = {}, bool uplink_sandbox = false);
+                     const Checkpoint& cp = {}, bool uplink_sandbox = false,
+                     const std::string& outside = "");
   // Removes every endpoint, the datapath, the namespace (sandbox) and the state.
   static void destroy(const Env& env, const std::string& name);
   static std::vector<std::string> list(const Env& env);
@@ -118,6 +121,10 @@ class Node {
   std::vector<PublishRecord> published();
   std::vector<CtFlow> conntrack();
   size_t conntrack_flush();
+  // Routes through the uplink to destinations reached without masquerade.
+  void route_add(const RouteRecord& r);
+  void route_del(const Ipv4Cidr& dst);
+  std::vector<RouteRecord> routes();
 
   // For CNI runtimes (controller/node_cni.cpp), each under the node's lock.
   // A node that does not exist has no state and no endpoints.
@@ -137,9 +144,11 @@ class Node {
  private:
   std::filesystem::path link_pin(const EndpointRecord& e) const;
   std::filesystem::path uplink_pin() const { return pin_dir() / "uplink_link"; }
-  static void create_sandbox_uplink(const std::string& node, Undo& undo);
+  static void create_sandbox_uplink(const std::string& node, const std::string& outside,
+                                    Undo& undo);
   void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);
   void write_config_locked(const NodeState& st, DatapathMaps& maps);
+  void advertise_pool_locked(const NodeState& st);
   AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
   void remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps);
   void detach_locked(NodeState& st);

@@ -40,6 +40,13 @@ struct UplinkRecord {
   std::string ifname;   // in the node's namespace
   std::string outside;  // sandbox: the namespace playing the internet; "" in production
   TcMode tc_mode = TcMode::tcx;
+  bool outside_owned = true;  // false: joined another node's outside, which is not ours to delete
+};
+
+// A destination reached by routing through the uplink, never masqueraded.
+struct RouteRecord {
+  Ipv4Cidr dst;
+  Ipv4 via;
 };
 
 // A published port: uplink address:port -> endpoint:target_port.
@@ -69,6 +76,7 @@ struct NodeState {
   std::vector<EndpointRecord> endpoints;
   std::optional<UplinkRecord> uplink;
   std::vector<PublishRecord> published;
+  std::vector<RouteRecord> routes;
   CtTimeouts ct_timeouts;
 
   Ipv4 gateway() const { return cidr.first_host(); }

@@ -90,6 +90,7 @@ void print_flows(const Context& ctx, const std::vector<CtFlow>& flows) {
 void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     std::string endpoint, spec;
+    std::vector<std::string> via;
     int port = 0;
   };
   auto a = std::make_shared<Args>();
@@ -145,6 +146,48 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
       auto [target, proto] = parse_port_spec(a->spec);
       ctx.open_node().unexpose(a->endpoint, proto, target);
       if (!ctx.json()) std::cout << "unpublished " << a->endpoint << " " << target << "/" << proto << "\n";
+      return 0;
+    };
+  });
+
+  auto* route = app.add_subcommand(
+      "route", "destinations reached through the uplink by routing, without masquerade "
+               "(other nodes' pools)");
+  route->require_subcommand(1);
+  auto* radd = route->add_subcommand("add", "route add CIDR via GATEWAY");
+  radd->add_option("CIDR", a->endpoint, "the destination prefix")->required();
+  radd->add_option("via", a->via, "the word via, then the gateway")->expected(2)->required();
+  radd->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      const auto& words = a->via;
+      auto via = words.size() == 2 && words[0] == "via" ? Ipv4::parse(words[1]) : std::nullopt;
+      if (!via) throw Error(Errc::usage, "usage: ebpfnet route add CIDR via GATEWAY");
+      ctx.open_node().route_add({parse_cidr(a->endpoint), *via});
+      if (!ctx.json()) std::cout << "route to " << a->endpoint << " via " << via->str() << " added\n";
+      return 0;
+    };
+  });
+  auto* rdel = route->add_subcommand("del", "route del CIDR");
+  rdel->add_option("CIDR", a->endpoint, "the destination prefix")->required();
+  rdel->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      ctx.open_node().route_del(parse_cidr(a->endpoint));
+      if (!ctx.json()) std::cout << "route to " << a->endpoint << " deleted\n";
+      return 0;
+    };
+  });
+  route->add_subcommand("list", "list routes")->callback([&ctx, &action] {
+    action = [&ctx] {
+      nlohmann::json j = nlohmann::json::array();
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& r : ctx.open_node().routes()) {
+        j.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
+        rows.push_back({r.dst.str(), r.via.str()});
+      }
+      if (ctx.json())
+        std::cout << j.dump(2) << "\n";
+      else
+        print_table({"DESTINATION", "VIA"}, rows);
       return 0;
     };
   });

@@ -39,7 +39,7 @@ CtTimeouts parse_ct_timeouts(const std::vector<std::string>& specs) {
 
 void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
-    std::string name, cidr, tc_mode = "auto", uplink;
+    std::string name, cidr, tc_mode = "auto", uplink, outside;
     bool uplink_sandbox = false;
     std::vector<std::string> ct_timeouts;
   };
@@ -55,9 +55,14 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   create->add_flag("--uplink-sandbox", a->uplink_sandbox,
                    "also make a namespace NAME-out playing the internet, wired to the node's eth0 "
                    "(its uplink, 198.18.0.2/24; the outside is 198.18.0.1 and 203.0.113.1)");
+  create->add_option("--outside", a->outside,
+                     "with --uplink-sandbox: join this existing outside namespace (another node's "
+                     "NAME-out) instead, which then routes between the nodes");
   create->callback([&ctx, &action, a] {
     action = [&ctx, a] {
-      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox);
+      if (!a->outside.empty() && !a->uplink_sandbox)
+        throw Error(Errc::usage, "--outside goes with --uplink-sandbox");
+      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside);
       if (ctx.json())
         std::cout << nlohmann::json{{"node", a->name}, {"cidr", a->cidr}}.dump() << "\n";
       else
