@@ -3,7 +3,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <arpa/inet.h>
+
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 
 #include "ebpfnet/error.hpp"
@@ -11,7 +14,7 @@
 namespace ebpfnet {
 namespace {
 
-enum MapIndex { kEpByIp = 0, kEpByIfindex = 1, kEpStats = 2, kDropStats = 3 };
+enum MapIndex { kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted };
 
 int possible_cpus() {
   static const int n = libbpf_num_possible_cpus();
@@ -28,6 +31,10 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_SPOOFED_MAC: return "spoofed-mac";
     case EBPFNET_DROP_SPOOFED_IP: return "spoofed-ip";
     case EBPFNET_DROP_UNSUPPORTED_L3: return "unsupported-l3";
+    case EBPFNET_DROP_NAT_NO_PORT: return "nat-no-port";
+    case EBPFNET_DROP_NAT_UNSUPPORTED: return "nat-unsupported";
+    case EBPFNET_DROP_CT_FULL: return "ct-full";
+    case EBPFNET_DROP_NO_ROUTE: return "no-route";
     default: return "unknown";
   }
 }
@@ -47,15 +54,13 @@ ebpfnet_endpoint make_endpoint(int ifindex, Ipv4 ip, const Mac& mac, const Mac& 
   return ep;
 }
 
-DatapathMaps::DatapathMaps(UniqueFd ep_by_ip, UniqueFd ep_by_ifindex, UniqueFd ep_stats,
-                           UniqueFd drop_stats) {
-  fds_[kEpByIp] = std::move(ep_by_ip);
-  fds_[kEpByIfindex] = std::move(ep_by_ifindex);
-  fds_[kEpStats] = std::move(ep_stats);
-  fds_[kDropStats] = std::move(drop_stats);
-}
-
 int DatapathMaps::fd(size_t i) const { return fds_.at(i).get(); }
+
+int DatapathMaps::fd(std::string_view name) const {
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    if (name == kMapNames[i]) return fd(i);
+  throw Error(Errc::failed, "no map named " + std::string(name));
+}
 
 void DatapathMaps::put_endpoint(const ebpfnet_endpoint& ep) {
   __u32 ifindex = ep.ifindex;
@@ -128,6 +133,98 @@ size_t DatapathMaps::endpoint_count() const {
     ++n;
     key = next;
     prev = &key;
+  }
+  return n;
+}
+
+}  // namespace ebpfnet
+
+namespace ebpfnet {
+
+void DatapathMaps::write_config(const ebpfnet_config& cfg) {
+  __u32 zero = 0;
+  if (bpf_map_update_elem(fd(kConfig), &zero, &cfg, BPF_ANY) != 0)
+    throw_errno(errno, "writing the datapath config");
+}
+
+ebpfnet_config DatapathMaps::read_config() const {
+  __u32 zero = 0;
+  ebpfnet_config cfg{};
+  if (bpf_map_lookup_elem(fd(kConfig), &zero, &cfg) != 0)
+    throw_errno(errno, "reading the datapath config");
+  return cfg;
+}
+
+namespace {
+ebpfnet_prefix prefix_key(const Ipv4Cidr& c) {
+  return {static_cast<__u32>(c.prefix), c.network.be()};
+}
+}  // namespace
+
+void DatapathMaps::put_routed(const Ipv4Cidr& dst) {
+  ebpfnet_prefix key = prefix_key(dst);
+  __u8 one = 1;
+  if (bpf_map_update_elem(fd(kRouted), &key, &one, BPF_ANY) != 0)
+    throw_errno(errno, "writing routed prefix " + dst.str());
+}
+
+void DatapathMaps::delete_routed(const Ipv4Cidr& dst) {
+  ebpfnet_prefix key = prefix_key(dst);
+  if (bpf_map_delete_elem(fd(kRouted), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting routed prefix " + dst.str());
+}
+
+void DatapathMaps::put_published(const PublishedPort& p) {
+  ebpfnet_pub_key key{};
+  key.port = htons(p.port);
+  key.proto = p.proto;
+  ebpfnet_pub_target t{};
+  t.ip = p.ip.be();
+  t.port = htons(p.target_port);
+  if (bpf_map_update_elem(fd(kPublished), &key, &t, BPF_ANY) != 0)
+    throw_errno(errno, "writing published port " + std::to_string(p.port));
+}
+
+void DatapathMaps::delete_published(uint8_t proto, uint16_t port) {
+  ebpfnet_pub_key key{};
+  key.port = htons(port);
+  key.proto = proto;
+  if (bpf_map_delete_elem(fd(kPublished), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting published port " + std::to_string(port));
+}
+
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+}  // namespace
+
+std::vector<CtFlow> DatapathMaps::ct_flows(size_t limit) const {
+  std::vector<CtFlow> out;
+  uint64_t now = monotonic_ns();
+  ebpfnet_ct_key key{}, next{};
+  const void* prev = nullptr;
+  while (out.size() < limit && bpf_map_get_next_key(fd(kCt), prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    CtFlow f{key, {}};
+    if (bpf_map_lookup_elem(fd(kCt), &key, &f.entry) == 0 && f.entry.expires_ns >= now)
+      out.push_back(f);
+  }
+  return out;
+}
+
+size_t DatapathMaps::ct_flush() {
+  size_t n = 0;
+  ebpfnet_ct_key key{};
+  // Deleting while walking restarts the walk; always take the first key.
+  while (bpf_map_get_next_key(fd(kCt), nullptr, &key) == 0) {
+    if (bpf_map_delete_elem(fd(kCt), &key) != 0) throw_errno(errno, "flushing conntrack");
+    ++n;
   }
   return n;
 }

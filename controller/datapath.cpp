@@ -15,6 +15,7 @@
 
 #include "ebpfnet/error.hpp"
 #include "from_endpoint.skel.h"
+#include "from_uplink.skel.h"
 
 namespace ebpfnet {
 namespace {
@@ -22,10 +23,12 @@ namespace {
 constexpr long kBpfFsMagic = 0xcafe4a11;
 constexpr const char* kBpfFsMount = "/sys/fs/bpf";
 
-struct SkelDeleter {
+struct FromEndpointDeleter {
   void operator()(from_endpoint_bpf* s) const { from_endpoint_bpf__destroy(s); }
 };
-using FromEndpointSkel = std::unique_ptr<from_endpoint_bpf, SkelDeleter>;
+struct FromUplinkDeleter {
+  void operator()(from_uplink_bpf* s) const { from_uplink_bpf__destroy(s); }
+};
 
 UniqueFd dup_fd(int fd, const char* what) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -33,9 +36,31 @@ UniqueFd dup_fd(int fd, const char* what) {
   return UniqueFd(d);
 }
 
-bpf_map* map_by_index(from_endpoint_bpf* s, size_t i) {
-  bpf_map* maps[] = {s->maps.ep_by_ip, s->maps.ep_by_ifindex, s->maps.ep_stats, s->maps.drop_stats};
-  return maps[i];
+bpf_map* find_map(bpf_object* obj, const char* name) {
+  bpf_map* m = bpf_object__find_map_by_name(obj, name);
+  if (!m) throw Error(Errc::failed, std::string("BPF object has no map ") + name);
+  return m;
+}
+
+// Every object declares the node's maps (bpf/lib/maps.h); all but the first
+// loaded take the first one's, so one set serves every program.
+void share_maps(bpf_object* obj, const MapFds& fds) {
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    if (bpf_map__reuse_fd(find_map(obj, kMapNames[i]), fds[i].get()) != 0)
+      throw_errno(errno, std::string("reusing map ") + kMapNames[i]);
+}
+
+MapFds dup_maps(bpf_object* obj) {
+  MapFds fds;
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    fds[i] = dup_fd(bpf_map__fd(find_map(obj, kMapNames[i])), kMapNames[i]);
+  return fds;
+}
+
+MapFds dup_maps(const DatapathMaps& maps) {
+  MapFds fds;
+  for (size_t i = 0; i < kMapNames.size(); ++i) fds[i] = dup_fd(maps.fd(i), kMapNames[i]);
+  return fds;
 }
 
 UniqueFd open_pin(const std::filesystem::path& p) {
@@ -54,38 +79,43 @@ void pin_fd(int fd, const std::filesystem::path& p) {
 }  // namespace
 
 Datapath Datapath::load(const DatapathConfig& cfg, const DatapathMaps* reuse) {
-  FromEndpointSkel skel(from_endpoint_bpf__open());
-  if (!skel) throw_errno(errno, "opening the from_endpoint BPF object");
-  skel->rodata->gateway_ip = cfg.gateway.be();
-  if (reuse)
-    for (size_t i = 0; i < kMapNames.size(); ++i)
-      if (bpf_map__reuse_fd(map_by_index(skel.get(), i), reuse->fd(i)) != 0)
-        throw_errno(errno, std::string("reusing pinned map ") + kMapNames[i]);
-  if (int err = from_endpoint_bpf__load(skel.get()); err != 0)
+  std::unique_ptr<from_endpoint_bpf, FromEndpointDeleter> fe(from_endpoint_bpf__open());
+  if (!fe) throw_errno(errno, "opening the from_endpoint BPF object");
+  fe->rodata->gateway_ip = cfg.gateway.be();
+  if (bpf_map__set_max_entries(fe->maps.ct, cfg.ct_size) != 0)
+    throw_errno(errno, "sizing the conntrack map");
+  if (reuse) share_maps(fe->obj, dup_maps(*reuse));
+  if (int err = from_endpoint_bpf__load(fe.get()); err != 0)
     throw_errno(-err, "loading the from_endpoint BPF program (the verifier log is above)");
-  std::array<UniqueFd, 4> fds;
-  for (size_t i = 0; i < kMapNames.size(); ++i)
-    fds[i] = dup_fd(bpf_map__fd(map_by_index(skel.get(), i)), kMapNames[i]);
-  UniqueFd prog = dup_fd(bpf_program__fd(skel->progs.from_endpoint), "from_endpoint");
-  return Datapath(std::move(prog), DatapathMaps(std::move(fds[0]), std::move(fds[1]),
-                                                std::move(fds[2]), std::move(fds[3])));
+  MapFds fds = dup_maps(fe->obj);
+
+  std::unique_ptr<from_uplink_bpf, FromUplinkDeleter> fu(from_uplink_bpf__open());
+  if (!fu) throw_errno(errno, "opening the from_uplink BPF object");
+  share_maps(fu->obj, fds);
+  if (int err = from_uplink_bpf__load(fu.get()); err != 0)
+    throw_errno(-err, "loading the from_uplink BPF program (the verifier log is above)");
+
+  return Datapath(dup_fd(bpf_program__fd(fe->progs.from_endpoint), "from_endpoint"),
+                  dup_fd(bpf_program__fd(fu->progs.from_uplink), "from_uplink"),
+                  DatapathMaps(std::move(fds)));
 }
 
 std::optional<DatapathMaps> Datapath::open_pinned_maps(const std::filesystem::path& dir) {
-  std::array<UniqueFd, 4> fds;
+  MapFds fds;
   for (size_t i = 0; i < kMapNames.size(); ++i) {
     fds[i] = open_pin(dir / "maps" / kMapNames[i]);
     if (!fds[i].valid()) return std::nullopt;
   }
-  return DatapathMaps(std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), std::move(fds[3]));
+  return DatapathMaps(std::move(fds));
 }
 
 std::optional<Datapath> Datapath::open_pinned(const std::filesystem::path& dir) {
-  UniqueFd prog = open_pin(dir / "from_endpoint");
-  if (!prog.valid()) return std::nullopt;
+  UniqueFd from_endpoint = open_pin(dir / "from_endpoint");
+  UniqueFd from_uplink = open_pin(dir / "from_uplink");
+  if (!from_endpoint.valid() || !from_uplink.valid()) return std::nullopt;
   auto maps = open_pinned_maps(dir);
   if (!maps) return std::nullopt;
-  return Datapath(std::move(prog), std::move(*maps));
+  return Datapath(std::move(from_endpoint), std::move(from_uplink), std::move(*maps));
 }
 
 void Datapath::pin(const std::filesystem::path& dir) {
@@ -94,14 +124,19 @@ void Datapath::pin(const std::filesystem::path& dir) {
   if (ec) throw Error(Errc::environment, "creating " + (dir / "maps").string() + ": " + ec.message());
   std::filesystem::create_directories(dir / "links", ec);
   for (size_t i = 0; i < kMapNames.size(); ++i) pin_fd(maps_.fd(i), dir / "maps" / kMapNames[i]);
-  // The program last: its pin is what marks the datapath as attached.
-  pin_fd(from_endpoint_.get(), dir / "from_endpoint");
+  // The programs last: their pins are what mark the datapath as attached.
+  // A reload replaces the programs of an older one.
+  for (auto [fd, name] : {std::pair{from_uplink_.get(), "from_uplink"},
+                          std::pair{from_endpoint_.get(), "from_endpoint"}}) {
+    std::filesystem::remove(dir / name, ec);
+    pin_fd(fd, dir / name);
+  }
 }
 
-ProgInfo Datapath::from_endpoint_info() const {
+ProgInfo Datapath::prog_info(int prog_fd) {
   bpf_prog_info info{};
   __u32 len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(from_endpoint_.get(), &info, &len) != 0)
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
     throw_errno(errno, "reading program info");
   ProgInfo p;
   p.id = info.id;

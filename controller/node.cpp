@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <set>
 
@@ -72,7 +74,8 @@ std::filesystem::path Node::link_pin(const EndpointRecord& e) const {
   return pin_dir() / "links" / e.host_ifname;
 }
 
-void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp) {
+void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp,
+                  bool uplink_sandbox, const std::string& outside) {
   validate_node_name(name);
   if (name == kRootNode)
     throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
@@ -91,8 +94,14 @@ void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const 
   Netns ns = Netns::open_named(name);
   Netlink nl = Netlink::in(ns);
   if (auto lo = nl.link("lo")) nl.set_up(lo->ifindex);
-  checkpoint(cp, "state");
   NodeState st;
+  if (uplink_sandbox) {
+    checkpoint(cp, "uplink");
+    create_sandbox_uplink(name, outside, undo);
+    st.uplink = outside.empty() ? UplinkRecord{"eth0", name + "-out", TcMode::tcx, true}
+                                : UplinkRecord{"eth0", outside, TcMode::tcx, false};
+  }
+  checkpoint(cp, "state");
   st.name = name;
   st.sandbox = true;
   st.cidr = cidr;
@@ -115,10 +124,13 @@ void Node::destroy(const Env& env, const std::string& name) {
   if (!node.store_.exists()) throw Error(Errc::not_found, "node '" + name + "' does not exist");
   NodeState st = node.store_.load();
   auto maps = Datapath::open_pinned_maps(node.pin_dir());
-  for (const auto& e : st.endpoints) node.remove_endpoint_parts(e, maps ? &*maps : nullptr);
+  for (const auto& e : st.endpoints) node.remove_endpoint_parts(st, e, maps ? &*maps : nullptr);
   st.endpoints.clear();
   node.detach_locked(st);
   if (st.sandbox && netns::exists(name)) netns::del(name);
+  if (st.uplink && st.uplink->outside_owned && !st.uplink->outside.empty() &&
+      netns::exists(st.uplink->outside))
+    netns::del(st.uplink->outside);
   node.store_.remove();
 }
 
@@ -153,6 +165,9 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
   auto dp = Datapath::open_pinned(pin_dir());
   if (!dp) {
     auto maps = Datapath::open_pinned_maps(pin_dir());
+    // Map pins of an older layout (fewer maps) are replaced; the endpoints'
+    // entries are written again below.
+    if (!maps) remove_pins(pin_dir() / "maps");
     dp = Datapath::load({st.gateway()}, maps ? &*maps : nullptr);
     if (!maps) undo.push("pins", [this] { remove_pins(pin_dir()); });
     dp->pin(pin_dir());
@@ -160,6 +175,15 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
     spdlog::info("node {}: datapath loaded and pinned at {}", name_, pin_dir().string());
   }
   if (opts.tc_mode) st.tc_mode = opts.tc_mode;
+  if (opts.ct_timeouts) st.ct_timeouts = *opts.ct_timeouts;
+  if (opts.uplink) {
+    validate_ifname(*opts.uplink);
+    if (st.uplink && st.uplink->ifname != *opts.uplink)
+      throw Error(Errc::exists, "node '" + name_ + "' already has uplink " + st.uplink->ifname);
+    if (!st.uplink) st.uplink = UplinkRecord{*opts.uplink, "", TcMode::tcx};
+  }
+  attach_uplink_locked(st, *dp, r);
+  write_config_locked(st, dp->maps());
 
   Netns ns = netns();
 
@@ -173,7 +197,8 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
     e.tc_mode = attach_tc_ingress(dp->from_endpoint_fd(), e.host_ifindex, st.tc_mode, link_pin(e));
     ++r.links_repaired;
   }
-  if (!st.attached || r.loaded || r.links_repaired || opts.tc_mode) {
+  if (!st.attached || r.loaded || r.links_repaired || opts.tc_mode || opts.uplink ||
+      opts.ct_timeouts) {
     st.attached = true;
     store_.save(st);
   }
@@ -186,6 +211,10 @@ void Node::detach_locked(NodeState& st) {
   {
     NetnsGuard in(ns);
     for (const auto& e : st.endpoints) detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
+    if (st.uplink) {
+      auto l = Netlink().link(st.uplink->ifname);
+      if (l) detach_tc_ingress(st.uplink->tc_mode, l->ifindex, uplink_pin());
+    }
   }
   remove_pins(pin_dir());
   st.attached = false;
@@ -279,6 +308,9 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
 
   checkpoint(cp, "node-config");
   disable_ipv6(nodens, rec.host_ifname);
+  // The datapath asks the node's FIB where masqueraded traffic goes, from
+  // this veth's point of view: that needs forwarding on here (only here).
+  netns::write_sysctl(nodens, "net/ipv4/conf/" + rec.host_ifname + "/forwarding", "1");
   // The gateway lives on every node-side veth (as the CNI ptp plugin does):
   // the node answers and sources from it, and it goes away with the veth.
   nl_node.add_address({rec.host_ifindex, gw, 32});
@@ -310,7 +342,15 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
   return rec;
 }
 
-void Node::remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps) {
+void Node::remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps) {
+  // Its published ports go with it.
+  size_t published = st.published.size();
+  std::erase_if(st.published, [&](const PublishRecord& p) {
+    if (p.endpoint != e.name) return false;
+    if (maps) maps->delete_published(p.proto == "tcp" ? IPPROTO_TCP : IPPROTO_UDP, p.port);
+    return true;
+  });
+  if (maps && st.published.size() != published) write_config_locked(st, *maps);
   Netns nodens = netns();
   {
     NetnsGuard in(nodens);
@@ -336,7 +376,7 @@ void Node::del_endpoint(const std::string& name) {
   EndpointRecord* e = st.find(name);
   if (!e) throw Error(Errc::not_found, "endpoint '" + name + "' does not exist on node " + name_);
   auto maps = Datapath::open_pinned_maps(pin_dir());
-  remove_endpoint_parts(*e, maps ? &*maps : nullptr);
+  remove_endpoint_parts(st, *e, maps ? &*maps : nullptr);
   st.endpoints.erase(st.endpoints.begin() + (e - st.endpoints.data()));
   store_.save(st);
 }
@@ -371,6 +411,11 @@ NodeStatus Node::status() {
   auto dp = Datapath::open_pinned(pin_dir());
   if (dp) {
     s.prog = dp->from_endpoint_info();
+    ebpfnet_config cfg = dp->maps().read_config();
+    if (cfg.uplink_ifindex) {
+      s.uplink_ip = Ipv4::from_be(cfg.uplink_ip);
+      s.uplink_prog = dp->from_uplink_info();
+    }
     s.node_drops = dp->maps().node_drops();
     for (size_t i = 0; i < kMapNames.size(); ++i) {
       bpf_map_info info{};

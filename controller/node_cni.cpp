@@ -54,7 +54,7 @@ std::optional<EndpointRecord> Node::del_container_endpoint(const ContainerRef& c
   // Everything is found from the record and the node side, so this works
   // when the container's namespace is already gone.
   auto maps = Datapath::open_pinned_maps(pin_dir());
-  remove_endpoint_parts(*it, maps ? &*maps : nullptr);
+  remove_endpoint_parts(st, *it, maps ? &*maps : nullptr);
   EndpointRecord removed = std::move(*it);
   st.endpoints.erase(it);
   store_.save(st);
@@ -80,7 +80,7 @@ std::vector<EndpointRecord> Node::gc_container_endpoints(const std::string& netw
     }
     // One endpoint that cannot be removed must not keep the others.
     try {
-      remove_endpoint_parts(e, maps ? &*maps : nullptr);
+      remove_endpoint_parts(st, e, maps ? &*maps : nullptr);
       removed.push_back(std::move(e));
     } catch (const Error& err) {
       spdlog::warn("node {}: garbage-collecting endpoint {}: {}", name_, e.name, err.what());

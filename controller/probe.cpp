@@ -58,6 +58,11 @@ std::string err(const char* what) { return std::string(what) + ": " + std::strer
 
 ProbeResult probe_tcp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t port,
                       ProbeTimeout timeout) {
+  return probe_tcp_via(from, dst, port, to, dst, port, timeout);
+}
+
+ProbeResult probe_tcp_via(const Netns& from, Ipv4 dst, uint16_t port, const Netns& to,
+                          Ipv4 listen_ip, uint16_t listen_port, ProbeTimeout timeout) {
   auto start = Clock::now();
   auto deadline = start + timeout;
   UniqueFd server = socket_in(to, SOCK_STREAM, 0);
@@ -65,11 +70,12 @@ ProbeResult probe_tcp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t por
   if (!server.valid() || !client.valid()) return fail(err("socket"));
   int one = 1;
   ::setsockopt(server.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in bind_addr = addr_of(dst, port);
+  sockaddr_in bind_addr = addr_of(listen_ip, listen_port);
+  sockaddr_in dst_addr = addr_of(dst, port);
   if (::bind(server.get(), reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr) != 0)
     return fail(err("bind"));
   if (::listen(server.get(), 1) != 0) return fail(err("listen"));
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr) != 0 &&
+  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&dst_addr), sizeof dst_addr) != 0 &&
       errno != EINPROGRESS)
     return fail(err("connect"));
   if (!wait_for(server.get(), POLLIN, deadline)) return fail("no connection arrived (timeout)");

@@ -126,6 +126,26 @@ NodeState StateStore::load() const {
     s.attached = j.at("attached").get<bool>();
     if (!j.at("tc_mode").is_null()) s.tc_mode = mode_from(j.at("tc_mode"));
     for (const auto& e : j.at("endpoints")) s.endpoints.push_back(endpoint_from(e));
+    // NAT fields are absent from state written before NAT existed.
+    if (j.contains("uplink") && !j["uplink"].is_null())
+      s.uplink = UplinkRecord{j["uplink"].at("ifname").get<std::string>(),
+                              j["uplink"].at("outside").get<std::string>(),
+                              mode_from(j["uplink"].at("tc_mode")),
+                              j["uplink"].value("outside_owned", true)};
+    for (const auto& r : j.value("routes", json::array())) {
+      auto dst = Ipv4Cidr::parse(r.at("dst").get<std::string>());
+      if (!dst) throw Error(Errc::failed, "state: bad route " + r.dump());
+      s.routes.push_back({*dst, ip_from(r.at("via"))});
+    }
+    for (const auto& p : j.value("published", json::array()))
+      s.published.push_back({p.at("endpoint").get<std::string>(), p.at("proto").get<std::string>(),
+                             p.at("target_port").get<uint16_t>(), p.at("port").get<uint16_t>()});
+    if (j.contains("ct_timeouts")) {
+      const auto& t = j["ct_timeouts"];
+      s.ct_timeouts = {t.at("syn").get<uint32_t>(), t.at("tcp").get<uint32_t>(),
+                       t.at("closing").get<uint32_t>(), t.at("udp").get<uint32_t>(),
+                       t.at("icmp").get<uint32_t>()};
+    }
     return s;
   } catch (const json::exception& e) {
     throw Error(Errc::failed, "reading state of node '" + node_ + "': " + e.what());
@@ -135,6 +155,12 @@ NodeState StateStore::load() const {
 void StateStore::save(const NodeState& s) const {
   json eps = json::array();
   for (const auto& e : s.endpoints) eps.push_back(to_json(e));
+  json pubs = json::array();
+  for (const auto& p : s.published)
+    pubs.push_back({{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port},
+                    {"port", p.port}});
+  json routes = json::array();
+  for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
   json j = {{"version", kStateVersion},
             {"name", s.name},
             {"sandbox", s.sandbox},
@@ -142,7 +168,19 @@ void StateStore::save(const NodeState& s) const {
             {"last_allocated", s.last_allocated.str()},
             {"attached", s.attached},
             {"tc_mode", s.tc_mode ? json(to_string(*s.tc_mode)) : json(nullptr)},
-            {"endpoints", eps}};
+            {"endpoints", eps},
+            {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
+                                       {"outside", s.uplink->outside},
+                                       {"tc_mode", to_string(s.uplink->tc_mode)},
+                                       {"outside_owned", s.uplink->outside_owned}}
+                                : json(nullptr)},
+            {"routes", routes},
+            {"published", pubs},
+            {"ct_timeouts", {{"syn", s.ct_timeouts.syn},
+                             {"tcp", s.ct_timeouts.tcp},
+                             {"closing", s.ct_timeouts.closing},
+                             {"udp", s.ct_timeouts.udp},
+                             {"icmp", s.ct_timeouts.icmp}}}};
   std::string text = j.dump(2) + "\n";
   std::string tmp = (dir_ / "state.json.tmp").string();
   std::string dst = (dir_ / "state.json").string();

@@ -31,9 +31,46 @@ struct {
 /* Drops that belong to no endpoint, by reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EBPFNET_DROP_REASON_MAX);
+	__uint(max_entries, EBPFNET_DROP_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } drop_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_config);
+} config SEC(".maps");
+
+/* Sized by the controller before load (attach --ct-size). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct ebpfnet_ct_key);
+	__type(value, struct ebpfnet_ct_entry);
+} ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_PUBLISHED);
+	__type(key, struct ebpfnet_pub_key);
+	__type(value, struct ebpfnet_pub_target);
+} published SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_prefix);
+	__type(value, __u8);
+} routed SEC(".maps");
+
+static __always_inline const struct ebpfnet_config *node_config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&config, &zero);
+}
 
 #endif

@@ -58,6 +58,18 @@ static __always_inline struct arp_packet *parse_arp(struct cursor *c)
 	return arp;
 }
 
+/* ICMP echo request and reply (linux/icmp.h drags in libc headers). */
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+
+struct icmp_echo {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 id;
+	__be16 seq;
+};
+
 static __always_inline struct iphdr *parse_ipv4(struct cursor *c)
 {
 	struct iphdr *ip = c->pos;

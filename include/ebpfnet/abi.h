@@ -7,6 +7,10 @@
 #include <linux/types.h>
 
 #define EBPFNET_MAX_ENDPOINTS 16384
+#define EBPFNET_MAX_PUBLISHED 4096
+/* Slots for drop counters: more than there are reasons, so adding a reason
+ * keeps the layout of pinned counter maps. */
+#define EBPFNET_DROP_SLOTS 16
 
 /* Why the datapath dropped a frame. Append only: the values are counter
  * indexes in pinned maps that outlive a program upgrade. */
@@ -16,7 +20,11 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_SPOOFED_MAC = 2,      /* source MAC is not the endpoint's */
 	EBPFNET_DROP_SPOOFED_IP = 3,       /* source IPv4 (or ARP sender) is not the endpoint's */
 	EBPFNET_DROP_UNSUPPORTED_L3 = 4,   /* neither IPv4 nor ARP */
-	EBPFNET_DROP_REASON_MAX = 5,
+	EBPFNET_DROP_NAT_NO_PORT = 5,      /* every masquerade port to that destination is taken */
+	EBPFNET_DROP_NAT_UNSUPPORTED = 6,  /* would leave untranslated: not TCP, UDP or ICMP echo */
+	EBPFNET_DROP_CT_FULL = 7,          /* a conntrack entry could not be created */
+	EBPFNET_DROP_NO_ROUTE = 8,         /* a translated packet has no way out */
+	EBPFNET_DROP_REASON_MAX = 9,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the
@@ -36,7 +44,75 @@ struct ebpfnet_ep_stats {
 	__u64 tx_bytes;
 	__u64 rx_packets;
 	__u64 rx_bytes;
-	__u64 drops[EBPFNET_DROP_REASON_MAX];
+	__u64 drops[EBPFNET_DROP_SLOTS];
+};
+
+/* The node's runtime configuration: the single entry of the array map
+ * "config", written by attach. */
+struct ebpfnet_config {
+	__u32 uplink_ifindex;      /* 0: no uplink, so no NAT */
+	__be32 uplink_ip;          /* the masquerade and published-ports address */
+	__u16 nat_port_min;        /* masquerade source ports, host order */
+	__u16 nat_port_max;
+	__u32 published;           /* published ports; 0 lets same-node traffic skip conntrack */
+	__u32 ct_timeout_syn;      /* seconds: TCP before the handshake completes */
+	__u32 ct_timeout_tcp;      /* established TCP */
+	__u32 ct_timeout_closing;  /* TCP after FIN or RST */
+	__u32 ct_timeout_udp;
+	__u32 ct_timeout_icmp;
+};
+
+/* A flow in one direction as it appears on the wire. ICMP echo: both ports
+ * hold the identifier, so a request and its reply are each other's reverse. */
+struct ebpfnet_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+enum ebpfnet_ct_state {
+	EBPFNET_CT_NEW = 0,          /* UDP/ICMP: no reply yet; TCP: SYN seen */
+	EBPFNET_CT_ESTABLISHED = 1,  /* a reply was seen (TCP: SYN-ACK) */
+	EBPFNET_CT_CLOSING = 2,      /* TCP: FIN or RST seen */
+};
+
+#define EBPFNET_CT_F_REPLY 0x1  /* this entry is the reply direction */
+#define EBPFNET_CT_F_SNAT 0x2   /* the flow is masqueraded */
+#define EBPFNET_CT_F_DNAT 0x4   /* the flow reached a published port */
+
+/* Value of the LRU map "ct": one entry per direction of a flow. */
+struct ebpfnet_ct_entry {
+	struct ebpfnet_ct_key xlate;  /* what a packet of this direction leaves as */
+	struct ebpfnet_ct_key peer;   /* key of the other direction's entry */
+	__u64 expires_ns;             /* bpf_ktime_get_ns() deadline; expired entries are ignored */
+	__u64 packets;
+	__u64 bytes;
+	__u8 state;
+	__u8 flags;
+	__u8 pad[6];
+};
+
+/* Key and value of the hash "published": uplink port -> endpoint port. */
+struct ebpfnet_pub_key {
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct ebpfnet_pub_target {
+	__be32 ip;
+	__be16 port;
+	__u16 pad;
+};
+
+/* Key of the LPM trie "routed": destinations reached by routing, without
+ * masquerade (other nodes' pools). */
+struct ebpfnet_prefix {
+	__u32 prefixlen;
+	__be32 addr;
 };
 
 #endif

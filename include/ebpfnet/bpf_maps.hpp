@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -14,7 +15,7 @@
 namespace ebpfnet {
 
 static_assert(sizeof(ebpfnet_endpoint) == 20, "abi.h: ebpfnet_endpoint layout changed");
-static_assert(sizeof(ebpfnet_ep_stats) == 8 * (4 + EBPFNET_DROP_REASON_MAX),
+static_assert(sizeof(ebpfnet_ep_stats) == 8 * (4 + EBPFNET_DROP_SLOTS),
               "abi.h: ebpfnet_ep_stats layout changed");
 
 using DropCounts = std::array<uint64_t, EBPFNET_DROP_REASON_MAX>;
@@ -29,14 +30,29 @@ struct EndpointStats {
   uint64_t drops_total() const;
 };
 
-// The map names, as pinned under <pin dir>/maps/.
-inline constexpr std::array<const char*, 4> kMapNames = {"ep_by_ip", "ep_by_ifindex", "ep_stats",
-                                                          "drop_stats"};
+// The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
+inline constexpr std::array<const char*, 8> kMapNames = {
+    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published", "routed"};
+using MapFds = std::array<UniqueFd, kMapNames.size()>;
+
+// A published port: uplink port -> endpoint address and port.
+struct PublishedPort {
+  uint8_t proto = 0;  // IPPROTO_TCP or IPPROTO_UDP
+  uint16_t port = 0;  // on the uplink address
+  Ipv4 ip;
+  uint16_t target_port = 0;
+};
+
+// One direction of a tracked flow.
+struct CtFlow {
+  ebpfnet_ct_key key{};
+  ebpfnet_ct_entry entry{};
+};
 
 class DatapathMaps {
  public:
   DatapathMaps() = default;
-  DatapathMaps(UniqueFd ep_by_ip, UniqueFd ep_by_ifindex, UniqueFd ep_stats, UniqueFd drop_stats);
+  explicit DatapathMaps(MapFds fds) : fds_(std::move(fds)) {}
 
   // Zeroed counters first, then the lookups the program uses, so a frame
   // never finds an endpoint without its counters.
@@ -48,10 +64,24 @@ class DatapathMaps {
   DropCounts node_drops() const;
   size_t endpoint_count() const;
 
+  void write_config(const ebpfnet_config& cfg);
+  ebpfnet_config read_config() const;
+
+  void put_routed(const Ipv4Cidr& dst);
+  void delete_routed(const Ipv4Cidr& dst);
+
+  void put_published(const PublishedPort& p);
+  void delete_published(uint8_t proto, uint16_t port);
+
+  // Live entries only (expired ones are skipped), at most limit.
+  std::vector<CtFlow> ct_flows(size_t limit = SIZE_MAX) const;
+  size_t ct_flush();  // returns how many entries were removed
+
   int fd(size_t i) const;  // in kMapNames order
+  int fd(std::string_view name) const;
 
  private:
-  std::array<UniqueFd, 4> fds_;
+  MapFds fds_;
 };
 
 // A plain ebpfnet_endpoint from controller-side values.

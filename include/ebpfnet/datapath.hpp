@@ -13,7 +13,8 @@
 namespace ebpfnet {
 
 struct DatapathConfig {
-  Ipv4 gateway;  // answered for ARP on every endpoint's link
+  Ipv4 gateway;                 // answered for ARP on every endpoint's link
+  uint32_t ct_size = 262144;    // conntrack entries (two per flow)
 };
 
 struct ProgInfo {
@@ -32,17 +33,24 @@ class Datapath {
   // Opens only the pinned maps (they outlive a missing program).
   static std::optional<DatapathMaps> open_pinned_maps(const std::filesystem::path& dir);
 
-  // <dir>/maps/<map>, <dir>/from_endpoint; creates dir.
+  // <dir>/maps/<map>, <dir>/from_endpoint, <dir>/from_uplink; creates dir.
   void pin(const std::filesystem::path& dir);
 
   int from_endpoint_fd() const { return from_endpoint_.get(); }
+  int from_uplink_fd() const { return from_uplink_.get(); }
   DatapathMaps& maps() { return maps_; }
   const DatapathMaps& maps() const { return maps_; }
-  ProgInfo from_endpoint_info() const;
+  ProgInfo from_endpoint_info() const { return prog_info(from_endpoint_.get()); }
+  ProgInfo from_uplink_info() const { return prog_info(from_uplink_.get()); }
+  static ProgInfo prog_info(int prog_fd);
 
  private:
-  Datapath(UniqueFd prog, DatapathMaps maps) : from_endpoint_(std::move(prog)), maps_(std::move(maps)) {}
+  Datapath(UniqueFd from_endpoint, UniqueFd from_uplink, DatapathMaps maps)
+      : from_endpoint_(std::move(from_endpoint)),
+        from_uplink_(std::move(from_uplink)),
+        maps_(std::move(maps)) {}
   UniqueFd from_endpoint_;
+  UniqueFd from_uplink_;
   DatapathMaps maps_;
 };
 

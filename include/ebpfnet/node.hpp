@@ -14,6 +14,7 @@
 #include "ebpfnet/datapath.hpp"
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/state.hpp"
+#include "ebpfnet/undo.hpp"
 
 namespace ebpfnet {
 
@@ -29,9 +30,20 @@ struct Env {
 // test throws from it to prove every step is undone.
 using Checkpoint = std::function<void(std::string_view step)>;
 
+// The sandbox uplink: a /24 transfer net between the node and the namespace
+// playing the internet, which also holds a "server" address behind it.
+inline constexpr const char* kSandboxUplinkIp = "198.18.0.2";
+inline constexpr const char* kSandboxOutsideIp = "198.18.0.1";
+inline constexpr const char* kSandboxServerIp = "203.0.113.1";
+// Masquerade source ports: above Linux's default ephemeral range
+// (32768-60999), so they never meet the node's own connections.
+inline constexpr uint16_t kNatPortMin = 61000, kNatPortMax = 65535;
+
 struct AttachOptions {
   std::optional<Ipv4Cidr> cidr;      // needed the first time for the root node
   std::optional<TcMode> tc_mode;     // default: TCX where the kernel has it
+  std::optional<std::string> uplink; // the node's way out (production: its eth0)
+  std::optional<CtTimeouts> ct_timeouts;
 };
 
 struct AttachResult {
@@ -73,6 +85,8 @@ struct NodeStatus {
   NodeState state;
   std::filesystem::path pin_dir;
   std::optional<ProgInfo> prog;
+  std::optional<ProgInfo> uplink_prog;  // attached at the uplink, if there is one
+  std::optional<Ipv4> uplink_ip;
   std::vector<MapInfo> maps;
   DropCounts node_drops{};
   std::vector<EndpointView> endpoints;
@@ -84,8 +98,13 @@ class Node {
   Node(Env env, std::string name);
 
   // A sandbox node: a named namespace playing the host, with its pool.
+  // uplink_sandbox: also a namespace "<name>-out" playing the internet,
+  // wired to the node's eth0 (the node's uplink). outside: instead join that
+  // existing namespace (another node's outside), which then routes between
+  // the nodes: the lan1 - router - lan2 picture.
   static void create(const Env& env, const std::string& name, Ipv4Cidr cidr,
-                     const Checkpoint& cp = {});
+                     const Checkpoint& cp = {}, bool uplink_sandbox = false,
+                     const std::string& outside = "");
   // Removes every endpoint, the datapath, the namespace (sandbox) and the state.
   static void destroy(const Env& env, const std::string& name);
   static std::vector<std::string> list(const Env& env);
@@ -95,6 +114,17 @@ class Node {
   void del_endpoint(const std::string& name);
   std::vector<EndpointView> endpoints();
   NodeStatus status();
+
+  // Published ports and conntrack (controller/node_nat.cpp).
+  void expose(const PublishRecord& p);
+  void unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port);
+  std::vector<PublishRecord> published();
+  std::vector<CtFlow> conntrack();
+  size_t conntrack_flush();
+  // Routes through the uplink to destinations reached without masquerade.
+  void route_add(const RouteRecord& r);
+  void route_del(const Ipv4Cidr& dst);
+  std::vector<RouteRecord> routes();
 
   // For CNI runtimes (controller/node_cni.cpp), each under the node's lock.
   // A node that does not exist has no state and no endpoints.
@@ -113,8 +143,15 @@ class Node {
 
  private:
   std::filesystem::path link_pin(const EndpointRecord& e) const;
+  std::filesystem::path uplink_pin() const { return pin_dir() / "uplink_link"; }
+  static void create_sandbox_uplink(const std::string& node, const std::string& outside,
+                                    Undo& undo);
+  void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);
+  void write_config_locked(const NodeState& st, DatapathMaps& maps);
+  void advertise_pool_locked(const NodeState& st);
   AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
-  void remove_endpoint_parts(const EndpointRecord& e, DatapathMaps* maps);
+  // Detaches, unmaps and deletes an endpoint's parts, and unpublishes its ports (in st).
+  void remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps);
   void detach_locked(NodeState& st);
   std::vector<EndpointView> views(const NodeState& st, const Datapath* dp);
 

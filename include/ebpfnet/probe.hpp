@@ -26,6 +26,11 @@ using ProbeTimeout = std::chrono::milliseconds;
 // and one reply.
 ProbeResult probe_tcp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t port,
                       ProbeTimeout timeout = ProbeTimeout(2000));
+// The same where `to` listens on another address and port than the client
+// connects to (a published port: the client sees the node, `to` is behind it).
+ProbeResult probe_tcp_via(const Netns& from, Ipv4 dst, uint16_t port, const Netns& to,
+                          Ipv4 listen_ip, uint16_t listen_port,
+                          ProbeTimeout timeout = ProbeTimeout(2000));
 // One UDP datagram there and its echo back.
 ProbeResult probe_udp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t port,
                       ProbeTimeout timeout = ProbeTimeout(2000));

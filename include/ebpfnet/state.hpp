@@ -35,6 +35,37 @@ struct EndpointRecord {
   std::string cni_network;
 };
 
+// The node's way out: masquerade and published ports use its address.
+struct UplinkRecord {
+  std::string ifname;   // in the node's namespace
+  std::string outside;  // sandbox: the namespace playing the internet; "" in production
+  TcMode tc_mode = TcMode::tcx;
+  bool outside_owned = true;  // false: joined another node's outside, which is not ours to delete
+};
+
+// A destination reached by routing through the uplink, never masqueraded.
+struct RouteRecord {
+  Ipv4Cidr dst;
+  Ipv4 via;
+};
+
+// A published port: uplink address:port -> endpoint:target_port.
+struct PublishRecord {
+  std::string endpoint;
+  std::string proto;  // "tcp" or "udp"
+  uint16_t target_port = 0;
+  uint16_t port = 0;
+};
+
+// Seconds a conntrack entry lives after its last packet, by state.
+struct CtTimeouts {
+  uint32_t syn = 60;          // TCP before the handshake completes
+  uint32_t tcp = 21600;       // established TCP
+  uint32_t closing = 10;      // TCP after FIN or RST
+  uint32_t udp = 60;
+  uint32_t icmp = 30;
+};
+
 struct NodeState {
   std::string name;
   bool sandbox = true;    // a netns playing the host; false: the root namespace
@@ -43,6 +74,10 @@ struct NodeState {
   bool attached = false;
   std::optional<TcMode> tc_mode;  // chosen at attach: detected or forced
   std::vector<EndpointRecord> endpoints;
+  std::optional<UplinkRecord> uplink;
+  std::vector<PublishRecord> published;
+  std::vector<RouteRecord> routes;
+  CtTimeouts ct_timeouts;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   EndpointRecord* find(std::string_view endpoint);

@@ -18,6 +18,7 @@ namespace ebpfnet::cli {
 namespace {
 
 constexpr uint16_t kProbePort = 8080;
+constexpr uint16_t kPublishedPort = 18080;
 
 std::string run_id() {
   uint16_t r = 0;
@@ -56,7 +57,7 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
   DeferSignals defer;
   const std::string id = run_id();
   const std::string node_name = "demo-" + id;
-  Node::create(ctx.env, node_name, parse_cidr(cidr));
+  Node::create(ctx.env, node_name, parse_cidr(cidr), {}, /*uplink_sandbox=*/true);
   struct Cleanup {
     const Env& env;
     std::string node;
@@ -97,11 +98,46 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
                        {"icmp", icmp.ok}});
     }
   }
+
+  // NAT: every endpoint reaches a server outside, which sees only the
+  // uplink's address; a published port reaches an endpoint from outside and,
+  // hairpinned, from another endpoint.
+  Netns outside = Netns::open_named(node_name + "-out");
+  Ipv4 uplink_ip = *Ipv4::parse(kSandboxUplinkIp), server = *Ipv4::parse(kSandboxServerIp);
+  std::vector<std::vector<std::string>> nat_rows;
+  nlohmann::json nat = nlohmann::json::array();
+  auto nat_check = [&](const std::string& what, const std::string& from, const ProbeResult& r,
+                       Ipv4 expect_src) {
+    bool ok = r.ok && r.peer_saw == expect_src;
+    all_ok = all_ok && ok;
+    std::string result = ok     ? cell(r)
+                         : r.ok ? "FAIL (expected source " + expect_src.str() + ")"
+                                : "FAIL (" + r.error + ")";
+    nat_rows.push_back({what, from, r.ok ? r.peer_saw.str() : "-", result});
+    nat.push_back({{"check", what}, {"from", from}, {"ok", ok}, {"seen_source", r.peer_saw.str()}});
+  };
+  for (const auto& e : eps) {
+    Netns a = Netns::open_path(e.netns_path);
+    nat_check("tcp to " + server.str() + ":" + std::to_string(kProbePort), e.name,
+              probe_tcp(a, outside, server, kProbePort), uplink_ip);
+  }
+  const auto& web = eps.back();
+  node.expose({web.name, "tcp", kProbePort, kPublishedPort});
+  Netns web_ns = Netns::open_path(web.netns_path);
+  std::string published = uplink_ip.str() + ":" + std::to_string(kPublishedPort);
+  nat_check("tcp to published " + published, "outside",
+            probe_tcp_via(outside, uplink_ip, kPublishedPort, web_ns, web.ip, kProbePort),
+            *Ipv4::parse(kSandboxOutsideIp));
+  nat_check("tcp to published " + published, eps[0].name,
+            probe_tcp_via(Netns::open_path(eps[0].netns_path), uplink_ip, kPublishedPort, web_ns,
+                          web.ip, kProbePort),
+            eps[0].ip);
+
   auto views = node.endpoints();
 
   if (ctx.json()) {
     nlohmann::json j = {{"node", node_name}, {"bridges", bridges}, {"pairs", pairs},
-                        {"ok", all_ok},      {"kept", keep}};
+                        {"nat", nat},        {"ok", all_ok},        {"kept", keep}};
     for (const auto& v : views) j["endpoints"].push_back(to_json(v));
     std::cout << j.dump(2) << "\n";
   } else {
@@ -110,11 +146,15 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
     std::cout << "\nbridge devices in the node: "
               << (bridges.empty() ? "none" : std::to_string(bridges.size())) << "\n\n";
     print_table({"FROM", "TO", "TCP", "UDP", "ICMP"}, rows);
+    std::cout << "\nNAT through the uplink " << uplink_ip.str() << " (published: " << published
+              << " -> " << web.name << ":" << kProbePort << ")\n";
+    print_table({"CHECK", "FROM", "SERVER SAW", "RESULT"}, nat_rows);
     std::cout << "\n";
     std::vector<std::vector<std::string>> counter_rows;
     for (const auto& v : views) counter_rows.push_back(endpoint_row(v));
     print_table(endpoint_header(), counter_rows);
-    std::cout << "\n" << (all_ok ? "every pair talks over TCP, UDP and ICMP through the eBPF datapath"
+    std::cout << "\n" << (all_ok ? "every pair talks over TCP, UDP and ICMP through the eBPF datapath; "
+                                    "masquerade and a published port work"
                                  : "SOME CHECKS FAILED") << "\n";
     if (keep)
       std::cout << "kept; try: ebpfnet ns exec " << eps[0].name << " ping -c1 " << eps[1].ip.str()
@@ -134,7 +174,8 @@ void add_demo_command(CLI::App& app, Context& ctx, Action& action) {
   };
   auto a = std::make_shared<Args>();
   auto* demo = app.add_subcommand(
-      "demo", "build a sandbox node with three endpoints, check every pair talks, then clean up");
+      "demo", "build a sandbox node with three endpoints and an uplink, check every pair talks, "
+              "NAT and a published port, then clean up");
   demo->add_flag("--keep", a->keep, "leave the sandbox in place and print how to remove it");
   demo->add_option("--cidr", a->cidr, "the sandbox's pool (lives only inside the sandbox)")
       ->capture_default_str();

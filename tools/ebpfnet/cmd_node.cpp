@@ -1,4 +1,5 @@
 // ebpfnet node create|delete|list, and attach.
+#include <charconv>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -14,9 +15,33 @@ Ipv4Cidr parse_cidr(const std::string& s) {
   return *c;
 }
 
+namespace {
+
+CtTimeouts parse_ct_timeouts(const std::vector<std::string>& specs) {
+  CtTimeouts t;
+  for (const auto& spec : specs) {
+    auto eq = spec.find('=');
+    std::string name = spec.substr(0, eq);
+    uint32_t* field = name == "syn" ? &t.syn : name == "tcp" ? &t.tcp : name == "closing" ? &t.closing
+                      : name == "udp" ? &t.udp : name == "icmp" ? &t.icmp : nullptr;
+    uint32_t v = 0;
+    std::string_view num = eq == std::string::npos ? "" : std::string_view(spec).substr(eq + 1);
+    auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
+    if (!field || num.empty() || ec != std::errc() || end != num.data() + num.size() || v == 0)
+      throw Error(Errc::usage, "'" + spec + "' is not NAME=SECONDS with NAME one of syn, tcp, "
+                               "closing, udp, icmp");
+    *field = v;
+  }
+  return t;
+}
+
+}  // namespace
+
 void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
-    std::string name, cidr, tc_mode = "auto";
+    std::string name, cidr, tc_mode = "auto", uplink, outside;
+    bool uplink_sandbox = false;
+    std::vector<std::string> ct_timeouts;
   };
   auto a = std::make_shared<Args>();
 
@@ -27,9 +52,17 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   create->add_option("NAME", a->name, "node name (also its namespace's name)")->required();
   create->add_option("--cidr", a->cidr, "the endpoints' address pool; its first address is the gateway")
       ->required();
+  create->add_flag("--uplink-sandbox", a->uplink_sandbox,
+                   "also make a namespace NAME-out playing the internet, wired to the node's eth0 "
+                   "(its uplink, 198.18.0.2/24; the outside is 198.18.0.1 and 203.0.113.1)");
+  create->add_option("--outside", a->outside,
+                     "with --uplink-sandbox: join this existing outside namespace (another node's "
+                     "NAME-out) instead, which then routes between the nodes");
   create->callback([&ctx, &action, a] {
     action = [&ctx, a] {
-      Node::create(ctx.env, a->name, parse_cidr(a->cidr));
+      if (!a->outside.empty() && !a->uplink_sandbox)
+        throw Error(Errc::usage, "--outside goes with --uplink-sandbox");
+      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside);
       if (ctx.json())
         std::cout << nlohmann::json{{"node", a->name}, {"cidr", a->cidr}}.dump() << "\n";
       else
@@ -67,9 +100,17 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   attach->add_option("--tc-mode", a->tc_mode, "how programs attach to veths")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
       ->capture_default_str();
+  attach->add_option("--uplink", a->uplink,
+                     "the node's way out (production: eth0): masquerade and published ports use "
+                     "its address");
+  attach->add_option("--ct-timeout", a->ct_timeouts,
+                     "conntrack timeout in seconds: syn=60, tcp=21600, closing=10, udp=60, icmp=30")
+      ->type_name("NAME=SECONDS");
   attach->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       AttachOptions opts;
+      if (!a->uplink.empty()) opts.uplink = a->uplink;
+      if (!a->ct_timeouts.empty()) opts.ct_timeouts = parse_ct_timeouts(a->ct_timeouts);
       if (!a->cidr.empty()) opts.cidr = parse_cidr(a->cidr);
       if (a->tc_mode != "auto") opts.tc_mode = parse_tc_mode(a->tc_mode);
       AttachResult r = ctx.open_node().attach(opts);

@@ -18,15 +18,24 @@ nlohmann::json status_json(const NodeStatus& s) {
   nlohmann::json drops = nlohmann::json::object();
   for (int r = 0; r < EBPFNET_DROP_REASON_MAX; ++r)
     drops[std::string(drop_reason_name(r))] = s.node_drops[r];
-  nlohmann::json prog = nullptr;
-  if (s.prog) prog = {{"name", s.prog->name}, {"id", s.prog->id}, {"tag", s.prog->tag}};
+  nlohmann::json progs = nlohmann::json::array();
+  for (const auto* p : {&s.prog, &s.uplink_prog})
+    if (*p) progs.push_back({{"name", (*p)->name}, {"id", (*p)->id}, {"tag", (*p)->tag}});
+  nlohmann::json uplink = nullptr;
+  if (s.state.uplink)
+    uplink = {{"ifname", s.state.uplink->ifname},
+              {"ip", s.uplink_ip ? nlohmann::json(s.uplink_ip->str()) : nlohmann::json(nullptr)},
+              {"outside_netns", s.state.uplink->outside},
+              {"tc_mode", to_string(s.state.uplink->tc_mode)}};
   return {{"node", s.state.name},
           {"sandbox", s.state.sandbox},
           {"cidr", s.state.cidr.str()},
           {"gateway", s.state.gateway().str()},
           {"attached", s.prog.has_value()},
           {"pin_dir", s.pin_dir.string()},
-          {"programs", prog.is_null() ? nlohmann::json::array() : nlohmann::json::array({prog})},
+          {"programs", progs},
+          {"uplink", uplink},
+          {"published", s.state.published.size()},
           {"maps", maps},
           {"node_drops", drops},
           {"bridges", s.bridges},
@@ -42,6 +51,15 @@ void print_status(const NodeStatus& s) {
   } else {
     std::cout << "pinned at " << s.pin_dir.string() << "\nprogram   " << s.prog->name << " id "
               << s.prog->id << " tag " << s.prog->tag << ", tc ingress of every endpoint veth\n";
+  }
+  if (s.state.uplink) {
+    std::cout << "uplink    " << s.state.uplink->ifname;
+    if (s.uplink_ip) std::cout << " " << s.uplink_ip->str() << " (masquerade, " << s.state.published.size() << " published ports)";
+    if (s.uplink_prog) std::cout << ", program " << s.uplink_prog->name << " id " << s.uplink_prog->id;
+    if (!s.state.uplink->outside.empty()) std::cout << ", outside netns " << s.state.uplink->outside;
+    std::cout << "\n";
+  } else {
+    std::cout << "uplink    none (no NAT; attach --uplink IFNAME)\n";
   }
   std::cout << "bridges   " << (s.bridges.empty() ? "none" : std::to_string(s.bridges.size())) << "\n";
   std::cout << "drops     " << drops_summary(s.node_drops) << " (not tied to an endpoint)\n\n";

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   cli::add_endpoint_commands(app, ctx, action);
   cli::add_ns_commands(app, ctx, action);
   cli::add_status_commands(app, ctx, action);
+  cli::add_nat_commands(app, ctx, action);
   cli::add_demo_command(app, ctx, action);
 
   try {

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tc ingress of the node's uplink: replies of masqueraded flows and
+ * connections to published ports go straight to their endpoint; everything
+ * else, the node's own traffic above all, passes untouched. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/stats.h"
+#include "lib/eth.h"
+#include "lib/fwd.h"
+#include "lib/nat.h"
+#include "lib/icmp_err.h"
+
+static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
+{
+	struct ebpfnet_endpoint *dst = bpf_map_lookup_elem(&ep_by_ip, &daddr);
+	struct ethhdr *eth;
+	struct iphdr *ip;
+
+	if (!dst)
+		return drop(NULL, EBPFNET_DROP_UNKNOWN_ENDPOINT);
+	if (reparse_ipv4(skb, &eth, &ip))
+		return drop(NULL, EBPFNET_DROP_MALFORMED);
+	if (ip->ttl <= 1)
+		return TC_ACT_OK;
+	count_rx(dst->ifindex, skb);
+	return fwd_to_endpoint(eth, ip, dst);
+}
+
+SEC("tc")
+int from_uplink(struct __sk_buff *skb)
+{
+	const struct ebpfnet_config *cfg = node_config();
+	struct ebpfnet_pub_target *pub;
+	struct ebpfnet_ct_entry *e;
+	struct ebpfnet_ct_key x;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct cursor c;
+	struct flow f;
+	__u64 now;
+
+	if (!cfg || !cfg->uplink_ifindex)
+		return TC_ACT_OK;
+	cursor_init(&c, skb);
+	eth = parse_eth(&c);
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	ip = parse_ipv4(&c);
+	if (!ip)
+		return TC_ACT_OK;
+	if (ip->daddr != cfg->uplink_ip) {
+		/* Routed to an endpoint without NAT (nodes that route each other's pools). */
+		if (bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
+			return to_endpoint(skb, ip->daddr);
+		return TC_ACT_OK;
+	}
+	now = bpf_ktime_get_ns();
+	if (flow_of(skb, &c, ip, &f) < 0) {
+		struct icmp_err err;
+		__be32 dst;
+
+		if (icmp_err_parse(skb, &c, ip, &err) ||
+		    icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
+			return TC_ACT_OK;
+		return to_endpoint(skb, dst);
+	}
+
+	e = ct_lookup(&f.key, now);
+	if (e) {
+		ct_update(e, cfg, &f, skb->len, now);
+		x = e->xlate;
+	} else if ((pub = published_target(&f))) {
+		if (dnat_create(&f, pub, cfg, skb->len, now, &x))
+			return drop(NULL, EBPFNET_DROP_CT_FULL);
+	} else {
+		return TC_ACT_OK;
+	}
+	if (nat_apply(skb, &f, &x))
+		return drop(NULL, EBPFNET_DROP_MALFORMED);
+	return to_endpoint(skb, x.daddr);
+}
+
+char LICENSE[] SEC("license") = "GPL";

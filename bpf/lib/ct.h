@@ -1,0 +1,187 @@
+/* Connection tracking: one LRU entry per direction of a flow, keyed by the
+ * tuple as it arrives and holding the tuple it leaves as. Entries expire
+ * lazily: a lookup treats an entry past its deadline as absent, and creating
+ * a flow over an expired entry replaces it, so timeouts hold even when the
+ * LRU is far from full. */
+#ifndef EBPFNET_BPF_CT_H
+#define EBPFNET_BPF_CT_H
+
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include "maps.h"
+#include "parse.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+/* An entry's deadline is rewritten at most this often, so a busy flow does
+ * not write its cache line on every packet. */
+#define CT_REFRESH_NS NSEC_PER_SEC
+
+/* What the tracker needs from a packet besides its tuple. */
+struct flow {
+	struct ebpfnet_ct_key key;
+	__u32 l4_off;   /* from the start of the frame */
+	__u8 tcp_flags; /* TCP: the flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
+};
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* Fills f from the IPv4 packet at ip (the cursor just past its header).
+ * Returns 0, or -1 for what cannot be tracked: fragments, protocols other
+ * than TCP, UDP and ICMP echo, truncated L4 headers. */
+static __always_inline int flow_of(struct __sk_buff *skb, struct cursor *c, struct iphdr *ip,
+				   struct flow *f)
+{
+	f->key.saddr = ip->saddr;
+	f->key.daddr = ip->daddr;
+	f->key.proto = ip->protocol;
+	f->key.pad[0] = f->key.pad[1] = f->key.pad[2] = 0;
+	f->l4_off = (__u32)(c->pos - (void *)(long)skb->data);
+	f->tcp_flags = 0;
+	if (ip->frag_off & bpf_htons(0x3fff)) /* MF or an offset */
+		return -1;
+
+	switch (ip->protocol) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = c->pos;
+
+		if ((void *)(th + 1) > c->end)
+			return -1;
+		f->key.sport = th->source;
+		f->key.dport = th->dest;
+		f->tcp_flags = ((__u8 *)th)[13];
+		return 0;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = c->pos;
+
+		if ((void *)(uh + 1) > c->end)
+			return -1;
+		f->key.sport = uh->source;
+		f->key.dport = uh->dest;
+		return 0;
+	}
+	case IPPROTO_ICMP: {
+		struct icmp_echo *ih = c->pos;
+
+		if ((void *)(ih + 1) > c->end)
+			return -1;
+		if (ih->type != ICMP_ECHO && ih->type != ICMP_ECHOREPLY)
+			return -1;
+		f->key.sport = ih->id;
+		f->key.dport = ih->id;
+		return 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+static __always_inline void ct_reverse(const struct ebpfnet_ct_key *k, struct ebpfnet_ct_key *r)
+{
+	r->saddr = k->daddr;
+	r->daddr = k->saddr;
+	r->sport = k->dport;
+	r->dport = k->sport;
+	r->proto = k->proto;
+	r->pad[0] = r->pad[1] = r->pad[2] = 0;
+}
+
+static __always_inline __u64 ct_timeout_ns(const struct ebpfnet_config *cfg, __u8 proto, __u8 state)
+{
+	__u32 s;
+
+	if (proto == IPPROTO_TCP)
+		s = state == EBPFNET_CT_ESTABLISHED ? cfg->ct_timeout_tcp
+		    : state == EBPFNET_CT_CLOSING   ? cfg->ct_timeout_closing
+						    : cfg->ct_timeout_syn;
+	else if (proto == IPPROTO_UDP)
+		s = cfg->ct_timeout_udp;
+	else
+		s = cfg->ct_timeout_icmp;
+	return (__u64)s * NSEC_PER_SEC;
+}
+
+static __always_inline struct ebpfnet_ct_entry *ct_lookup(const struct ebpfnet_ct_key *key, __u64 now)
+{
+	struct ebpfnet_ct_entry *e = bpf_map_lookup_elem(&ct, key);
+
+	if (e && e->expires_ns < now)
+		return NULL;
+	return e;
+}
+
+static __always_inline void ct_set(struct ebpfnet_ct_entry *e, __u8 state, __u64 expires)
+{
+	e->state = state;
+	e->expires_ns = expires;
+}
+
+/* Accounts a packet of e's direction: state from TCP flags and the first
+ * reply, and a later deadline for both directions. */
+static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct ebpfnet_config *cfg,
+				      const struct flow *f, __u32 len, __u64 now)
+{
+	__u8 state = e->state;
+	struct ebpfnet_ct_entry *peer;
+	__u64 expires;
+
+	e->packets++;
+	e->bytes += len;
+	if (f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_FIN | TCP_RST)))
+		state = EBPFNET_CT_CLOSING;
+	else if (state == EBPFNET_CT_NEW && (e->flags & EBPFNET_CT_F_REPLY) &&
+		 (f->key.proto != IPPROTO_TCP || (f->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)))
+		state = EBPFNET_CT_ESTABLISHED;
+
+	expires = now + ct_timeout_ns(cfg, f->key.proto, state);
+	if (state == e->state && expires < e->expires_ns + CT_REFRESH_NS)
+		return;
+	ct_set(e, state, expires);
+	peer = bpf_map_lookup_elem(&ct, &e->peer);
+	if (peer)
+		ct_set(peer, state, expires);
+}
+
+/* Creates both entries of a new flow: fwd arrives and leaves as fwd_x; its
+ * replies arrive as reverse(fwd_x) and leave as reverse(fwd). The reply entry
+ * is claimed first with BPF_NOEXIST, which makes a NAT port a lock-free
+ * reservation: two CPUs can never hand out the same translated tuple.
+ * Returns 0, -1 when the reply tuple is live already, -2 when the map refused. */
+static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const struct ebpfnet_ct_key *fwd_x,
+				     __u8 flags, const struct ebpfnet_config *cfg, __u32 len, __u64 now)
+{
+	struct ebpfnet_ct_entry entry = {};
+	struct ebpfnet_ct_key rev;
+	struct ebpfnet_ct_entry *old;
+
+	ct_reverse(fwd_x, &rev);
+	entry.expires_ns = now + ct_timeout_ns(cfg, fwd->proto, EBPFNET_CT_NEW);
+	entry.flags = flags | EBPFNET_CT_F_REPLY;
+	ct_reverse(fwd, &entry.xlate);
+	entry.peer = *fwd;
+	if (bpf_map_update_elem(&ct, &rev, &entry, BPF_NOEXIST) != 0) {
+		old = bpf_map_lookup_elem(&ct, &rev);
+		if (old && old->expires_ns >= now)
+			return -1;
+		if (bpf_map_update_elem(&ct, &rev, &entry, BPF_ANY) != 0)
+			return -2;
+	}
+
+	entry.flags = flags;
+	entry.xlate = *fwd_x;
+	entry.peer = rev;
+	entry.packets = 1;
+	entry.bytes = len;
+	if (bpf_map_update_elem(&ct, fwd, &entry, BPF_ANY) != 0) {
+		bpf_map_delete_elem(&ct, &rev);
+		return -2;
+	}
+	return 0;
+}
+
+#endif
