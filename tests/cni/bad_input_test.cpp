@@ -113,14 +113,24 @@ TEST(CniBadInput, ExhaustedSubnet) {
   s.expect_nothing_made();
 }
 
-TEST(CniBadInput, PublishedPortsNeedNat) {
+TEST(CniBadInput, PublishedPortsNeedAnUplink) {
   EBPFNET_REQUIRE_ROOT();
   Scene s;
   json conf = s.net.conf();
   conf["runtimeConfig"] = json::parse(
       R"({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})");
-  expect_cni_error(s.add_with(conf), 2, "published ports need ebpfnet's NAT");
+  // The endpoint is made, the publish fails, and the ADD is taken back whole.
+  expect_cni_error(s.add_with(conf), 7, "has no uplink");
   s.expect_nothing_made();
+  for (const char* bad : {R"([{"hostPort": 0, "containerPort": 80}])",
+                          R"([{"hostPort": 8080, "containerPort": 70000}])",
+                          R"([{"hostPort": 8080, "containerPort": 80, "protocol": "sctp"}])",
+                          R"([{"hostPort": 8080, "containerPort": 80, "hostIP": "10.1.1.1"}])"}) {
+    conf["runtimeConfig"]["portMappings"] = json::parse(bad);
+    CniReply r = s.add_with(conf);
+    EXPECT_NE(r.code, 0) << bad;
+    s.expect_nothing_made();
+  }
   // An empty list is what runtimes pass for a container without -p.
   conf["runtimeConfig"]["portMappings"] = json::array();
   ASSERT_EQ(s.add_with(conf).code, 0);

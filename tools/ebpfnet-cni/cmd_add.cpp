@@ -66,12 +66,33 @@ void check_no_default_route(const std::string& path) {
 
 }  // namespace
 
+// runtimeConfig.portMappings, checked before anything is made.
+std::vector<PublishRecord> port_mappings(const json& list) {
+  std::vector<PublishRecord> out;
+  if (list.is_null()) return out;
+  for (const auto& m : list) {
+    auto port = [&](const char* key) -> uint16_t {
+      auto it = m.find(key);
+      if (it == m.end() || !it->is_number_integer() || it->get<int64_t>() < 1 ||
+          it->get<int64_t>() > 65535)
+        throw CniError(kInvalidConfig, std::string("portMappings: \"") + key +
+                                           "\" must be a port from 1 to 65535: " + m.dump());
+      return static_cast<uint16_t>(it->get<int>());
+    };
+    std::string proto = m.value("protocol", "tcp");
+    if (proto != "tcp" && proto != "udp")
+      throw CniError(kUnsupportedField, "portMappings: protocol '" + proto + "' is not tcp or udp");
+    std::string host_ip = m.value("hostIP", "");
+    if (!host_ip.empty() && host_ip != "0.0.0.0")
+      throw CniError(kUnsupportedField, "portMappings: hostIP " + host_ip + " is not supported",
+                     "ports are published on the node's uplink address");
+    out.push_back({"", proto, port("containerPort"), port("hostPort")});
+  }
+  return out;
+}
+
 void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
-  if (!conf.port_mappings.empty())
-    throw CniError(kUnsupportedField,
-                   "runtimeConfig.portMappings: published ports need ebpfnet's NAT, which is "
-                   "not available yet",
-                   "run the container without published ports (-p)");
+  std::vector<PublishRecord> publish = port_mappings(conf.port_mappings);
   check_netns(inv.netns);
   Node node(conf.env(), conf.node);
   NodeState st = node_state(node, conf);
@@ -91,6 +112,17 @@ void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
   req.cni_network = conf.name;
   // Attaches the node's datapath first if it is not (and logs that).
   EndpointRecord rec = node.add_endpoint(req);
+  // Published through ebpfnet's NAT on the uplink, like `docker -p`; a port
+  // that cannot be published takes the whole ADD back.
+  try {
+    for (auto& p : publish) {
+      p.endpoint = rec.name;
+      node.expose(p);
+    }
+  } catch (...) {
+    node.del_container_endpoint(inv.container());
+    throw;
+  }
 
   std::string node_sandbox = node.is_root() ? "" : netns::path_of(node.name());
   out << make_result(conf, inv, rec, st.gateway(), node_sandbox).dump() << "\n";
