@@ -50,8 +50,9 @@ int from_uplink(struct __sk_buff *skb)
 	if (!ip)
 		return TC_ACT_OK;
 	if (ip->daddr != cfg->uplink_ip) {
-		/* Routed to an endpoint without NAT (nodes that route each other's pools). */
-		if (bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
+		/* Routed to an endpoint without NAT, from a pool this node routes to
+		 * (route add): nodes that route each other's pools. */
+		if (is_routed(ip->saddr) && bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
 			return to_endpoint(skb, ip->daddr);
 		return TC_ACT_OK;
 	}
