@@ -84,18 +84,17 @@ static __always_inline int is_syn(const struct flow *f)
 	return f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 }
 
-/* Creates a masquerade flow for f leaving from the uplink address: tries
- * random ports of the configured range (random, not consecutive, so taken
- * ports do not cluster) until a translated tuple is free. Fills x with the
- * tuple the packet leaves as. Returns 0, -1 when every tried port is taken,
- * -2 when the map refused. */
-static __always_inline int snat_create(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len,
-				       __u64 now, struct ebpfnet_ct_key *x)
+/* Creates a flow for f that leaves as x (filled in but for its source) from
+ * the uplink address: tries random ports of the configured range (random,
+ * not consecutive, so taken ports do not cluster) until the translated tuple
+ * is free. Returns 0, -1 when every tried port is taken, -2 when the map
+ * refused. */
+static __always_inline int masquerade_create(const struct flow *f, const struct ebpfnet_config *cfg,
+					     __u32 len, __u64 now, struct ebpfnet_ct_key *x, __u8 flags)
 {
 	__u32 range = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
 	int i, rc = -1;
 
-	*x = f->key;
 	x->saddr = cfg->uplink_ip;
 	if (range == 0 || range > 65536)
 		return -1;
@@ -105,15 +104,32 @@ static __always_inline int snat_create(const struct flow *f, const struct ebpfne
 		x->sport = port;
 		if (f->key.proto == IPPROTO_ICMP)
 			x->dport = port;
-		rc = ct_create(&f->key, x, EBPFNET_CT_F_SNAT, cfg, len, now, is_syn(f));
+		rc = ct_create(&f->key, x, flags, cfg, len, now, is_syn(f));
 		if (rc != -1)
 			return rc;
 	}
 	return rc;
 }
 
+/* Masquerades f, leaving for the same destination. */
+static __always_inline int snat_create(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len,
+				       __u64 now, struct ebpfnet_ct_key *x)
+{
+	*x = f->key;
+	return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_SNAT);
+}
+
+/* Only a connection's first packet (TCP: a SYN) may start a flow to a
+ * published port, so a node's own connection that happens to use the
+ * published port locally keeps its replies. */
+static __always_inline int starts_flow(const struct flow *f)
+{
+	return f->key.proto != IPPROTO_TCP || is_syn(f);
+}
+
 /* Creates the flow of a connection to a published port: f arrives for the
- * uplink address and leaves for the endpoint behind it. */
+ * uplink address and leaves for the endpoint behind it. Returns as
+ * masquerade_create. */
 static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t,
 				       const struct ebpfnet_config *cfg, __u32 len, __u64 now,
 				       struct ebpfnet_ct_key *x)
@@ -121,6 +137,10 @@ static __always_inline int dnat_create(const struct flow *f, const struct ebpfne
 	*x = f->key;
 	x->daddr = t->ip;
 	x->dport = t->port;
+	/* An endpoint reaching its own published port would answer itself
+	 * directly; masquerading it too sends the answer back through here. */
+	if (f->key.saddr == t->ip)
+		return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
 	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, cfg, len, now, is_syn(f));
 }
 
