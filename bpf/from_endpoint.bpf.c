@@ -128,12 +128,18 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 			if (!route_found(rc))
 				return drop(st, EBPFNET_DROP_NO_ROUTE);
 		}
-	} else if (f.key.daddr == cfg->uplink_ip && (pub = published_target(&f))) {
+	} else if (f.key.daddr == cfg->uplink_ip && (pub = published_target(&f)) && starts_flow(&f)) {
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
 			return TC_ACT_OK;
-		if (dnat_create(&f, pub, cfg, skb->len, now, &x))
+		switch (dnat_create(&f, pub, cfg, skb->len, now, &x)) {
+		case 0:
+			break;
+		case -1:
+			return drop(st, EBPFNET_DROP_NAT_NO_PORT);
+		default:
 			return drop(st, EBPFNET_DROP_CT_FULL);
+		}
 	} else if (dst) {
 		return fwd_to_endpoint(eth, ip, dst);
 	} else {

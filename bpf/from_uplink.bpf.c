@@ -50,8 +50,9 @@ int from_uplink(struct __sk_buff *skb)
 	if (!ip)
 		return TC_ACT_OK;
 	if (ip->daddr != cfg->uplink_ip) {
-		/* Routed to an endpoint without NAT (nodes that route each other's pools). */
-		if (bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
+		/* Routed to an endpoint without NAT, from a pool this node routes to
+		 * (route add): nodes that route each other's pools. */
+		if (is_routed(ip->saddr) && bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
 			return to_endpoint(skb, ip->daddr);
 		return TC_ACT_OK;
 	}
@@ -70,9 +71,15 @@ int from_uplink(struct __sk_buff *skb)
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;
-	} else if ((pub = published_target(&f))) {
-		if (dnat_create(&f, pub, cfg, skb->len, now, &x))
+	} else if ((pub = published_target(&f)) && starts_flow(&f)) {
+		switch (dnat_create(&f, pub, cfg, skb->len, now, &x)) {
+		case 0:
+			break;
+		case -1:
+			return drop(NULL, EBPFNET_DROP_NAT_NO_PORT);
+		default:
 			return drop(NULL, EBPFNET_DROP_CT_FULL);
+		}
 	} else {
 		return TC_ACT_OK;
 	}

@@ -147,18 +147,25 @@ void Node::expose(const PublishRecord& p) {
   }
 }
 
-void Node::unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port) {
+void Node::unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port,
+                    std::optional<uint16_t> port) {
   uint8_t number = proto_number(proto);
   auto lock = store_.lock();
   NodeState st = store_.load();
   if (!st.find(endpoint))
     throw Error(Errc::not_found, "endpoint '" + endpoint + "' does not exist on node " + name_);
-  auto it = std::find_if(st.published.begin(), st.published.end(), [&](const PublishRecord& p) {
-    return p.endpoint == endpoint && p.proto == proto && p.target_port == target_port;
-  });
+  auto matches = [&](const PublishRecord& p) {
+    return p.endpoint == endpoint && p.proto == proto && p.target_port == target_port &&
+           (!port || p.port == *port);
+  };
+  auto it = std::find_if(st.published.begin(), st.published.end(), matches);
   if (it == st.published.end())
     throw Error(Errc::not_found, endpoint + " " + std::to_string(target_port) + "/" + proto +
-                                     " is not published");
+                                     " is not published" +
+                                     (port ? " on port " + std::to_string(*port) : ""));
+  if (std::count_if(st.published.begin(), st.published.end(), matches) > 1)
+    throw Error(Errc::usage, endpoint + " " + std::to_string(target_port) + "/" + proto +
+                                 " is published on several ports; say which with --port");
   auto maps = Datapath::open_pinned_maps(pin_dir());
   if (maps) maps->delete_published(number, it->port);
   st.published.erase(it);

@@ -151,9 +151,13 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct e
  * replies arrive as reverse(fwd_x) and leave as reverse(fwd). The reply entry
  * is claimed first with BPF_NOEXIST, which makes a NAT port a lock-free
  * reservation: two CPUs can never hand out the same translated tuple.
+ * A TCP SYN may also take over a reply tuple whose flow is closing, as
+ * Linux conntrack lets a new connection reuse a closed one's tuple: short
+ * connections would otherwise hold their ports for the closing timeout.
  * Returns 0, -1 when the reply tuple is live already, -2 when the map refused. */
 static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const struct ebpfnet_ct_key *fwd_x,
-				     __u8 flags, const struct ebpfnet_config *cfg, __u32 len, __u64 now)
+				     __u8 flags, const struct ebpfnet_config *cfg, __u32 len, __u64 now,
+				     int syn)
 {
 	struct ebpfnet_ct_entry entry = {};
 	struct ebpfnet_ct_key rev;
@@ -166,8 +170,11 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 	entry.peer = *fwd;
 	if (bpf_map_update_elem(&ct, &rev, &entry, BPF_NOEXIST) != 0) {
 		old = bpf_map_lookup_elem(&ct, &rev);
-		if (old && old->expires_ns >= now)
+		if (old && old->expires_ns >= now && !(syn && old->state == EBPFNET_CT_CLOSING))
 			return -1;
+		/* The closed flow's other direction must not translate into ours. */
+		if (old)
+			bpf_map_delete_elem(&ct, &old->peer);
 		if (bpf_map_update_elem(&ct, &rev, &entry, BPF_ANY) != 0)
 			return -2;
 	}

@@ -53,7 +53,8 @@ static __always_inline int route_lookup(struct __sk_buff *skb, const struct iphd
 	p->family = AF_INET;
 	p->tos = ip->tos;
 	p->l4_protocol = ip->protocol;
-	p->tot_len = bpf_ntohs(ip->tot_len);
+	/* tot_len stays 0: the kernel then checks the skb itself against the
+	 * egress MTU, which understands GSO packets far larger than one MTU. */
 	p->ipv4_src = ip->saddr;
 	p->ipv4_dst = ip->daddr;
 	p->ifindex = ifindex;

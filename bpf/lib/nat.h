@@ -13,7 +13,7 @@
 #define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
 #define IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
 /* Masquerade port search: bounded, so the verifier can see it end. */
-#define NAT_PORT_TRIES 16
+#define NAT_PORT_TRIES 32
 
 static __always_inline __u32 l4_csum_off(__u8 proto, __u32 l4_off)
 {
@@ -78,36 +78,58 @@ static __always_inline int nat_apply(struct __sk_buff *skb, const struct flow *f
 	return 0;
 }
 
-/* Creates a masquerade flow for f leaving from the uplink address: tries
- * ports of the configured range from a random start until a translated tuple
- * is free. Fills x with the tuple the packet leaves as. Returns 0, -1 when
- * every tried port is taken, -2 when the map refused. */
-static __always_inline int snat_create(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len,
-				       __u64 now, struct ebpfnet_ct_key *x)
+/* A new TCP connection, which may take over a closing flow's tuple. */
+static __always_inline int is_syn(const struct flow *f)
+{
+	return f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/* Creates a flow for f that leaves as x (filled in but for its source) from
+ * the uplink address: tries random ports of the configured range (random,
+ * not consecutive, so taken ports do not cluster) until the translated tuple
+ * is free. Returns 0, -1 when every tried port is taken, -2 when the map
+ * refused. */
+static __always_inline int masquerade_create(const struct flow *f, const struct ebpfnet_config *cfg,
+					     __u32 len, __u64 now, struct ebpfnet_ct_key *x, __u8 flags)
 {
 	__u32 range = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
-	__u32 start = bpf_get_prandom_u32();
 	int i, rc = -1;
 
-	*x = f->key;
 	x->saddr = cfg->uplink_ip;
 	if (range == 0 || range > 65536)
 		return -1;
 	for (i = 0; i < NAT_PORT_TRIES; i++) {
-		__be16 port = bpf_htons((__u16)(cfg->nat_port_min + (start + i) % range));
+		__be16 port = bpf_htons((__u16)(cfg->nat_port_min + bpf_get_prandom_u32() % range));
 
 		x->sport = port;
 		if (f->key.proto == IPPROTO_ICMP)
 			x->dport = port;
-		rc = ct_create(&f->key, x, EBPFNET_CT_F_SNAT, cfg, len, now);
+		rc = ct_create(&f->key, x, flags, cfg, len, now, is_syn(f));
 		if (rc != -1)
 			return rc;
 	}
 	return rc;
 }
 
+/* Masquerades f, leaving for the same destination. */
+static __always_inline int snat_create(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len,
+				       __u64 now, struct ebpfnet_ct_key *x)
+{
+	*x = f->key;
+	return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_SNAT);
+}
+
+/* Only a connection's first packet (TCP: a SYN) may start a flow to a
+ * published port, so a node's own connection that happens to use the
+ * published port locally keeps its replies. */
+static __always_inline int starts_flow(const struct flow *f)
+{
+	return f->key.proto != IPPROTO_TCP || is_syn(f);
+}
+
 /* Creates the flow of a connection to a published port: f arrives for the
- * uplink address and leaves for the endpoint behind it. */
+ * uplink address and leaves for the endpoint behind it. Returns as
+ * masquerade_create. */
 static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t,
 				       const struct ebpfnet_config *cfg, __u32 len, __u64 now,
 				       struct ebpfnet_ct_key *x)
@@ -115,7 +137,11 @@ static __always_inline int dnat_create(const struct flow *f, const struct ebpfne
 	*x = f->key;
 	x->daddr = t->ip;
 	x->dport = t->port;
-	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, cfg, len, now);
+	/* An endpoint reaching its own published port would answer itself
+	 * directly; masquerading it too sends the answer back through here. */
+	if (f->key.saddr == t->ip)
+		return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
+	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, cfg, len, now, is_syn(f));
 }
 
 static __always_inline struct ebpfnet_pub_target *published_target(const struct flow *f)

@@ -117,7 +117,9 @@ class Node {
 
   // Published ports and conntrack (controller/node_nat.cpp).
   void expose(const PublishRecord& p);
-  void unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port);
+  // port: which published port, needed when target_port is published on several.
+  void unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port,
+                std::optional<uint16_t> port = std::nullopt);
   std::vector<PublishRecord> published();
   std::vector<CtFlow> conntrack();
   size_t conntrack_flush();

@@ -3,15 +3,19 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+#include <thread>
+
+extern char** environ;
 
 namespace ebpfnet::test {
 
@@ -104,6 +108,47 @@ CmdResult run_in(const std::string& netns, const std::vector<std::string>& argv,
   return run(full, "", timeout_s);
 }
 
+Child::Child(const std::vector<std::string>& argv) {
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  for (int fd : {0, 1, 2}) posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int err = posix_spawnp(&pid_, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (err) throw std::system_error(err, std::generic_category(), "spawning " + argv[0]);
+}
+
+Child::~Child() {
+  ::kill(-pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool listening(const std::string& netns, const std::string& proto_flag, uint16_t port) {
+  return wait_until(
+      [&] {
+        CmdResult r =
+            run_in(netns, {"ss", "-Hln", proto_flag, "sport = :" + std::to_string(port)}, 5);
+        return r.code == 0 && !r.out.empty();
+      },
+      std::chrono::seconds(5));
+}
+
 TempStateDir::TempStateDir() {
   char tmpl[] = "/tmp/ebpfnet-test-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
@@ -123,10 +168,19 @@ Env env_at(const std::filesystem::path& state) {
 }
 }  // namespace
 
-SandboxNode::SandboxNode(const std::string& cidr, bool attach)
-    : env_(env_at(state_.path())), name_(unique("tn")), node_(env_, name_) {
-  Node::create(env_, name_, *Ipv4Cidr::parse(cidr));
-  if (attach) node_.attach();
+SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandbox)
+    : env_(env_at(state_.path())),
+      name_(unique("tn")),
+      outside_(uplink_sandbox ? name_ + "-out" : ""),
+      node_(env_, name_) {
+  Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox);
+  // The destructor does not run for a constructor that throws.
+  try {
+    if (attach) node_.attach();
+  } catch (...) {
+    Node::destroy(env_, name_);
+    throw;
+  }
 }
 
 SandboxNode::~SandboxNode() {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +40,27 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& input = "
 CmdResult run_in(const std::string& netns, const std::vector<std::string>& argv,
                  int timeout_s = 30);
 
+// A process the test started (a server), leading its own process group so
+// that socat's forked helpers go with it; killed by that id and reaped when
+// the object goes. Its stdin, stdout and stderr are /dev/null.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls done() every 20 ms until it holds (true) or limit passes (false).
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit);
+
+// Servers are children: wait until one listens (ss -l in the namespace;
+// proto_flag "-t" or "-u") rather than sleeping a guess.
+bool listening(const std::string& netns, const std::string& proto_flag, uint16_t port);
+
 // A private state directory, removed when the object goes.
 class TempStateDir {
  public:
@@ -50,10 +73,12 @@ class TempStateDir {
 };
 
 // A sandbox node with its own state directory, destroyed (with everything
-// in it) when the object goes, also when a test fails midway.
+// in it) when the object goes, also when a test fails midway. With
+// uplink_sandbox it also has an outside namespace behind its uplink eth0.
 class SandboxNode {
  public:
-  explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true);
+  explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true,
+                       bool uplink_sandbox = false);
   ~SandboxNode();
   SandboxNode(const SandboxNode&) = delete;
   SandboxNode& operator=(const SandboxNode&) = delete;
@@ -61,6 +86,8 @@ class SandboxNode {
   Node& node() { return node_; }
   const Env& env() const { return env_; }
   const std::string& name() const { return name_; }
+  // The namespace playing the internet ("" without uplink_sandbox).
+  const std::string& outside() const { return outside_; }
   // ebpfnet --state-dir <ours> --node <ours> args...
   CmdResult cli(const std::vector<std::string>& args, int timeout_s = 60);
 
@@ -68,6 +95,7 @@ class SandboxNode {
   TempStateDir state_;
   Env env_;
   std::string name_;
+  std::string outside_;
   Node node_;
 };
 

@@ -40,8 +40,13 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
       if (!a->netns.empty()) req.netns = a->netns;
       if (a->pid != 0) req.netns = "pid:" + std::to_string(a->pid);
       EndpointRecord r = ctx.open_node().add_endpoint(req);
-      if (ctx.json())
-        std::cout << to_json(EndpointView{r, std::nullopt, 0}).dump() << "\n";
+      if (ctx.json()) {
+        // Counters and the attached program belong to list and status.
+        nlohmann::json j = to_json(EndpointView{r, std::nullopt, 0});
+        j.erase("prog_id");
+        j.erase("stats");
+        std::cout << j.dump() << "\n";
+      }
       else
         std::cout << "endpoint " << r.name << " " << r.ip.str() << " (netns " << r.netns
                   << ", veth " << r.host_ifname << ")\n";

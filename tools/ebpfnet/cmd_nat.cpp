@@ -91,7 +91,7 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     std::string endpoint, spec;
     std::vector<std::string> via;
-    int port = 0;
+    std::string port;
   };
   auto a = std::make_shared<Args>();
 
@@ -107,7 +107,7 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
       if (a->endpoint.empty() || a->spec.empty())
         throw Error(Errc::usage, "usage: ebpfnet expose ENDPOINT PORT[/tcp|udp] [--port N]");
       auto [target, proto] = parse_port_spec(a->spec);
-      uint16_t port = a->port ? parse_port(std::to_string(a->port)) : target;
+      uint16_t port = a->port.empty() ? target : parse_port(a->port);
       ctx.open_node().expose({a->endpoint, proto, target, port});
       if (ctx.json())
         std::cout << nlohmann::json{{"endpoint", a->endpoint}, {"proto", proto},
@@ -141,10 +141,13 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
   auto* unexpose = app.add_subcommand("unexpose", "stop publishing: unexpose ENDPOINT PORT[/tcp|udp]");
   unexpose->add_option("ENDPOINT", a->endpoint, "the endpoint")->required();
   unexpose->add_option("PORT", a->spec, "its port and protocol, e.g. 80/tcp")->required();
+  unexpose->add_option("--port", a->port, "which published port, when it is published on several");
   unexpose->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       auto [target, proto] = parse_port_spec(a->spec);
-      ctx.open_node().unexpose(a->endpoint, proto, target);
+      std::optional<uint16_t> port;
+      if (!a->port.empty()) port = parse_port(a->port);
+      ctx.open_node().unexpose(a->endpoint, proto, target, port);
       if (!ctx.json()) std::cout << "unpublished " << a->endpoint << " " << target << "/" << proto << "\n";
       return 0;
     };
