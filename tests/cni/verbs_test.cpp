@@ -366,3 +366,58 @@ TEST(CniVerbs, GcRemovesOnlyStaleAttachmentsOfItsNetwork) {
 
 }  // namespace
 }  // namespace ebpfnet
+
+namespace ebpfnet {
+namespace {
+
+using namespace test;
+
+// `-p 18080:8080`: the runtime's portMappings become a published port on the
+// node's uplink, reachable from outside; DEL unpublishes it.
+TEST(CniVerbs, PortMappingsArePublishedAndDelUnpublishes) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb("10.240.0.0/24", /*attach=*/true, /*uplink_sandbox=*/true);
+  CniNet net(sb);
+  Container c;
+  json conf = net.conf();
+  conf["runtimeConfig"] = json::parse(
+      R"({"portMappings": [{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}]})");
+  CniReply r = net.call("ADD", c.attachment(), conf);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto rec = endpoint_of(sb, c.attachment());
+  ASSERT_TRUE(rec);
+  auto pubs = sb.node().published();
+  ASSERT_EQ(pubs.size(), 1u);
+  EXPECT_EQ(pubs[0].endpoint, rec->name);
+  EXPECT_EQ(pubs[0].port, 18080);
+  EXPECT_EQ(pubs[0].target_port, 8080);
+
+  Netns outside = Netns::open_named(sb.outside());
+  Ipv4 uplink = *Ipv4::parse(kSandboxUplinkIp);
+  ProbeResult p = probe_tcp_via(outside, uplink, 18080, c.netns(), rec->ip, 8080);
+  EXPECT_TRUE(p.ok) << p.error;
+
+  ASSERT_EQ(net.call("DEL", c.attachment(), conf).code, 0);
+  EXPECT_TRUE(sb.node().published().empty());
+  p = probe_tcp_via(outside, uplink, 18080, c.netns(), rec->ip, 8080, ProbeTimeout(500));
+  EXPECT_FALSE(p.ok) << "still reachable after DEL";
+}
+
+// A port another container already published takes the whole ADD back.
+TEST(CniVerbs, PortMappingThatIsTakenUndoesTheAdd) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb("10.240.0.0/24", /*attach=*/true, /*uplink_sandbox=*/true);
+  CniNet net(sb);
+  Container first, second;
+  json conf = net.conf();
+  conf["runtimeConfig"] = json::parse(R"({"portMappings": [{"hostPort": 18080, "containerPort": 80}]})");
+  ASSERT_EQ(net.call("ADD", first.attachment(), conf).code, 0);
+  expect_cni_error(net.call("ADD", second.attachment(), conf), 104, "already published");
+  EXPECT_FALSE(endpoint_of(sb, second.attachment()));
+  EXPECT_TRUE(links_besides_lo(second.netns()).empty());
+  EXPECT_EQ(sb.node().published().size(), 1u);
+  EXPECT_EQ(net.call("DEL", first.attachment(), conf).code, 0);
+}
+
+}  // namespace
+}  // namespace ebpfnet
