@@ -168,12 +168,13 @@ Env env_at(const std::filesystem::path& state) {
 }
 }  // namespace
 
-SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandbox)
+SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandbox,
+                         const std::string& join)
     : env_(env_at(state_.path())),
       name_(unique("tn")),
-      outside_(uplink_sandbox ? name_ + "-out" : ""),
+      outside_(!uplink_sandbox ? "" : join.empty() ? name_ + "-out" : join),
       node_(env_, name_) {
-  Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox);
+  Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox, join);
   // The destructor does not run for a constructor that throws.
   try {
     if (attach) node_.attach();

@@ -77,8 +77,10 @@ class TempStateDir {
 // uplink_sandbox it also has an outside namespace behind its uplink eth0.
 class SandboxNode {
  public:
+  // join: with uplink_sandbox, join that outside namespace (another
+  // sandbox's) instead of making one; destroy this node before that one.
   explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true,
-                       bool uplink_sandbox = false);
+                       bool uplink_sandbox = false, const std::string& join = "");
   ~SandboxNode();
   SandboxNode(const SandboxNode&) = delete;
   SandboxNode& operator=(const SandboxNode&) = delete;
