@@ -107,8 +107,10 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 			if (reparse_ipv4(skb, &eth, &ip))
 				return drop(st, EBPFNET_DROP_MALFORMED);
 		}
-		if (dst)
+		if (dst) {
+			count_rx(dst->ifindex, skb);
 			return fwd_to_endpoint(eth, ip, dst);
+		}
 		/* Untranslatable traffic must not leave with the endpoint's address. */
 		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
 		if (route_found(rc) && route.ifindex == cfg->uplink_ifindex)
@@ -116,7 +118,7 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 		return TC_ACT_OK;
 	}
 
-	e = ct_lookup(&f.key, now);
+	e = ct_lookup_flow(&f, now);
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;
@@ -141,6 +143,7 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 			return drop(st, EBPFNET_DROP_CT_FULL);
 		}
 	} else if (dst) {
+		count_rx(dst->ifindex, skb);
 		return fwd_to_endpoint(eth, ip, dst);
 	} else {
 		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);

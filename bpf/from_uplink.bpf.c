@@ -38,6 +38,7 @@ int from_uplink(struct __sk_buff *skb)
 	struct iphdr *ip;
 	struct cursor c;
 	struct flow f;
+	int last_hop;
 	__u64 now;
 
 	if (!cfg || !cfg->uplink_ifindex)
@@ -56,18 +57,27 @@ int from_uplink(struct __sk_buff *skb)
 			return to_endpoint(skb, ip->daddr);
 		return TC_ACT_OK;
 	}
+	/* Translated, a packet with no hop left would make the node's stack
+	 * quote an endpoint's address back to the outside: it is dropped
+	 * before translation, while the node's own such packets pass. */
+	last_hop = ip->ttl <= 1;
 	now = bpf_ktime_get_ns();
 	if (flow_of(skb, &c, ip, &f) < 0) {
 		struct icmp_err err;
 		__be32 dst;
 
-		if (icmp_err_parse(skb, &c, ip, &err) ||
-		    icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
+		if (icmp_err_parse(skb, &c, ip, &err))
+			return TC_ACT_OK;
+		if (last_hop)
+			return drop(NULL, EBPFNET_DROP_TTL_EXCEEDED);
+		if (icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
 			return TC_ACT_OK;
 		return to_endpoint(skb, dst);
 	}
 
-	e = ct_lookup(&f.key, now);
+	e = ct_lookup_flow(&f, now);
+	if ((e || (published_target(&f) && starts_flow(&f))) && last_hop)
+		return drop(NULL, EBPFNET_DROP_TTL_EXCEEDED);
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;

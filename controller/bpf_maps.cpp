@@ -35,6 +35,7 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_NAT_UNSUPPORTED: return "nat-unsupported";
     case EBPFNET_DROP_CT_FULL: return "ct-full";
     case EBPFNET_DROP_NO_ROUTE: return "no-route";
+    case EBPFNET_DROP_TTL_EXCEEDED: return "ttl-exceeded";
     default: return "unknown";
   }
 }

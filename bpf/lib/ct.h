@@ -23,6 +23,7 @@ struct flow {
 	struct ebpfnet_ct_key key;
 	__u32 l4_off;   /* from the start of the frame */
 	__u8 tcp_flags; /* TCP: the flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
+	__u8 icmp_type; /* ICMP: echo request or reply */
 };
 
 #define TCP_FIN 0x01
@@ -42,6 +43,7 @@ static __always_inline int flow_of(struct __sk_buff *skb, struct cursor *c, stru
 	f->key.pad[0] = f->key.pad[1] = f->key.pad[2] = 0;
 	f->l4_off = (__u32)(c->pos - (void *)(long)skb->data);
 	f->tcp_flags = 0;
+	f->icmp_type = 0;
 	if (ip->frag_off & bpf_htons(0x3fff)) /* MF or an offset */
 		return -1;
 
@@ -74,6 +76,7 @@ static __always_inline int flow_of(struct __sk_buff *skb, struct cursor *c, stru
 			return -1;
 		f->key.sport = ih->id;
 		f->key.dport = ih->id;
+		f->icmp_type = ih->type;
 		return 0;
 	}
 	default:
@@ -115,6 +118,19 @@ static __always_inline struct ebpfnet_ct_entry *ct_lookup(const struct ebpfnet_c
 	return e;
 }
 
+/* The live entry of f's direction. An echo request never matches a reply
+ * entry (the key has no ICMP type), or an outside peer could ping an
+ * endpoint through the identifier of the endpoint's own ping. */
+static __always_inline struct ebpfnet_ct_entry *ct_lookup_flow(const struct flow *f, __u64 now)
+{
+	struct ebpfnet_ct_entry *e = ct_lookup(&f->key, now);
+
+	if (e && f->key.proto == IPPROTO_ICMP &&
+	    !!(e->flags & EBPFNET_CT_F_REPLY) != (f->icmp_type == ICMP_ECHOREPLY))
+		return NULL;
+	return e;
+}
+
 static __always_inline void ct_set(struct ebpfnet_ct_entry *e, __u8 state, __u64 expires)
 {
 	e->state = state;
@@ -134,6 +150,10 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct e
 	e->bytes += len;
 	if (f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_FIN | TCP_RST)))
 		state = EBPFNET_CT_CLOSING;
+	/* A new connection on the same tuple as a closed one starts over. */
+	else if (state == EBPFNET_CT_CLOSING && !(e->flags & EBPFNET_CT_F_REPLY) &&
+		 f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+		state = EBPFNET_CT_NEW;
 	else if (state == EBPFNET_CT_NEW && (e->flags & EBPFNET_CT_F_REPLY) &&
 		 (f->key.proto != IPPROTO_TCP || (f->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)))
 		state = EBPFNET_CT_ESTABLISHED;

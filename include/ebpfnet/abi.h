@@ -24,7 +24,8 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_NAT_UNSUPPORTED = 6,  /* would leave untranslated: not TCP, UDP or ICMP echo */
 	EBPFNET_DROP_CT_FULL = 7,          /* a conntrack entry could not be created */
 	EBPFNET_DROP_NO_ROUTE = 8,         /* a translated packet has no way out */
-	EBPFNET_DROP_REASON_MAX = 9,
+	EBPFNET_DROP_TTL_EXCEEDED = 9,     /* a flow's packet from outside with no hop left */
+	EBPFNET_DROP_REASON_MAX = 10,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the

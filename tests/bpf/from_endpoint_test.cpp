@@ -61,14 +61,6 @@ const Bytes kArpReplyWire = {
     0x02, 0xaa, 0x00, 0x00, 0x00, 0x01, 0x0a, 0xf0, 0x00, 0x0a};                         // to A
 // clang-format on
 
-std::string verdict_name(int v) {
-  switch (v) {
-    case TC_ACT_OK: return "TC_ACT_OK";
-    case TC_ACT_SHOT: return "TC_ACT_SHOT";
-    case TC_ACT_REDIRECT: return "TC_ACT_REDIRECT";
-    default: return "verdict " + std::to_string(v);
-  }
-}
 
 Mac mac_at(const Bytes& frame, size_t at) {
   Mac m{};

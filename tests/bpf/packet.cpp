@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -93,6 +94,13 @@ Frame& Frame::udp(uint16_t sport, uint16_t dport) {
   l4_ = L4::udp;
   sport_ = sport;
   dport_ = dport;
+  udp_checksum_ = true;
+  return *this;
+}
+
+Frame& Frame::udp_without_checksum(uint16_t sport, uint16_t dport) {
+  udp(sport, dport);
+  udp_checksum_ = false;
   return *this;
 }
 
@@ -109,6 +117,13 @@ Frame& Frame::icmp_echo(uint16_t id, uint16_t seq) {
   l4_ = L4::icmp_echo;
   sport_ = id;
   dport_ = seq;
+  icmp_type_ = 8;
+  return *this;
+}
+
+Frame& Frame::icmp_echo_reply(uint16_t id, uint16_t seq) {
+  icmp_echo(id, seq);
+  icmp_type_ = 0;
   return *this;
 }
 
@@ -145,7 +160,7 @@ Bytes Frame::l4_segment(std::span<const uint8_t> pseudo_src,
     case L4::none: return payload_;
     case L4::icmp_echo:
       if (l3_ != L3::ipv4) throw std::logic_error("Frame: ICMP echo is built for IPv4 only");
-      put8(s, 8);  // echo request
+      put8(s, icmp_type_);
       put8(s, 0);
       put16(s, 0);
       put16(s, sport_);
@@ -175,6 +190,7 @@ Bytes Frame::l4_segment(std::span<const uint8_t> pseudo_src,
       break;
   }
   put(s, payload_);
+  if (l4_ == L4::udp && !udp_checksum_) return s;
 
   Bytes pseudo;
   put(pseudo, pseudo_src);
@@ -234,9 +250,9 @@ Bytes Frame::build() const {
       put8(f, 0);  // DSCP/ECN
       put16(f, static_cast<uint16_t>(hdr_len + seg.size()));
       put16(f, ip4_.id);
-      put16(f, 0x4000);  // don't fragment
+      put16(f, ip4_.frag);
       put8(f, ip4_.ttl);
-      put8(f, ip_protocol());
+      put8(f, ip4_.protocol.value_or(ip_protocol()));
       put16(f, 0);
       put(f, octets(ip4_.src));
       put(f, octets(ip4_.dst));
@@ -318,12 +334,61 @@ std::string hex_diff(std::span<const uint8_t> expected, std::span<const uint8_t>
   return ::testing::AssertionSuccess();
 }
 
-TcRun run_tc(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex) {
+::testing::AssertionResult l4_checksum_valid(const Bytes& frame) {
+  if (auto ip = ipv4_checksum_valid(frame); !ip) return ip;
+  const size_t l3 = kEthHeaderLen;
+  const size_t hdr_len = (frame[l3] & 0x0f) * 4u;
+  const size_t total = static_cast<size_t>(frame[l3 + 2] << 8 | frame[l3 + 3]);
+  if (total < hdr_len || frame.size() < l3 + total)
+    return ::testing::AssertionFailure() << "IPv4 total length " << total << " does not fit";
+  const uint8_t proto = frame[l3 + 9];
+  const auto seg = std::span(frame).subspan(l3 + hdr_len, total - hdr_len);
+  size_t check_at = 0;
+  Bytes summed;
+  switch (proto) {
+    case kProtoIcmp: check_at = 2; break;  // no pseudo-header
+    case kProtoUdp: check_at = 6; break;
+    case kProtoTcp: check_at = 16; break;
+    default:
+      return ::testing::AssertionFailure() << "IP protocol " << int(proto) << " is not checked";
+  }
+  if (seg.size() < check_at + 2)
+    return ::testing::AssertionFailure() << "segment of " << seg.size() << " bytes is truncated";
+  const uint16_t stored = static_cast<uint16_t>(seg[check_at] << 8 | seg[check_at + 1]);
+  if (proto == kProtoUdp && stored == 0) return ::testing::AssertionSuccess();
+  if (proto != kProtoIcmp) {
+    put(summed, std::span(frame).subspan(l3 + 12, 8));  // source and destination address
+    put8(summed, 0);
+    put8(summed, proto);
+    put16(summed, static_cast<uint16_t>(seg.size()));
+  }
+  put(summed, seg);
+  if (uint16_t rest = internet_checksum(summed); rest != 0) {
+    char msg[96];
+    std::snprintf(msg, sizeof msg, "IP protocol %u checksum 0x%04x does not verify (0x%04x)",
+                  proto, stored, rest);
+    return ::testing::AssertionFailure() << msg;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string verdict_name(int verdict) {
+  switch (verdict) {
+    case TC_ACT_OK: return "TC_ACT_OK";
+    case TC_ACT_SHOT: return "TC_ACT_SHOT";
+    case TC_ACT_REDIRECT: return "TC_ACT_REDIRECT";
+    default: return "verdict " + std::to_string(verdict);
+  }
+}
+
+TcRun run_tc(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex, const Gso& gso) {
   // The kernel takes the first 14 bytes as the Ethernet header.
   if (frame.size() < kEthHeaderLen)
     throw std::invalid_argument("run_tc: a test frame needs at least an Ethernet header");
   __sk_buff ctx{};
   ctx.ingress_ifindex = ingress_ifindex;
+  ctx.gso_size = gso.size;
+  ctx.gso_segs = gso.segs;
   TcRun r;
   r.out.resize(frame.size() + kOutSlack);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = r.out.data(),

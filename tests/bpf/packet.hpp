@@ -52,6 +52,9 @@ struct Ip4 {
   Bytes options;               // padded with end-of-options to 4 bytes
   std::optional<uint8_t> ihl;  // written instead of the real header length
   uint8_t version = 4;
+  uint16_t frag = 0x4000;  // flags and fragment offset: don't fragment
+  // Written instead of the protocol the L4 layer implies.
+  std::optional<uint8_t> protocol;
 };
 
 struct Ip6 {
@@ -72,8 +75,11 @@ class Frame {
   Frame& ipv4(const Ip4& ip);
   Frame& ipv6(const Ip6& ip);
   Frame& udp(uint16_t sport, uint16_t dport);
+  // UDP with checksum 0: "no checksum", which IPv4 allows.
+  Frame& udp_without_checksum(uint16_t sport, uint16_t dport);
   Frame& tcp(uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags);
   Frame& icmp_echo(uint16_t id, uint16_t seq);
+  Frame& icmp_echo_reply(uint16_t id, uint16_t seq);
   Frame& payload(std::string_view text);
   Frame& payload(const Bytes& bytes);
   // Cuts the finished frame to n bytes (after checksums): a truncated frame.
@@ -96,6 +102,8 @@ class Frame {
   Ip6 ip6_;
   L4 l4_ = L4::none;
   uint16_t sport_ = 0, dport_ = 0;  // ICMP echo: id and sequence
+  bool udp_checksum_ = true;
+  uint8_t icmp_type_ = 8;  // echo request
   uint32_t tcp_seq_ = 0;
   uint8_t tcp_flags_ = 0;
   Bytes payload_;
@@ -112,14 +120,29 @@ std::string hex_diff(std::span<const uint8_t> expected, std::span<const uint8_t>
 // The frame is IPv4 and its header checksum is valid by internet_checksum().
 ::testing::AssertionResult ipv4_checksum_valid(const Bytes& frame);
 
+// The frame is IPv4 carrying TCP, UDP or ICMP whose checksum is valid by
+// internet_checksum() over the whole segment (the IPv4 total length), with the
+// pseudo-header for TCP and UDP. A UDP checksum of 0 ("none") passes.
+::testing::AssertionResult l4_checksum_valid(const Bytes& frame);
+
 struct TcRun {
   int retval = -1;  // the TC verdict
   Bytes out;        // the frame as the program left it
 };
 
+// "TC_ACT_OK", "TC_ACT_SHOT", "TC_ACT_REDIRECT" or "verdict N", for readable failures.
+std::string verdict_name(int verdict);
+
+// Marks the frame as a GSO packet, as a veth hands over what a TCP stack
+// sent with segmentation offload: segs segments of size payload bytes each.
+struct Gso {
+  uint16_t size = 0;
+  uint16_t segs = 0;
+};
+
 // Runs a TC program once on frame as if it arrived on ingress_ifindex
 // (no real interface: ctx ifindex stays 0). Throws std::system_error with
 // the kernel's errno when it refuses the run.
-TcRun run_tc(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex);
+TcRun run_tc(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex, const Gso& gso = {});
 
 }  // namespace ebpfnet::test

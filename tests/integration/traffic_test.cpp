@@ -25,45 +25,16 @@ namespace ebpfnet {
 namespace {
 
 using nlohmann::json;
+using test::Child;
 using test::CmdResult;
+using test::listening;
 using test::run;
 using test::run_in;
 using test::SandboxNode;
 using test::unique;
+using test::wait_until;
 
 constexpr uint16_t kTcpPort = 7001, kUdpPort = 7002, kProbePort = 7003;
-
-// A process this test started, leading its own process group so that
-// socat's forked helpers go with it; killed by that id and reaped at scope exit.
-class Child {
- public:
-  explicit Child(const std::vector<std::string>& argv) {
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    for (int fd : {0, 1, 2}) posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    int err = posix_spawnp(&pid_, args[0], &fa, &attr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (err) throw std::system_error(err, std::generic_category(), "spawning " + argv[0]);
-  }
-  ~Child() {
-    ::kill(-pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
 
 // A namespace made by iproute2 itself, deleted by iproute2 at scope exit.
 class IpNetns {
@@ -82,25 +53,6 @@ class IpNetns {
  private:
   std::string name_;
 };
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
-// Servers are children: wait until they listen rather than sleeping a guess.
-bool listening(const std::string& ns, const std::string& proto_flag, uint16_t port) {
-  return wait_until(
-      [&] {
-        CmdResult r = run_in(ns, {"ss", "-Hln", proto_flag, "sport = :" + std::to_string(port)}, 5);
-        return r.code == 0 && !r.out.empty();
-      },
-      std::chrono::seconds(5));
-}
 
 struct Ep {
   std::string name;  // also its namespace's name

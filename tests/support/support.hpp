@@ -49,6 +49,7 @@ class Child {
   ~Child();
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
