@@ -85,7 +85,7 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 	struct ebpfnet_ct_key x;
 	struct flow f;
 	__u64 now = bpf_ktime_get_ns();
-	int rc;
+	int rc, nat_rc;
 
 	if (flow_of(skb, c, ip, &f) < 0) {
 		struct icmp_err err;
@@ -134,14 +134,9 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
 			return TC_ACT_OK;
-		switch (dnat_create(&f, pub, cfg, skb->len, now, &x)) {
-		case 0:
-			break;
-		case -1:
-			return drop(st, EBPFNET_DROP_NAT_NO_PORT);
-		default:
-			return drop(st, EBPFNET_DROP_CT_FULL);
-		}
+		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
+		if (nat_rc)
+			return drop(st, nat_failure(nat_rc));
 	} else if (dst) {
 		count_rx(dst->ifindex, skb);
 		return fwd_to_endpoint(eth, ip, dst);
@@ -153,14 +148,9 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 			return TC_ACT_OK;
 		if (is_routed(ip->daddr))
 			return fwd_routed(eth, ip, &route, rc);
-		switch (snat_create(&f, cfg, skb->len, now, &x)) {
-		case 0:
-			break;
-		case -1:
-			return drop(st, EBPFNET_DROP_NAT_NO_PORT);
-		default:
-			return drop(st, EBPFNET_DROP_CT_FULL);
-		}
+		nat_rc = snat_create(&f, cfg, skb->len, now, &x);
+		if (nat_rc)
+			return drop(st, nat_failure(nat_rc));
 	}
 
 	if (nat_apply(skb, &f, &x))

@@ -38,7 +38,7 @@ int from_uplink(struct __sk_buff *skb)
 	struct iphdr *ip;
 	struct cursor c;
 	struct flow f;
-	int last_hop;
+	int last_hop, nat_rc;
 	__u64 now;
 
 	if (!cfg || !cfg->uplink_ifindex)
@@ -82,14 +82,9 @@ int from_uplink(struct __sk_buff *skb)
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;
 	} else if ((pub = published_target(&f)) && starts_flow(&f)) {
-		switch (dnat_create(&f, pub, cfg, skb->len, now, &x)) {
-		case 0:
-			break;
-		case -1:
-			return drop(NULL, EBPFNET_DROP_NAT_NO_PORT);
-		default:
-			return drop(NULL, EBPFNET_DROP_CT_FULL);
-		}
+		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
+		if (nat_rc)
+			return drop(NULL, nat_failure(nat_rc));
 	} else {
 		return TC_ACT_OK;
 	}

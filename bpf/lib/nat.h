@@ -144,6 +144,12 @@ static __always_inline int dnat_create(const struct flow *f, const struct ebpfne
 	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, cfg, len, now, is_syn(f));
 }
 
+/* Why masquerade_create or dnat_create failed, as a drop reason. */
+static __always_inline enum ebpfnet_drop_reason nat_failure(int rc)
+{
+	return rc == -1 ? EBPFNET_DROP_NAT_NO_PORT : EBPFNET_DROP_CT_FULL;
+}
+
 static __always_inline struct ebpfnet_pub_target *published_target(const struct flow *f)
 {
 	struct ebpfnet_pub_key k = {.port = f->key.dport, .proto = f->key.proto};
