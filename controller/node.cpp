@@ -135,6 +135,8 @@ void Node::destroy(const Env& env, const std::string& name) {
 }
 
 AttachResult Node::attach(const AttachOptions& opts) {
+  CtTimeouts checked;  // bad input is refused before anything is done
+  for (const auto& spec : opts.ct_timeouts) set_ct_timeout(checked, spec);
   ensure_bpffs();
   // Only the root node is made by attach; a sandbox node must exist already.
   if (!is_root() && !store_.exists())
@@ -175,7 +177,7 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
     spdlog::info("node {}: datapath loaded and pinned at {}", name_, pin_dir().string());
   }
   if (opts.tc_mode) st.tc_mode = opts.tc_mode;
-  if (opts.ct_timeouts) st.ct_timeouts = *opts.ct_timeouts;
+  for (const auto& spec : opts.ct_timeouts) set_ct_timeout(st.ct_timeouts, spec);
   if (opts.uplink) {
     validate_ifname(*opts.uplink);
     if (st.uplink && st.uplink->ifname != *opts.uplink)
@@ -198,7 +200,7 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
     ++r.links_repaired;
   }
   if (!st.attached || r.loaded || r.links_repaired || opts.tc_mode || opts.uplink ||
-      opts.ct_timeouts) {
+      !opts.ct_timeouts.empty()) {
     st.attached = true;
     store_.save(st);
   }

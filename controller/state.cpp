@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,20 @@ std::optional<TcMode> parse_tc_mode(std::string_view s) {
   if (s == "tcx") return TcMode::tcx;
   if (s == "clsact") return TcMode::clsact;
   return std::nullopt;
+}
+
+void set_ct_timeout(CtTimeouts& t, std::string_view spec) {
+  auto eq = spec.find('=');
+  std::string_view name = spec.substr(0, eq);
+  uint32_t* field = name == "syn" ? &t.syn : name == "tcp" ? &t.tcp : name == "closing" ? &t.closing
+                    : name == "udp" ? &t.udp : name == "icmp" ? &t.icmp : nullptr;
+  std::string_view num = eq == std::string_view::npos ? "" : spec.substr(eq + 1);
+  uint32_t v = 0;
+  auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
+  if (!field || num.empty() || ec != std::errc() || end != num.data() + num.size() || v == 0)
+    throw Error(Errc::usage, "'" + std::string(spec) +
+                                 "' is not NAME=SECONDS with NAME one of syn, tcp, closing, udp, icmp");
+  *field = v;
 }
 
 EndpointRecord* NodeState::find(std::string_view endpoint) {

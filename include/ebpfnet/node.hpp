@@ -43,7 +43,7 @@ struct AttachOptions {
   std::optional<Ipv4Cidr> cidr;      // needed the first time for the root node
   std::optional<TcMode> tc_mode;     // default: TCX where the kernel has it
   std::optional<std::string> uplink; // the node's way out (production: its eth0)
-  std::optional<CtTimeouts> ct_timeouts;
+  std::vector<std::string> ct_timeouts;  // NAME=SECONDS; the others keep their values
 };
 
 struct AttachResult {

@@ -66,6 +66,10 @@ struct CtTimeouts {
   uint32_t icmp = 30;
 };
 
+// Sets one timeout from "NAME=SECONDS" (syn, tcp, closing, udp, icmp);
+// throws Errc::usage for anything else.
+void set_ct_timeout(CtTimeouts& t, std::string_view spec);
+
 struct NodeState {
   std::string name;
   bool sandbox = true;    // a netns playing the host; false: the root namespace

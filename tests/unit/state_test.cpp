@@ -164,3 +164,27 @@ TEST(StateStore, ConcurrentAllocationsAreDistinct) {
 
 }  // namespace
 }  // namespace ebpfnet
+
+namespace ebpfnet {
+namespace {
+
+TEST(CtTimeouts, SetsOneAndKeepsTheOthers) {
+  CtTimeouts t;
+  t.udp = 5;
+  set_ct_timeout(t, "tcp=100");
+  EXPECT_EQ(t.tcp, 100u);
+  EXPECT_EQ(t.udp, 5u);
+  EXPECT_EQ(t.syn, CtTimeouts{}.syn);
+  for (const char* bad : {"bogus=1", "udp", "udp=", "udp=0", "udp=-1", "udp=1x", "=5"}) {
+    try {
+      set_ct_timeout(t, bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::usage) << bad;
+    }
+  }
+  EXPECT_EQ(t.udp, 5u) << "a refused spec changed a timeout";
+}
+
+}  // namespace
+}  // namespace ebpfnet

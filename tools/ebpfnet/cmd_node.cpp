@@ -1,5 +1,4 @@
 // ebpfnet node create|delete|list, and attach.
-#include <charconv>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -14,28 +13,6 @@ Ipv4Cidr parse_cidr(const std::string& s) {
   if (!c) throw Error(Errc::usage, "'" + s + "' is not an IPv4 prefix such as 10.240.0.0/24");
   return *c;
 }
-
-namespace {
-
-CtTimeouts parse_ct_timeouts(const std::vector<std::string>& specs) {
-  CtTimeouts t;
-  for (const auto& spec : specs) {
-    auto eq = spec.find('=');
-    std::string name = spec.substr(0, eq);
-    uint32_t* field = name == "syn" ? &t.syn : name == "tcp" ? &t.tcp : name == "closing" ? &t.closing
-                      : name == "udp" ? &t.udp : name == "icmp" ? &t.icmp : nullptr;
-    uint32_t v = 0;
-    std::string_view num = eq == std::string::npos ? "" : std::string_view(spec).substr(eq + 1);
-    auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
-    if (!field || num.empty() || ec != std::errc() || end != num.data() + num.size() || v == 0)
-      throw Error(Errc::usage, "'" + spec + "' is not NAME=SECONDS with NAME one of syn, tcp, "
-                               "closing, udp, icmp");
-    *field = v;
-  }
-  return t;
-}
-
-}  // namespace
 
 void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
@@ -104,13 +81,14 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
                      "the node's way out (production: eth0): masquerade and published ports use "
                      "its address");
   attach->add_option("--ct-timeout", a->ct_timeouts,
-                     "conntrack timeout in seconds: syn=60, tcp=21600, closing=10, udp=60, icmp=30")
+                     "a conntrack timeout in seconds (defaults: syn=60, tcp=21600, closing=10, "
+                     "udp=60, icmp=30); the others keep their values")
       ->type_name("NAME=SECONDS");
   attach->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       AttachOptions opts;
       if (!a->uplink.empty()) opts.uplink = a->uplink;
-      if (!a->ct_timeouts.empty()) opts.ct_timeouts = parse_ct_timeouts(a->ct_timeouts);
+      opts.ct_timeouts = a->ct_timeouts;
       if (!a->cidr.empty()) opts.cidr = parse_cidr(a->cidr);
       if (a->tc_mode != "auto") opts.tc_mode = parse_tc_mode(a->tc_mode);
       AttachResult r = ctx.open_node().attach(opts);
