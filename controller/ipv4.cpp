@@ -53,11 +53,6 @@ Ipv4 Ipv4Cidr::first_host() const { return Ipv4(network.host() + 1); }
 
 Ipv4 Ipv4Cidr::last_host() const { return Ipv4((network.host() | ~mask()) - 1); }
 
-uint64_t Ipv4Cidr::host_count() const {
-  uint64_t size = uint64_t{1} << (32 - prefix);
-  return size > 2 ? size - 2 : 0;
-}
-
 std::string Ipv4Cidr::str() const { return network.str() + "/" + std::to_string(prefix); }
 
 std::optional<Mac> parse_mac(std::string_view s) {

@@ -244,16 +244,6 @@ std::optional<Link> Netlink::link(const std::string& name) {
   return out;
 }
 
-Link Netlink::link_by_index(int ifindex) {
-  char buf[kRequestSize];
-  nlmsghdr* nlh = put_header(buf, RTM_GETLINK, NLM_F_ACK, ++seq_);
-  put_ifinfo(nlh, ifindex);
-  std::optional<Link> out;
-  dump(nlh, [&](const nlmsghdr* m) { out = parse_link(m); });
-  if (!out) throw Error(Errc::not_found, "no link with ifindex " + std::to_string(ifindex));
-  return *out;
-}
-
 int Netlink::create_veth(const VethSpec& spec) {
   char buf[kRequestSize];
   request(nlmsg::new_veth(buf, ++seq_, spec), "creating veth " + spec.name);

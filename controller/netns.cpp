@@ -11,8 +11,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/names.hpp"
@@ -62,11 +60,6 @@ bool Netns::same_as(const Netns& other) const {
   struct stat a{}, b{};
   return fstat(fd(), &a) == 0 && fstat(other.fd(), &b) == 0 && a.st_dev == b.st_dev &&
          a.st_ino == b.st_ino;
-}
-
-ino_t Netns::inode() const {
-  struct stat st{};
-  return fstat(fd(), &st) == 0 ? st.st_ino : 0;
 }
 
 NetnsGuard::NetnsGuard(const Netns& target) : saved_(Netns::current()) {
@@ -218,16 +211,6 @@ void write_sysctl(const Netns& ns, std::string_view key, std::string_view value)
   int err = errno;
   ::close(fd);
   if (n != static_cast<ssize_t>(value.size())) throw_errno(err, "writing sysctl " + std::string(key));
-}
-
-std::string read_sysctl(const Netns& ns, std::string_view key) {
-  std::string path = "/proc/sys/" + std::string(key);
-  NetnsGuard in(ns);
-  std::ifstream f(path);
-  if (!f) throw Error(Errc::not_found, "reading sysctl " + std::string(key) + ": no such key");
-  std::string v;
-  std::getline(f, v);
-  return v;
 }
 
 }  // namespace netns

@@ -37,7 +37,6 @@ struct Ipv4Cidr {
   bool contains(Ipv4 a) const;
   Ipv4 first_host() const;  // the gateway
   Ipv4 last_host() const;   // the address before broadcast
-  uint64_t host_count() const;
   std::string str() const;
   bool operator==(const Ipv4Cidr&) const = default;
 };

@@ -74,7 +74,6 @@ class Netlink {
 
   std::vector<Link> links();
   std::optional<Link> link(const std::string& name);
-  Link link_by_index(int ifindex);
 
   // Returns this side's ifindex.
   int create_veth(const VethSpec& spec);

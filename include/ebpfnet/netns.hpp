@@ -24,7 +24,6 @@ class Netns {
   int fd() const { return fd_.get(); }
   // Two handles name the same namespace when device and inode agree.
   bool same_as(const Netns& other) const;
-  ino_t inode() const;
 
  private:
   explicit Netns(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -63,7 +62,6 @@ std::vector<std::string> identify(pid_t pid);
 
 // Writes /proc/sys/<key> as seen from inside ns (key like "net/ipv4/ip_forward").
 void write_sysctl(const Netns& ns, std::string_view key, std::string_view value);
-std::string read_sysctl(const Netns& ns, std::string_view key);
 
 }  // namespace netns
 }  // namespace ebpfnet

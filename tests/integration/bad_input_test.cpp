@@ -16,6 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::CmdResult;
+using test::expect_one_line_error;
+using test::joined;
 using test::entries;
 using test::read_file;
 using test::run;
@@ -55,18 +57,6 @@ void expect_same(const Snapshot& before, const Snapshot& after) {
 bool named_ns(const std::string& name) {
   auto names = netns::list();
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-std::string joined(const std::vector<std::string>& args) {
-  std::string out;
-  for (const auto& a : args) out += (out.empty() ? "" : " ") + ("'" + a + "'");
-  return out;
-}
-
-void expect_one_line_error(const CmdResult& r) {
-  EXPECT_EQ(r.err.rfind("ebpfnet: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.err.back(), '\n') << r.err;
 }
 
 class BadInput : public testing::Test {

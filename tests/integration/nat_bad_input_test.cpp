@@ -14,20 +14,10 @@ namespace {
 
 using nlohmann::json;
 using test::CmdResult;
+using test::expect_one_line_error;
+using test::joined;
 using test::SandboxNode;
 using test::unique;
-
-std::string joined(const std::vector<std::string>& args) {
-  std::string out;
-  for (const auto& a : args) out += (out.empty() ? "" : " ") + ("'" + a + "'");
-  return out;
-}
-
-void expect_one_line_error(const CmdResult& r) {
-  EXPECT_EQ(r.err.rfind("ebpfnet: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_TRUE(!r.err.empty() && r.err.back() == '\n') << r.err;
-}
 
 // What a refused command may not change, all private to the test's node.
 struct Snapshot {

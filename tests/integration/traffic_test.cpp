@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -18,8 +17,6 @@
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
 #include "support.hpp"
-
-extern char** environ;
 
 namespace ebpfnet {
 namespace {

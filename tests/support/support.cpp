@@ -29,6 +29,18 @@ std::string unique(std::string_view prefix) {
 
 std::string ebpfnet_bin() { return EBPFNET_BIN; }
 
+void expect_one_line_error(const CmdResult& r) {
+  EXPECT_EQ(r.err.rfind("ebpfnet: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(!r.err.empty() && r.err.back() == '\n') << r.err;
+}
+
+std::string joined(const std::vector<std::string>& args) {
+  std::string out;
+  for (const auto& a : args) out += (out.empty() ? "" : " ") + ("'" + a + "'");
+  return out;
+}
+
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream f(p);
   std::stringstream s;

@@ -107,6 +107,11 @@ std::string read_file(const std::filesystem::path& p);
 // The names in a directory, sorted ({} when it does not exist).
 std::vector<std::string> entries(const std::filesystem::path& dir);
 
+// An ebpfnet error as users see it: exactly one line, "ebpfnet: ...".
+void expect_one_line_error(const CmdResult& r);
+// argv quoted for a failure message.
+std::string joined(const std::vector<std::string>& args);
+
 // The ebpfnet binary under test.
 std::string ebpfnet_bin();
 
