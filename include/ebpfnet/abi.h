@@ -25,7 +25,9 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_CT_FULL = 7,          /* a conntrack entry could not be created */
 	EBPFNET_DROP_NO_ROUTE = 8,         /* a translated packet has no way out */
 	EBPFNET_DROP_TTL_EXCEEDED = 9,     /* a flow's packet from outside with no hop left */
-	EBPFNET_DROP_REASON_MAX = 10,
+	EBPFNET_DROP_POLICY_DENY = 10,     /* a policy rule denied the connection */
+	EBPFNET_DROP_POLICY_DEFAULT = 11,  /* no policy rule matched and the direction's default is deny */
+	EBPFNET_DROP_REASON_MAX = 12,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the
@@ -114,6 +116,85 @@ struct ebpfnet_pub_target {
 struct ebpfnet_prefix {
 	__u32 prefixlen;
 	__be32 addr;
+};
+
+/* Network policy. Each endpoint with a policy has an ep_policy entry (key:
+ * its IPv4) naming one rule set per direction; a packet's peer (source for
+ * ingress, destination for egress) finds its class in the LPM trie
+ * policy_cidr, and the class's verdict for protocol and destination port in
+ * the LPM trie policy_port. The controller compiles the rules so that the
+ * longest match of each lookup is the verdict (see controller/policy_compile).
+ * A new rule set is written beside the old one under new ids, and one update
+ * of ep_policy switches to it. */
+enum ebpfnet_policy_dir {
+	EBPFNET_INGRESS = 0,
+	EBPFNET_EGRESS = 1,
+};
+
+enum ebpfnet_policy_action {
+	EBPFNET_POLICY_ALLOW = 0,
+	EBPFNET_POLICY_DENY = 1,
+};
+
+/* Protocol slot of policy_port keys for protocols other than TCP, UDP, ICMP. */
+#define EBPFNET_POLICY_PROTO_OTHER 255
+
+struct ebpfnet_policy_set {
+	__u32 id;              /* 0: no rules, the default decides */
+	__u8 default_action;   /* enum ebpfnet_policy_action */
+	__u8 pad[3];
+};
+
+/* Value of the hash ep_policy, indexed by enum ebpfnet_policy_dir. */
+struct ebpfnet_ep_policy {
+	struct ebpfnet_policy_set dir[2];
+};
+
+/* Key of policy_cidr: prefixlen = 32 + the CIDR's length. Value: __u32 class. */
+struct ebpfnet_policy_cidr_key {
+	__u32 prefixlen;
+	__u32 set_id;
+	__be32 addr;
+};
+
+/* Key of policy_port: prefixlen = 48 + the port prefix's length, over
+ * class, then proto_port = htonl(proto << 16 | port) (its first byte is 0). */
+struct ebpfnet_policy_port_key {
+	__u32 prefixlen;
+	__u32 class_id;
+	__be32 proto_port;
+};
+
+struct ebpfnet_policy_verdict {
+	__u32 rule;    /* 1-based index of the deciding rule in its direction */
+	__u8 action;   /* enum ebpfnet_policy_action */
+	__u8 pad[3];
+};
+
+/* Events for `monitor`, through the ring buffer "events". The datapath emits
+ * them only while a listener keeps the deadlines in the array "monitor"
+ * (CLOCK_MONOTONIC ns) in the future, so no one listening costs nothing. */
+struct ebpfnet_monitor {
+	__u64 drops_until_ns;
+	__u64 flows_until_ns;
+};
+
+enum ebpfnet_event_type {
+	EBPFNET_EVENT_DROP = 1,
+	EBPFNET_EVENT_FLOW = 2,  /* a new connection was allowed and tracked */
+};
+
+struct ebpfnet_event {
+	__u64 ts_ns;                  /* bpf_ktime_get_ns() */
+	struct ebpfnet_ct_key tuple;  /* as the packet arrived; ports 0 when none */
+	__u32 ifindex;                /* the device it arrived on, in the node */
+	__be32 endpoint;              /* the endpoint the verdict concerns, 0: none */
+	__u32 rule;                   /* policy: the deciding rule (1-based), 0: none or the default */
+	__u16 len;                    /* bytes of the frame */
+	__u8 type;                    /* enum ebpfnet_event_type */
+	__u8 reason;                  /* drops: enum ebpfnet_drop_reason */
+	__u8 dir;                     /* policy: enum ebpfnet_policy_dir */
+	__u8 pad[7];
 };
 
 #endif
