@@ -6,8 +6,12 @@
 // address whose longest containing rule cidr is C is in exactly the rule
 // cidrs that contain C: those rules alone can match it. policy_cidr maps C to
 // its class; the class's policy_port entries give, per protocol and port
-// block, the rule that decides among them (evaluate_policy's order). Where
-// no rule matches there is no entry, and the datapath applies the default.
+// block, the rule that decides among them (evaluate_policy's order).
+// Rules with peer any (0.0.0.0/0) stay in their own class, which the
+// datapath asks when a longer class has no entry: they rank below every
+// longer prefix anyway, and copying them into each class would multiply
+// them by the number of classes. Where no rule matches there is no entry,
+// and the datapath applies the default.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -175,7 +179,7 @@ CompiledSet compile_policy(const DirectionPolicy& d, uint32_t set_id, uint32_t f
     out.cidrs.push_back({k, class_id});
 
     rules.clear();
-    for (int p = cidr.prefix; p >= 0; --p)
+    for (int p = cidr.prefix; p >= (cidr.prefix == 0 ? 0 : 1); --p)
       if (auto it = by_cidr.find(cidr_id(normalized({cidr.network, p}))); it != by_cidr.end())
         rules.insert(rules.end(), it->second.begin(), it->second.end());
 

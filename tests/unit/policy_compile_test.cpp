@@ -42,14 +42,16 @@ const std::pair<Key, Value>* longest_match(const std::vector<std::pair<Key, Valu
                                            const Key& query) {
   const std::pair<Key, Value>* best = nullptr;
   for (const auto& e : entries)
-    if (same_prefix(key_data(e.first), key_data(query), e.first.prefixlen) &&
+    if (e.first.prefixlen <= query.prefixlen &&
+        same_prefix(key_data(e.first), key_data(query), e.first.prefixlen) &&
         (!best || e.first.prefixlen > best->first.prefixlen))
       best = &e;
   return best;
 }
 
 // What the datapath decides with the compiled tries: class of the peer, then
-// the verdict for protocol slot and port, else the default.
+// the verdict for protocol slot and port, then that of the peer-any class
+// (a cidr lookup bounded to the set id), else the default.
 PolicyDecision lookup(const CompiledSet& cs, PolicyAction default_action, uint32_t set_id,
                       Ipv4 peer, uint8_t proto, uint16_t port) {
   ebpfnet_policy_cidr_key ck;
@@ -67,6 +69,13 @@ PolicyDecision lookup(const CompiledSet& cs, PolicyAction default_action, uint32
   pk.class_id = c->second;
   pk.proto_port = htonl(slot << 16 | (ports ? port : 0));
   auto v = longest_match(cs.ports, pk);
+  if (!v && c->first.prefixlen > 32) {
+    ck.prefixlen = 32;
+    if (auto any = longest_match(cs.cidrs, ck)) {
+      pk.class_id = any->second;
+      v = longest_match(cs.ports, pk);
+    }
+  }
   if (!v) return {default_action, 0};
   return {static_cast<PolicyAction>(v->second.action), v->second.rule};
 }
@@ -411,6 +420,9 @@ TEST(PolicyCompile, TenThousandRulesCompileFast) {
             << " classes, " << cs.cidrs.size() << " cidr entries, " << cs.ports.size()
             << " port entries\n";
   EXPECT_EQ(cs.classes, 10002u);
+  // Each /32 class: its own port and the 10.0.0.0/8 rules (7 blocks of tcp
+  // 1000-1999, icmp); the peer-any rules only once, in their own class.
+  EXPECT_EQ(cs.ports.size(), 10000u * 9 + 8 + 2);
   for (const char* peer : {"10.0.0.7", "10.0.0.8", "10.0.1.0", "192.0.2.1"})
     for (uint8_t proto : {tcp, udp, icmp, gre})
       for (uint16_t port : {443, 53, 1000, 8080, 0}) {
