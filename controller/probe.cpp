@@ -26,14 +26,6 @@ UniqueFd socket_in(const Netns& ns, int type, int proto) {
   return UniqueFd(::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, proto));
 }
 
-sockaddr_in addr_of(Ipv4 ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = ip.be();
-  a.sin_port = htons(port);
-  return a;
-}
-
 // Waits until fd is ready for events or the deadline passes.
 bool wait_for(int fd, short events, Clock::time_point deadline) {
   for (;;) {
@@ -56,6 +48,14 @@ std::string err(const char* what) { return std::string(what) + ": " + std::strer
 
 }  // namespace
 
+sockaddr_in socket_address(Ipv4 ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = ip.be();
+  a.sin_port = htons(port);
+  return a;
+}
+
 ProbeResult probe_tcp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t port,
                       ProbeTimeout timeout) {
   return probe_tcp_via(from, dst, port, to, dst, port, timeout);
@@ -70,8 +70,8 @@ ProbeResult probe_tcp_via(const Netns& from, Ipv4 dst, uint16_t port, const Netn
   if (!server.valid() || !client.valid()) return fail(err("socket"));
   int one = 1;
   ::setsockopt(server.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in bind_addr = addr_of(listen_ip, listen_port);
-  sockaddr_in dst_addr = addr_of(dst, port);
+  sockaddr_in bind_addr = socket_address(listen_ip, listen_port);
+  sockaddr_in dst_addr = socket_address(dst, port);
   if (::bind(server.get(), reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr) != 0)
     return fail(err("bind"));
   if (::listen(server.get(), 1) != 0) return fail(err("listen"));
@@ -107,7 +107,7 @@ ProbeResult probe_udp(const Netns& from, const Netns& to, Ipv4 dst, uint16_t por
   UniqueFd server = socket_in(to, SOCK_DGRAM, 0);
   UniqueFd client = socket_in(from, SOCK_DGRAM, 0);
   if (!server.valid() || !client.valid()) return fail(err("socket"));
-  sockaddr_in a = addr_of(dst, port);
+  sockaddr_in a = socket_address(dst, port);
   if (::bind(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return fail(err("bind"));
   // Datagrams can be lost while neighbours resolve: resend a few times.
   char buf[64];
@@ -153,7 +153,7 @@ ProbeResult probe_icmp(const Netns& from, Ipv4 dst, ProbeTimeout timeout) {
   UniqueFd sock = socket_in(from, SOCK_RAW, IPPROTO_ICMP);
   if (!sock.valid()) return fail(err("raw socket"));
   uint16_t id = static_cast<uint16_t>(::getpid() ^ reinterpret_cast<uintptr_t>(&start));
-  sockaddr_in a = addr_of(dst, 0);
+  sockaddr_in a = socket_address(dst, 0);
   for (uint16_t seq = 1; seq <= 4; ++seq) {
     icmphdr req{};
     req.type = ICMP_ECHO;

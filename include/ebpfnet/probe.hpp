@@ -4,6 +4,8 @@
 // the tests.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -21,6 +23,9 @@ struct ProbeResult {
 };
 
 using ProbeTimeout = std::chrono::milliseconds;
+
+// ip:port as the socket calls take it.
+sockaddr_in socket_address(Ipv4 ip, uint16_t port);
 
 // A TCP connection from `from` to dst:port where `to` listens; one request
 // and one reply.

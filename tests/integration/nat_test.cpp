@@ -452,14 +452,6 @@ UniqueFd tcp_socket_in(const Netns& ns) {
   return fd;
 }
 
-sockaddr_in sockaddr_of(Ipv4 ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = ip.be();
-  a.sin_port = htons(port);
-  return a;
-}
-
 TEST_F(Nat, ThousandConcurrentOutboundConnections) {
   constexpr size_t kConns = 1000;
   const auto deadline = Clock::now() + 20s;
@@ -467,7 +459,7 @@ TEST_F(Nat, ThousandConcurrentOutboundConnections) {
   Netns ep = Netns::open_named(a_.name), out = Netns::open_named(outside());
 
   UniqueFd listener = tcp_socket_in(out);
-  sockaddr_in addr = sockaddr_of(kOutside, kBulkPort);
+  sockaddr_in addr = socket_address(kOutside, kBulkPort);
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(listener.get(), 2048), 0);  // capped by somaxconn (4096 by default)
 

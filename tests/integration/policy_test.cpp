@@ -69,14 +69,6 @@ UniqueFd socket_in(const Netns& ns, int type) {
   return UniqueFd(::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
 }
 
-sockaddr_in addr_of(Ipv4 ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = ip.be();
-  a.sin_port = htons(port);
-  return a;
-}
-
 // Polls fds until one is ready or the deadline passes; false on timeout.
 bool ready(std::vector<pollfd>& fds, Clock::time_point deadline) {
   for (;;) {
@@ -97,7 +89,7 @@ class Server {
   Server(const Netns& ns, int type, Ipv4 ip, uint16_t port) : fd_(socket_in(ns, type)) {
     int one = 1;
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in b = addr_of(ip, port);
+    sockaddr_in b = socket_address(ip, port);
     if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&b), sizeof b) != 0 ||
         (type == SOCK_STREAM && ::listen(fd_.get(), 64) != 0))
       throw std::runtime_error("server on " + ip.str() + ":" + std::to_string(port) + ": " + std::strerror(errno));
@@ -123,7 +115,7 @@ Attempt tcp_try(const Netns& from, const Server* server, Ipv4 dst, uint16_t port
   Attempt a;
   UniqueFd conn;
   UniqueFd client = socket_in(from, SOCK_STREAM);
-  sockaddr_in d = addr_of(dst, port);
+  sockaddr_in d = socket_address(dst, port);
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&d), sizeof d) != 0 && errno != EINPROGRESS)
     return {std::string("connect: ") + std::strerror(errno)};
   sockaddr_in local{};
@@ -185,7 +177,7 @@ Attempt tcp_try(const Netns& from, const Server* server, Ipv4 dst, uint16_t port
 std::string udp_try(const Netns& from, const Server* server, Ipv4 dst, uint16_t port, Ms timeout,
                     int tries = 1) {
   const auto deadline = Clock::now() + timeout;
-  sockaddr_in d = addr_of(dst, port);
+  sockaddr_in d = socket_address(dst, port);
   UniqueFd client = socket_in(from, SOCK_DGRAM);
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&d), sizeof d) != 0)
     return std::string("connect: ") + std::strerror(errno);
@@ -391,7 +383,7 @@ OpenConnection open_connection(const Netns& from, const Netns& to, Ipv4 dst, uin
   Server srv(to, SOCK_STREAM, dst, port);
   OpenConnection c;
   c.client = socket_in(from, SOCK_STREAM);
-  sockaddr_in d = addr_of(dst, port);
+  sockaddr_in d = socket_address(dst, port);
   ::connect(c.client.get(), reinterpret_cast<sockaddr*>(&d), sizeof d);
   std::vector<pollfd> p = {{srv.fd(), POLLIN, 0}};
   if (!ready(p, Clock::now() + 3s)) throw std::runtime_error("connection to " + dst.str() + " not accepted");
@@ -792,7 +784,7 @@ TEST(PolicyTraffic, MonitorShowsDropsAndFlows) {
 // Sends n datagrams from one socket: each meets the policy alone.
 void send_udp(const Netns& from, Ipv4 dst, uint16_t port, int n) {
   UniqueFd s = socket_in(from, SOCK_DGRAM);
-  sockaddr_in d = addr_of(dst, port);
+  sockaddr_in d = socket_address(dst, port);
   for (int i = 0; i < n; ++i)
     ASSERT_EQ(::sendto(s.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&d), sizeof d), 1) << std::strerror(errno);
 }
