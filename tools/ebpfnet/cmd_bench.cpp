@@ -37,6 +37,9 @@ std::string help_text() {
       "  (ebpfnet-xdp is not measured: there is no XDP forwarding mode)\n"
       "Metrics (--only):\n";
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(8 - g.size(), ' ') + help + "\n";
+  h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
+       "round by round against direct and bridge (rules: against 0 rules and bridge-iptables;\n"
+       "cp: against ip commands and ip -batch).\n";
   h += "Writes results.json, results.md and one PNG per metric to -o DIR; prints a table\n"
        "(or, with the global -o json, results.json) on stdout; progress on stderr.\n";
   return h;
