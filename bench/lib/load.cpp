@@ -37,7 +37,7 @@ std::string first_line(const std::string& s) {
 // Starts a server in the server namespace and waits until it is bound.
 std::unique_ptr<Background> start_server(const Topology& t, Placement p,
                                          std::vector<std::string> argv, bool udp, uint16_t port) {
-  auto s = std::make_unique<Background>(Spawn{std::move(argv), t.server_ns(), p.server_cpu});
+  auto s = std::make_unique<Background>(Spawn{std::move(argv), t.server_ns(), p.server_cpu, "", p.nice});
   if (!wait_bound(*s, udp, port)) {
     Result r = s->stop();
     throw std::runtime_error(t.name() + ": server did not bind port " + std::to_string(port) +
@@ -97,7 +97,7 @@ Measurement measure_tput(const Topology& t, const Tools& tools, Placement p, int
   Result r = run(Spawn{{tools.iperf3, "-4", "-c", t.server_ip(), "-p", std::to_string(kTputPort),
                         "-t", std::to_string(seconds), "-P", std::to_string(streams), "-J",
                         "--connect-timeout", "3000"},
-                       t.client_ns(), p.client_cpu},
+                       t.client_ns(), p.client_cpu, "", p.nice},
                  seconds + 20);
   CpuTimes c1 = cpu_times();
   server->stop();
@@ -141,7 +141,7 @@ Measurement measure_pps(const Topology& t, const Tools& tools, Placement p, int 
     argv.push_back(std::to_string(pps_limit));
   }
   CpuTimes c0 = cpu_times();
-  Result s = run(Spawn{argv, t.client_ns(), p.client_cpu}, seconds + 15);
+  Result s = run(Spawn{argv, t.client_ns(), p.client_cpu, "", p.nice}, seconds + 15);
   // The receiver stops 300 ms after the last datagram.
   Result rcv = server->wait(20);
   CpuTimes c1 = cpu_times();
@@ -175,7 +175,7 @@ Measurement measure_rr(const Topology& t, const Tools& tools, Placement p, int s
       kRrPort);
   Result r = run(Spawn{{tools.tcp_rr, "client", t.server_ip(), std::to_string(kRrPort),
                         std::to_string(seconds)},
-                       t.client_ns(), p.client_cpu},
+                       t.client_ns(), p.client_cpu, "", p.nice},
                  seconds + 15);
   server->stop();
   auto j = last_json(r.out);
@@ -198,7 +198,7 @@ Measurement measure_crr(const Topology& t, const Tools& tools, Placement p, int 
       false, kCrrPort);
   Result r = run(Spawn{{tools.tcp_crr, "client", t.server_ip(), std::to_string(kCrrPort),
                         std::to_string(seconds), "4"},
-                       t.client_ns(), p.client_cpu},
+                       t.client_ns(), p.client_cpu, "", p.nice},
                  seconds + 15);
   server->stop();
   auto j = last_json(r.out);

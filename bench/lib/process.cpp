@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +51,10 @@ void on_signal(int sig) { g_signal = sig; }
       dprintf(2, "bench: pinning to CPU %d: %s\n", s.cpu, strerror(errno));
       _exit(126);
     }
+  }
+  if (s.nice != 0 && setpriority(PRIO_PROCESS, 0, s.nice) != 0) {
+    dprintf(2, "bench: nice %d: %s\n", s.nice, strerror(errno));
+    _exit(126);
   }
   execvp(argv[0], argv.data());
   dprintf(2, "bench: exec %s: %s\n", argv[0], strerror(errno));

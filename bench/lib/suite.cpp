@@ -84,7 +84,11 @@ class Run {
                           {"udp_flows", opt_.udp_flows},
                           {"placement",
                            {{"client_cpu", opt_.placement.client_cpu},
-                            {"server_cpu", opt_.placement.server_cpu}}},
+                            {"server_cpu", opt_.placement.server_cpu},
+                            {"nice", opt_.placement.nice}}},
+                          {"rr_placement",
+                           {{"client_cpu", opt_.rr_placement.client_cpu},
+                            {"server_cpu", opt_.rr_placement.server_cpu}}},
                           {"namespace_prefix", prefix}};
     results_ = &results;
     note("ebpfnet-xdp is not measured: ebpfnet has no XDP forwarding mode (XDP on veth turns "
@@ -119,6 +123,7 @@ class Run {
     }
     const int D = opt_.duration_s;
     const auto P = opt_.placement;
+    const auto RP = opt_.rr_placement;
     for (int round = 1; round <= opt_.rounds; ++round) {
       round_ = round;
       for (const auto& t : topos) {
@@ -130,10 +135,10 @@ class Run {
         if (has(groups_, "pps"))
           measure("pps", *t, -1, [&] { return measure_pps(*t, tools, P, D, opt_.udp_flows); });
       for (const auto& t : topos)
-        if (has(groups_, "rr")) measure("rr", *t, -1, [&] { return measure_rr(*t, tools, P, D); });
+        if (has(groups_, "rr")) measure("rr", *t, -1, [&] { return measure_rr(*t, tools, RP, D); });
       for (const auto& t : topos)
         if (has(groups_, "crr"))
-          measure("crr", *t, -1, [&] { return measure_crr(*t, tools, P, D); });
+          measure("crr", *t, -1, [&] { return measure_crr(*t, tools, RP, D); });
       if (has(groups_, "rules")) run_rules(topos, tools);
       if (has(groups_, "cp")) run_cp(prefix, dir.path());
     }
@@ -195,7 +200,7 @@ class Run {
 
   void run_rules(std::vector<std::unique_ptr<Topology>>& topos, const Tools& tools) {
     const int D = opt_.duration_s;
-    const auto P = opt_.placement;
+    const auto P = opt_.rr_placement;
     bool any = false;
     for (int n : opt_.rule_counts) {
       for (auto& t : topos) {
@@ -237,6 +242,15 @@ class Run {
     CpConfig c{prefix, opt_.ebpfnet_bin, dir / ("cp" + std::to_string(round_)),
                opt_.cp_singles, opt_.cp_batch};
     fs::create_directories(c.state_dir);
+    if (round_ == 1) {
+      note("cp: kernel memory per endpoint is the Slab+Percpu growth of the whole machine while "
+           "the row was added, divided by its length: other work on the machine counts too.");
+      note("cp: BPF map memory is what the kernel charges each map (fdinfo memlock), sized by "
+           "max_entries and preallocated, so it does not grow per endpoint; "
+           "cp_bpfmem_total_kib is the node's whole datapath.");
+      note("cp: ip-batch is the kernel's floor for the namespaces and veth pairs alone (two `ip "
+           "-batch` processes for the whole row); ebpfnet also addresses, routes and attaches.");
+    }
     try {
       run_controlplane(
           c,

@@ -128,8 +128,8 @@ class Bridge : public Baseline {
   std::string description() const override {
     if (!iptables_) return "veths on a Linux bridge in a node namespace, one subnet (Docker's default)";
     return "bridge + bridge-nf-call-iptables=1, conntrack ESTABLISHED,RELATED accepted first, "
-           "MASQUERADE for traffic leaving, N never-matching FORWARD rules, then the allow "
-           "rules (iptables-restore, " +
+           "MASQUERADE for traffic leaving, a published port (DNAT, Docker's way), N "
+           "never-matching FORWARD rules, then the allow rules (iptables-restore, " +
            iptables_variant_ + ")";
   }
   std::vector<std::string> namespaces() const override { return made_; }
@@ -170,6 +170,9 @@ class Ebpfnet : public Topology {
       node.attach();
       node.add_endpoint(EndpointRequest{.name = client_ns_, .ip = Ipv4::parse(client_ip_)});
       node.add_endpoint(EndpointRequest{.name = server_ns_, .ip = Ipv4::parse(server_ip_)});
+      // A published port (docker -p), as on bridge-iptables: with one, every
+      // packet between endpoints takes the conntrack lookup.
+      node.expose(PublishRecord{server_ns_, "tcp", kTputPort, kPublishedPort});
     } catch (...) {
       destroy();
       throw;
@@ -180,7 +183,9 @@ class Ebpfnet : public Topology {
   std::string name() const override { return "ebpfnet"; }
   std::string description() const override {
     return "ebpfnet TC datapath (" + tc_mode() +
-           "): sandbox node with an uplink sandbox (masquerade, conntrack), two endpoints, " +
+           "): sandbox node with an uplink sandbox (masquerade, conntrack), two endpoints, "
+           "a published port (server:" + std::to_string(kTputPort) + " on uplink:" +
+           std::to_string(kPublishedPort) + "), " +
            (policy_ ? "policy with N never-matching rules + allow rules on the server's ingress"
                     : "no policy (policy unavailable in this build)");
   }
@@ -293,7 +298,12 @@ std::string iptables_rules(int n, const std::string& client_ip, const std::strin
   r += "COMMIT\n";
   r += "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
        ":POSTROUTING ACCEPT [0:0]\n";
+  // Docker's -p: DNAT of a published port to the server, for addresses of the node.
+  r += ":DOCKER - [0:0]\n";
+  r += "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n";
   r += "-A POSTROUTING -s " + subnet + " ! -o br0 -j MASQUERADE\n";
+  r += "-A DOCKER ! -i br0 -p tcp -m tcp --dport " + std::to_string(kPublishedPort) +
+       " -j DNAT --to-destination " + server_ip + ":" + std::to_string(kTputPort) + "\n";
   r += "COMMIT\n";
   return r;
 }

@@ -50,7 +50,7 @@ std::string help_text() {
 void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     bool quick = false;
-    std::string only, datapaths, rules, cpus = "0,1";
+    std::string only, datapaths, rules, cpus = "0,1", rr_cpus = "0,0";
     std::optional<int> rounds, duration, cp_batch;
     std::string out_dir, tools;
   };
@@ -72,7 +72,10 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
       ->type_name("LIST");
   cmd->add_option("--cp-batch", a->cp_batch, "endpoints in a row for cp; default 100, quick 10")
       ->check(CLI::Range(1, 1000));
-  cmd->add_option("--cpus", a->cpus, "client CPU,server CPU")->capture_default_str();
+  cmd->add_option("--cpus", a->cpus, "client CPU,server CPU for tput and pps")->capture_default_str();
+  cmd->add_option("--rr-cpus", a->rr_cpus,
+                  "client CPU,server CPU for rr, crr and rules (one CPU: no cross-CPU wake-ups)")
+      ->capture_default_str();
   cmd->add_option("-o,--out", a->out_dir, "write results.json, results.md and PNG charts here")
       ->type_name("DIR");
   cmd->add_option("--tools", a->tools,
@@ -98,18 +101,21 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
           }
         }
       }
-      auto cpus = split(a->cpus);
       long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-      try {
-        if (cpus.size() != 2) throw std::invalid_argument("");
-        o.placement.client_cpu = std::stoi(cpus[0]);
-        o.placement.server_cpu = std::stoi(cpus[1]);
-      } catch (...) {
-        throw Error(Errc::usage, "--cpus: expected CLIENT,SERVER, e.g. 0,1");
-      }
-      if (o.placement.client_cpu < 0 || o.placement.client_cpu >= ncpu ||
-          o.placement.server_cpu < 0 || o.placement.server_cpu >= ncpu)
-        throw Error(Errc::usage, "--cpus: this machine has CPUs 0-" + std::to_string(ncpu - 1));
+      auto placement = [ncpu](const std::string& opt, const std::string& v, bench::Placement& p) {
+        auto cpus = split(v);
+        try {
+          if (cpus.size() != 2) throw std::invalid_argument("");
+          p.client_cpu = std::stoi(cpus[0]);
+          p.server_cpu = std::stoi(cpus[1]);
+        } catch (...) {
+          throw Error(Errc::usage, opt + ": expected CLIENT,SERVER, e.g. 0,1");
+        }
+        if (p.client_cpu < 0 || p.client_cpu >= ncpu || p.server_cpu < 0 || p.server_cpu >= ncpu)
+          throw Error(Errc::usage, opt + ": this machine has CPUs 0-" + std::to_string(ncpu - 1));
+      };
+      placement("--cpus", a->cpus, o.placement);
+      placement("--rr-cpus", a->rr_cpus, o.rr_placement);
       if (!a->tools.empty()) o.tools_dir = a->tools;
       o.ebpfnet_bin = std::filesystem::read_symlink("/proc/self/exe");
 

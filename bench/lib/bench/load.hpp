@@ -23,6 +23,7 @@ Tools find_tools(const std::optional<std::filesystem::path>& dir,
 struct Placement {
   int client_cpu = 0;
   int server_cpu = 1;
+  int nice = -20;  // of the load processes: the machine's other work (nice 0) disturbs less
 };
 
 struct Measurement {

@@ -26,6 +26,7 @@ struct Spawn {
   std::string netns;  // a named namespace (/run/netns/NAME) to run in; "" = ours
   int cpu = -1;       // pinned to this CPU (sched_setaffinity before exec); -1 = anywhere
   std::string input;  // stdin
+  int nice = 0;       // niceness set before exec (load tools: -20, so other work disturbs less)
 };
 
 struct Result {

@@ -25,7 +25,12 @@ struct SuiteOptions {
   int cp_batch = 100;
   int cp_singles = 5;
   int udp_flows = 8;
-  Placement placement;
+  Placement placement;  // tput, pps: sender and receiver on two CPUs
+  // rr, crr, rules: both on one CPU by default. Request/response is bound by
+  // wake-up latency; waking an idle CPU of a VM (an IPI, a halted vCPU the
+  // host must schedule) costs ~100 us here, p99 a host tick, and buries the
+  // datapath's cost; on one CPU the ping-pong is a context switch.
+  Placement rr_placement{0, 0};
   std::optional<std::filesystem::path> tools_dir;
   std::filesystem::path ebpfnet_bin;
 };

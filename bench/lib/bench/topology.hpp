@@ -12,6 +12,8 @@ namespace ebpfnet::bench {
 
 // The ports the bench traffic uses (and the allow rules let through).
 inline constexpr uint16_t kTputPort = 5201, kRrPort = 5202, kCrrPort = 5203, kUdpPort = 5301;
+// The server's kTputPort published on the node (docker -p), on both NAT datapaths.
+inline constexpr uint16_t kPublishedPort = 15201;
 
 struct TopologyConfig {
   std::string prefix;                 // unique per run, e.g. "eb-1234-"
