@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
+#include <regex>
 #include <set>
 
 #include "bench/process.hpp"
@@ -218,12 +220,28 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
     fs::path maps = node.pin_dir() / "maps";
     double k0 = kernel_mem_kib(), b0 = bpf_map_mem_kib(maps);
     int first = next;
+    // Where the time goes: the facade calls the checkpoint before each step
+    // with that step's name, so the time up to the next call is the step's.
+    std::map<std::string, double> step_ms;
+    std::string step;
+    Clock::time_point mark;
+    auto cp = [&](std::string_view next_step) {
+      auto now = Clock::now();
+      step_ms[step] += std::chrono::duration<double, std::milli>(now - mark).count();
+      step = next_step;
+      mark = now;
+    };
     auto t0 = Clock::now();
     for (int i = 0; i < n; ++i) {
       throw_if_interrupted();
-      node.add_endpoint(EndpointRequest{.name = eb.ep(first + i)});
+      step = "prepare";
+      mark = Clock::now();
+      node.add_endpoint(EndpointRequest{.name = eb.ep(first + i)}, cp);
+      cp("");
     }
     emit({"cp_add_batch_ms", "ebpfnet", ms_since(t0)});
+    for (const auto& [name, ms] : step_ms)
+      emit({"cp_step_" + std::regex_replace(name, std::regex("-"), "_") + "_ms", "ebpfnet", ms / n});
     double k1 = kernel_mem_kib(), b1 = bpf_map_mem_kib(maps);
     emit({"cp_kmem_per_ep_kib", "ebpfnet", (k1 - k0) / n});
     emit({"cp_bpfmem_per_ep_kib", "ebpfnet", (b1 - b0) / n});
