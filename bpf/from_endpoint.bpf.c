@@ -9,6 +9,7 @@
 #include "lib/fwd.h"
 #include "lib/nat.h"
 #include "lib/icmp_err.h"
+#include "lib/policy.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -19,12 +20,12 @@ static __always_inline int handle_arp(struct __sk_buff *skb, struct cursor *c, s
 	struct arp_packet *arp = parse_arp(c);
 
 	if (!arp)
-		return drop(st, EBPFNET_DROP_MALFORMED);
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	if (!mac_equal(arp->body.sha, ep->mac))
-		return drop(st, EBPFNET_DROP_SPOOFED_MAC);
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_MAC);
 	/* 0.0.0.0 is an address probe (RFC 5227), not a claim. */
 	if (arp->body.spa != ep->ip && arp->body.spa != 0)
-		return drop(st, EBPFNET_DROP_SPOOFED_IP);
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 
 	count_tx(st, skb);
 	if (arp->hdr.ar_op == bpf_htons(ARPOP_REQUEST) && arp->body.tpa == gateway_ip) {
@@ -35,88 +36,98 @@ static __always_inline int handle_arp(struct __sk_buff *skb, struct cursor *c, s
 	return TC_ACT_OK;
 }
 
-/* Delivers a packet whose addresses were just translated to an endpoint:
- * hairpin connections and replies to one. */
-static __always_inline int fwd_translated_local(struct __sk_buff *skb, struct ebpfnet_ep_stats *st,
-						struct ebpfnet_endpoint *dst)
+/* Sends on a packet of a tracked flow, translated to x first when x differs
+ * from the packet: to an endpoint (dst), else out of the route found. */
+static __always_inline int fwd_flow(struct __sk_buff *skb, struct ebpfnet_ep_stats *st, struct ethhdr *eth,
+				    struct iphdr *ip, const struct flow *f, const struct ebpfnet_ct_key *x,
+				    struct ebpfnet_endpoint *dst, const struct bpf_fib_lookup *route, int rc)
 {
-	struct ethhdr *eth;
-	struct iphdr *ip;
-
-	if (reparse_ipv4(skb, &eth, &ip))
-		return drop(st, EBPFNET_DROP_MALFORMED);
-	count_rx(dst->ifindex, skb);
-	return fwd_to_endpoint(eth, ip, dst);
-}
-
-/* Sends a translated packet out of the route found for it beforehand: the
- * destination is unchanged by the translation, so one lookup serves. */
-static __always_inline int fwd_translated_routed(struct __sk_buff *skb, struct ebpfnet_ep_stats *st,
-						 const struct bpf_fib_lookup *route, int rc)
-{
-	struct ethhdr *eth;
-	struct iphdr *ip;
-
-	if (reparse_ipv4(skb, &eth, &ip))
-		return drop(st, EBPFNET_DROP_MALFORMED);
+	if (!ct_key_equal(&f->key, x)) {
+		if (nat_apply(skb, f, x) || reparse_ipv4(skb, &eth, &ip))
+			return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	}
+	if (dst) {
+		count_rx(dst->ifindex, skb);
+		return fwd_to_endpoint(eth, ip, dst);
+	}
 	return fwd_routed(eth, ip, route, rc);
 }
 
 /* Too big for the way out: with DF the node's stack sends the endpoint
  * "fragmentation needed" (the packet is still untranslated); without DF it
  * would fragment and forward untranslated, so it is dropped. */
-static __always_inline int too_big(struct iphdr *ip, struct ebpfnet_ep_stats *st)
+static __always_inline int too_big(struct __sk_buff *skb, struct iphdr *ip, struct ebpfnet_ep_stats *st)
 {
 	if (ip->frag_off & bpf_htons(0x4000))
 		return TC_ACT_OK;
-	return drop(st, EBPFNET_DROP_NAT_UNSUPPORTED);
+	return drop(skb, st, EBPFNET_DROP_NAT_UNSUPPORTED);
 }
 
-/* Traffic that conntrack or NAT may concern: replies of published ports,
- * hairpin connections to a published port, and anything leaving through the
- * uplink, which is masqueraded. */
-static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
-					     struct iphdr *ip, struct ebpfnet_endpoint *dst,
-					     const struct ebpfnet_config *cfg, struct ebpfnet_ep_stats *st)
+/* What conntrack cannot follow: ICMP errors (passed when they concern a
+ * tracked flow, translated when it was), fragments, other protocols. Policy
+ * decides each packet; nothing untranslatable leaves with the endpoint's
+ * address. */
+static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+						   struct iphdr *ip, const struct ebpfnet_endpoint *ep,
+						   struct ebpfnet_endpoint *dst, const struct ebpfnet_config *cfg,
+						   struct ebpfnet_ep_stats *st)
+{
+	struct bpf_fib_lookup route;
+	struct event_subject who;
+	struct icmp_err err;
+	__be32 daddr;
+	int rc;
+
+	if (!icmp_err_parse(skb, c, ip, &err)) {
+		if (!icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, bpf_ktime_get_ns(), &daddr)) {
+			if (reparse_ipv4(skb, &eth, &ip))
+				return drop(skb, st, EBPFNET_DROP_MALFORMED);
+			dst = bpf_map_lookup_elem(&ep_by_ip, &daddr);
+			if (dst) {
+				count_rx(dst->ifindex, skb);
+				return fwd_to_endpoint(eth, ip, dst);
+			}
+			rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
+			if (!route_found(rc))
+				return drop(skb, st, EBPFNET_DROP_NO_ROUTE);
+			return fwd_routed(eth, ip, &route, rc);
+		}
+		if (reparse_ipv4(skb, &eth, &ip))
+			return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	}
+	if (policy_admit(skb, ep->ip, ip->daddr, 0, dst ? dst->ip : 0, 0, ip->protocol, &who) < 0)
+		return TC_ACT_SHOT;
+	if (dst) {
+		count_rx(dst->ifindex, skb);
+		return fwd_to_endpoint(eth, ip, dst);
+	}
+	rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
+	if (cfg->uplink_ifindex && route_found(rc) && route.ifindex == cfg->uplink_ifindex && !is_routed(ip->daddr))
+		return drop(skb, st, EBPFNET_DROP_NAT_UNSUPPORTED);
+	return TC_ACT_OK;
+}
+
+/* Traffic that conntrack, NAT or policy concerns: replies of published
+ * ports, hairpin connections to a published port, anything leaving through
+ * the uplink (masqueraded unless routed), and connections of endpoints with
+ * a policy. A connection's first packet passes policy and creates its flow;
+ * the rest of it follows the flow. */
+static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+						 struct iphdr *ip, const struct ebpfnet_endpoint *ep,
+						 struct ebpfnet_endpoint *dst, const struct ebpfnet_config *cfg,
+						 struct ebpfnet_ep_stats *st)
 {
 	struct bpf_fib_lookup route;
 	struct ebpfnet_pub_target *pub;
+	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
 	struct ebpfnet_ct_key x;
 	struct flow f;
 	__u64 now = bpf_ktime_get_ns();
-	int rc, nat_rc;
+	int rc = 0, policed, nat_rc;
 
-	if (flow_of(skb, c, ip, &f) < 0) {
-		struct icmp_err err;
-		__be32 daddr;
-
-		/* An endpoint's error about a connection to its published port. */
-		if (!icmp_err_parse(skb, c, ip, &err)) {
-			if (!icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &daddr)) {
-				dst = bpf_map_lookup_elem(&ep_by_ip, &daddr);
-				if (dst)
-					return fwd_translated_local(skb, st, dst);
-				if (reparse_ipv4(skb, &eth, &ip))
-					return drop(st, EBPFNET_DROP_MALFORMED);
-				rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
-				if (!route_found(rc))
-					return drop(st, EBPFNET_DROP_NO_ROUTE);
-				return fwd_routed(eth, ip, &route, rc);
-			}
-			if (reparse_ipv4(skb, &eth, &ip))
-				return drop(st, EBPFNET_DROP_MALFORMED);
-		}
-		if (dst) {
-			count_rx(dst->ifindex, skb);
-			return fwd_to_endpoint(eth, ip, dst);
-		}
-		/* Untranslatable traffic must not leave with the endpoint's address. */
-		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
-		if (route_found(rc) && route.ifindex == cfg->uplink_ifindex)
-			return drop(st, EBPFNET_DROP_NAT_UNSUPPORTED);
-		return TC_ACT_OK;
-	}
+	if (flow_of(skb, c, ip, &f) < 0)
+		return untracked_from_endpoint(skb, c, eth, ip, ep, dst, cfg, st);
 
 	e = ct_lookup_flow(&f, now);
 	if (e) {
@@ -126,38 +137,58 @@ static __always_inline int nat_from_endpoint(struct __sk_buff *skb, struct curso
 		if (!dst) {
 			rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
 			if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-				return too_big(ip, st);
+				return too_big(skb, ip, st);
 			if (!route_found(rc))
-				return drop(st, EBPFNET_DROP_NO_ROUTE);
+				return drop(skb, st, EBPFNET_DROP_NO_ROUTE);
 		}
-	} else if (f.key.daddr == cfg->uplink_ip && (pub = published_target(&f)) && starts_flow(&f)) {
+		return fwd_flow(skb, st, eth, ip, &f, &x, dst, &route, rc);
+	}
+
+	if (cfg->uplink_ifindex && f.key.daddr == cfg->uplink_ip && (pub = published_target(&f)) &&
+	    starts_flow(&f)) {
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
 			return TC_ACT_OK;
+		if (policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, dst->ip, pub->port, f.key.proto, &who) < 0)
+			return TC_ACT_SHOT;
 		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
 		if (nat_rc)
-			return drop(st, nat_failure(nat_rc));
+			return drop(skb, st, nat_failure(nat_rc));
 	} else if (dst) {
-		count_rx(dst->ifindex, skb);
-		return fwd_to_endpoint(eth, ip, dst);
+		policed = policy_admit(skb, ep->ip, dst->ip, f.key.dport, dst->ip, f.key.dport, f.key.proto, &who);
+		if (policed < 0)
+			return TC_ACT_SHOT;
+		/* Without a policy on either side nothing needs the flow. */
+		if (!policed) {
+			count_rx(dst->ifindex, skb);
+			return fwd_to_endpoint(eth, ip, dst);
+		}
+		x = f.key;
+		if (ct_track(&f, cfg, skb->len, now))
+			return drop(skb, st, EBPFNET_DROP_CT_FULL);
 	} else {
 		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && route.ifindex == cfg->uplink_ifindex)
-			return too_big(ip, st);
-		if (!route_found(rc) || route.ifindex != cfg->uplink_ifindex)
+			return too_big(skb, ip, st);
+		policed = policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, 0, 0, f.key.proto, &who);
+		if (policed < 0)
+			return TC_ACT_SHOT;
+		/* The node's stack takes it: its own addresses and other routes. */
+		if (!cfg->uplink_ifindex || !route_found(rc) || route.ifindex != cfg->uplink_ifindex)
 			return TC_ACT_OK;
-		if (is_routed(ip->daddr))
-			return fwd_routed(eth, ip, &route, rc);
-		nat_rc = snat_create(&f, cfg, skb->len, now, &x);
-		if (nat_rc)
-			return drop(st, nat_failure(nat_rc));
+		x = f.key;
+		if (is_routed(ip->daddr)) {
+			/* Replies meet the endpoint's ingress rules unless tracked. */
+			if (policed && ct_track(&f, cfg, skb->len, now))
+				return drop(skb, st, EBPFNET_DROP_CT_FULL);
+		} else {
+			nat_rc = snat_create(&f, cfg, skb->len, now, &x);
+			if (nat_rc)
+				return drop(skb, st, nat_failure(nat_rc));
+		}
 	}
-
-	if (nat_apply(skb, &f, &x))
-		return drop(st, EBPFNET_DROP_MALFORMED);
-	if (dst)
-		return fwd_translated_local(skb, st, dst);
-	return fwd_translated_routed(skb, st, &route, rc);
+	emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
+	return fwd_flow(skb, st, eth, ip, &f, &x, dst, &route, rc);
 }
 
 static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
@@ -168,17 +199,18 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 	struct iphdr *ip = parse_ipv4(c);
 
 	if (!ip)
-		return drop(st, EBPFNET_DROP_MALFORMED);
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	if (ip->saddr != ep->ip)
-		return drop(st, EBPFNET_DROP_SPOOFED_IP);
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 
 	count_tx(st, skb);
-	/* An expiring TTL goes to the stack, which answers with time-exceeded. */
-	if (ip->ttl <= 1)
+	/* An expiring TTL goes to the stack, which answers with time-exceeded.
+	 * The gateway is the node itself, which policy does not restrict. */
+	if (ip->ttl <= 1 || ip->daddr == gateway_ip || !cfg)
 		return TC_ACT_OK;
 	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
-	if (cfg && cfg->uplink_ifindex && (!dst || cfg->published))
-		return nat_from_endpoint(skb, c, eth, ip, dst, cfg, st);
+	if ((cfg->uplink_ifindex && (!dst || cfg->published)) || policy_of(ep->ip) || (dst && policy_of(dst->ip)))
+		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, cfg, st);
 	if (!dst)
 		return TC_ACT_OK;
 	count_rx(dst->ifindex, skb);
@@ -195,14 +227,14 @@ int from_endpoint(struct __sk_buff *skb)
 	struct ethhdr *eth;
 
 	if (!ep)
-		return drop(st, EBPFNET_DROP_UNKNOWN_ENDPOINT);
+		return drop(skb, st, EBPFNET_DROP_UNKNOWN_ENDPOINT);
 
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);
 	if (!eth)
-		return drop(st, EBPFNET_DROP_MALFORMED);
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	if (!mac_equal(eth->h_source, ep->mac))
-		return drop(st, EBPFNET_DROP_SPOOFED_MAC);
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_MAC);
 
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_ARP):
@@ -210,7 +242,7 @@ int from_endpoint(struct __sk_buff *skb)
 	case bpf_htons(ETH_P_IP):
 		return handle_ipv4(skb, &c, eth, ep, st);
 	default:
-		return drop(st, EBPFNET_DROP_UNSUPPORTED_L3);
+		return drop(skb, st, EBPFNET_DROP_UNSUPPORTED_L3);
 	}
 }
 

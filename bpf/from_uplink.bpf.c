@@ -10,6 +10,7 @@
 #include "lib/fwd.h"
 #include "lib/nat.h"
 #include "lib/icmp_err.h"
+#include "lib/policy.h"
 
 static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
@@ -18,13 +19,49 @@ static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 	struct iphdr *ip;
 
 	if (!dst)
-		return drop(NULL, EBPFNET_DROP_UNKNOWN_ENDPOINT);
+		return drop(skb, NULL, EBPFNET_DROP_UNKNOWN_ENDPOINT);
 	if (reparse_ipv4(skb, &eth, &ip))
-		return drop(NULL, EBPFNET_DROP_MALFORMED);
+		return drop(skb, NULL, EBPFNET_DROP_MALFORMED);
 	if (ip->ttl <= 1)
 		return TC_ACT_OK;
 	count_rx(dst->ifindex, skb);
 	return fwd_to_endpoint(eth, ip, dst);
+}
+
+/* Routed to an endpoint without NAT, from a pool this node routes to (route
+ * add): nodes that route each other's pools. An endpoint with a policy sees
+ * new connections through its ingress rules, and replies to its own
+ * connections through their flows. */
+static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct cursor *c, struct iphdr *ip,
+					      const struct ebpfnet_config *cfg)
+{
+	struct event_subject who;
+	struct ebpfnet_ct_entry *e;
+	struct flow f;
+	__u64 now;
+	int policed;
+
+	if (!policy_of(ip->daddr))
+		return to_endpoint(skb, ip->daddr);
+	now = bpf_ktime_get_ns();
+	if (flow_of(skb, c, ip, &f) < 0) {
+		if (policy_admit(skb, ip->saddr, ip->daddr, 0, ip->daddr, 0, ip->protocol, &who) < 0)
+			return TC_ACT_SHOT;
+		return to_endpoint(skb, ip->daddr);
+	}
+	e = ct_lookup_flow(&f, now);
+	if (e) {
+		ct_update(e, cfg, &f, skb->len, now);
+		return to_endpoint(skb, f.key.daddr);
+	}
+	policed = policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, f.key.daddr, f.key.dport, f.key.proto,
+			       &who);
+	if (policed < 0)
+		return TC_ACT_SHOT;
+	if (ct_track(&f, cfg, skb->len, now))
+		return drop(skb, NULL, EBPFNET_DROP_CT_FULL);
+	emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
+	return to_endpoint(skb, f.key.daddr);
 }
 
 SEC("tc")
@@ -32,6 +69,7 @@ int from_uplink(struct __sk_buff *skb)
 {
 	const struct ebpfnet_config *cfg = node_config();
 	struct ebpfnet_pub_target *pub;
+	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
 	struct ebpfnet_ct_key x;
 	struct ethhdr *eth;
@@ -51,10 +89,8 @@ int from_uplink(struct __sk_buff *skb)
 	if (!ip)
 		return TC_ACT_OK;
 	if (ip->daddr != cfg->uplink_ip) {
-		/* Routed to an endpoint without NAT, from a pool this node routes to
-		 * (route add): nodes that route each other's pools. */
 		if (is_routed(ip->saddr) && bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
-			return to_endpoint(skb, ip->daddr);
+			return routed_to_endpoint(skb, &c, ip, cfg);
 		return TC_ACT_OK;
 	}
 	/* Translated, a packet with no hop left would make the node's stack
@@ -69,7 +105,7 @@ int from_uplink(struct __sk_buff *skb)
 		if (icmp_err_parse(skb, &c, ip, &err))
 			return TC_ACT_OK;
 		if (last_hop)
-			return drop(NULL, EBPFNET_DROP_TTL_EXCEEDED);
+			return drop(skb, NULL, EBPFNET_DROP_TTL_EXCEEDED);
 		if (icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
 			return TC_ACT_OK;
 		return to_endpoint(skb, dst);
@@ -77,19 +113,22 @@ int from_uplink(struct __sk_buff *skb)
 
 	e = ct_lookup_flow(&f, now);
 	if ((e || (published_target(&f) && starts_flow(&f))) && last_hop)
-		return drop(NULL, EBPFNET_DROP_TTL_EXCEEDED);
+		return drop(skb, NULL, EBPFNET_DROP_TTL_EXCEEDED);
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;
 	} else if ((pub = published_target(&f)) && starts_flow(&f)) {
+		if (policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, pub->ip, pub->port, f.key.proto, &who) < 0)
+			return TC_ACT_SHOT;
 		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
 		if (nat_rc)
-			return drop(NULL, nat_failure(nat_rc));
+			return drop(skb, NULL, nat_failure(nat_rc));
+		emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
 	} else {
 		return TC_ACT_OK;
 	}
 	if (nat_apply(skb, &f, &x))
-		return drop(NULL, EBPFNET_DROP_MALFORMED);
+		return drop(skb, NULL, EBPFNET_DROP_MALFORMED);
 	return to_endpoint(skb, x.daddr);
 }
 

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <cstring>
@@ -14,7 +15,10 @@
 namespace ebpfnet {
 namespace {
 
-enum MapIndex { kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted };
+enum MapIndex {
+  kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted,
+  kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents
+};
 
 int possible_cpus() {
   static const int n = libbpf_num_possible_cpus();
@@ -36,6 +40,8 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_CT_FULL: return "ct-full";
     case EBPFNET_DROP_NO_ROUTE: return "no-route";
     case EBPFNET_DROP_TTL_EXCEEDED: return "ttl-exceeded";
+    case EBPFNET_DROP_POLICY_DENY: return "policy-deny";
+    case EBPFNET_DROP_POLICY_DEFAULT: return "policy-default-deny";
     default: return "unknown";
   }
 }
@@ -194,15 +200,11 @@ void DatapathMaps::delete_published(uint8_t proto, uint16_t port) {
     throw_errno(errno, "deleting published port " + std::to_string(port));
 }
 
-namespace {
-
 uint64_t monotonic_ns() {
   timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
-
-}  // namespace
 
 std::vector<CtFlow> DatapathMaps::ct_flows(size_t limit) const {
   std::vector<CtFlow> out;
@@ -228,6 +230,56 @@ size_t DatapathMaps::ct_flush() {
     ++n;
   }
   return n;
+}
+
+void DatapathMaps::put_policy_cidr(const ebpfnet_policy_cidr_key& key, uint32_t class_id) {
+  __u32 v = class_id;
+  if (bpf_map_update_elem(fd(kPolicyCidr), &key, &v, BPF_ANY) != 0)
+    throw_errno(errno, "writing policy_cidr entry " + Ipv4::from_be(key.addr).str() + "/" +
+                           std::to_string(key.prefixlen - 32));
+}
+
+void DatapathMaps::delete_policy_cidr(const ebpfnet_policy_cidr_key& key) {
+  if (bpf_map_delete_elem(fd(kPolicyCidr), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting policy_cidr entry of rule set " + std::to_string(key.set_id));
+}
+
+void DatapathMaps::put_policy_port(const ebpfnet_policy_port_key& key, const ebpfnet_policy_verdict& v) {
+  if (bpf_map_update_elem(fd(kPolicyPort), &key, &v, BPF_ANY) != 0)
+    throw_errno(errno, "writing policy_port entry of class " + std::to_string(key.class_id));
+}
+
+void DatapathMaps::delete_policy_port(const ebpfnet_policy_port_key& key) {
+  if (bpf_map_delete_elem(fd(kPolicyPort), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting policy_port entry of class " + std::to_string(key.class_id));
+}
+
+void DatapathMaps::put_ep_policy(Ipv4 endpoint, const ebpfnet_ep_policy& p) {
+  __be32 key = endpoint.be();
+  if (bpf_map_update_elem(fd(kEpPolicy), &key, &p, BPF_ANY) != 0)
+    throw_errno(errno, "writing ep_policy of " + endpoint.str());
+}
+
+void DatapathMaps::delete_ep_policy(Ipv4 endpoint) {
+  __be32 key = endpoint.be();
+  if (bpf_map_delete_elem(fd(kEpPolicy), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting ep_policy of " + endpoint.str());
+}
+
+std::optional<ebpfnet_ep_policy> DatapathMaps::ep_policy(Ipv4 endpoint) const {
+  __be32 key = endpoint.be();
+  ebpfnet_ep_policy p{};
+  if (bpf_map_lookup_elem(fd(kEpPolicy), &key, &p) != 0) return std::nullopt;
+  return p;
+}
+
+void DatapathMaps::extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns) {
+  __u32 zero = 0;
+  ebpfnet_monitor m{};
+  if (bpf_map_lookup_elem(fd(kMonitor), &zero, &m) != 0) throw_errno(errno, "reading the monitor map");
+  m.drops_until_ns = std::max<uint64_t>(m.drops_until_ns, drops_until_ns);
+  m.flows_until_ns = std::max<uint64_t>(m.flows_until_ns, flows_until_ns);
+  if (bpf_map_update_elem(fd(kMonitor), &zero, &m, BPF_ANY) != 0) throw_errno(errno, "writing the monitor map");
 }
 
 }  // namespace ebpfnet

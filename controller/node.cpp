@@ -12,6 +12,7 @@
 #include "ebpfnet/ipam.hpp"
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/netlink.hpp"
+#include "ebpfnet/policy_maps.hpp"
 #include "ebpfnet/tc_attach.hpp"
 #include "ebpfnet/undo.hpp"
 
@@ -186,6 +187,8 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
   }
   attach_uplink_locked(st, *dp, r);
   write_config_locked(st, dp->maps());
+  // A new datapath starts with empty policy maps.
+  if (r.loaded) write_policies_locked(st, dp->maps());
 
   Netns ns = netns();
 
@@ -358,6 +361,7 @@ void Node::remove_endpoint_parts(NodeState& st, const EndpointRecord& e, Datapat
     NetnsGuard in(nodens);
     detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
   }
+  if (maps && e.policy) remove_policy(*maps, e.ip, *e.policy, e.policy_ids);
   if (maps) maps->delete_endpoint(e.host_ifindex, e.ip);
   // Deleting one side deletes the pair, with its addresses, routes and neighbour.
   Netlink nl = Netlink::in(nodens);

@@ -78,7 +78,10 @@ json to_json(const EndpointRecord& e) {
           {"host_mac", mac_str(e.host_mac)},
           {"tc_mode", to_string(e.tc_mode)},
           {"container_id", e.container_id},
-          {"cni_network", e.cni_network}};
+          {"cni_network", e.cni_network},
+          {"policy", e.policy ? to_json(*e.policy) : json(nullptr)},
+          {"policy_sets", e.policy_ids.set},
+          {"policy_first_classes", e.policy_ids.first_class}};
 }
 
 EndpointRecord endpoint_from(const json& j) {
@@ -97,6 +100,12 @@ EndpointRecord endpoint_from(const json& j) {
   // Absent from state written before the CNI plugin existed.
   e.container_id = j.value("container_id", "");
   e.cni_network = j.value("cni_network", "");
+  // Absent from state written before policy existed.
+  if (j.contains("policy") && !j["policy"].is_null()) {
+    e.policy = policy_from_json(j["policy"]);
+    e.policy_ids.set = j.at("policy_sets").get<std::array<uint32_t, 2>>();
+    e.policy_ids.first_class = j.at("policy_first_classes").get<std::array<uint32_t, 2>>();
+  }
   return e;
 }
 
@@ -161,6 +170,10 @@ NodeState StateStore::load() const {
                        t.at("closing").get<uint32_t>(), t.at("udp").get<uint32_t>(),
                        t.at("icmp").get<uint32_t>()};
     }
+    if (j.contains("policy_counters")) {
+      s.policy_counters.next_set = j["policy_counters"].at("next_set").get<uint32_t>();
+      s.policy_counters.next_class = j["policy_counters"].at("next_class").get<uint32_t>();
+    }
     return s;
   } catch (const json::exception& e) {
     throw Error(Errc::failed, "reading state of node '" + node_ + "': " + e.what());
@@ -195,7 +208,9 @@ void StateStore::save(const NodeState& s) const {
                              {"tcp", s.ct_timeouts.tcp},
                              {"closing", s.ct_timeouts.closing},
                              {"udp", s.ct_timeouts.udp},
-                             {"icmp", s.ct_timeouts.icmp}}}};
+                             {"icmp", s.ct_timeouts.icmp}}},
+            {"policy_counters", {{"next_set", s.policy_counters.next_set},
+                                 {"next_class", s.policy_counters.next_class}}}};
   std::string text = j.dump(2) + "\n";
   std::string tmp = (dir_ / "state.json.tmp").string();
   std::string dst = (dir_ / "state.json").string();

@@ -167,6 +167,16 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct e
 		ct_set(peer, state, expires);
 }
 
+static __always_inline int ct_untranslated(const struct ebpfnet_ct_entry *e)
+{
+	return !(e->flags & (EBPFNET_CT_F_SNAT | EBPFNET_CT_F_DNAT));
+}
+
+static __always_inline int ct_key_equal(const struct ebpfnet_ct_key *a, const struct ebpfnet_ct_key *b)
+{
+	return a->saddr == b->saddr && a->daddr == b->daddr && a->sport == b->sport && a->dport == b->dport;
+}
+
 /* Creates both entries of a new flow: fwd arrives and leaves as fwd_x; its
  * replies arrive as reverse(fwd_x) and leave as reverse(fwd). The reply entry
  * is claimed first with BPF_NOEXIST, which makes a NAT port a lock-free
@@ -174,6 +184,9 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct e
  * A TCP SYN may also take over a reply tuple whose flow is closing, as
  * Linux conntrack lets a new connection reuse a closed one's tuple: short
  * connections would otherwise hold their ports for the closing timeout.
+ * An untranslated flow (flags 0) replaces an untranslated one the same way:
+ * its tuple cannot belong to anyone else, and the LRU may have evicted the
+ * other direction of a live flow.
  * Returns 0, -1 when the reply tuple is live already, -2 when the map refused. */
 static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const struct ebpfnet_ct_key *fwd_x,
 				     __u8 flags, const struct ebpfnet_config *cfg, __u32 len, __u64 now,
@@ -190,7 +203,8 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 	entry.peer = *fwd;
 	if (bpf_map_update_elem(&ct, &rev, &entry, BPF_NOEXIST) != 0) {
 		old = bpf_map_lookup_elem(&ct, &rev);
-		if (old && old->expires_ns >= now && !(syn && old->state == EBPFNET_CT_CLOSING))
+		if (old && old->expires_ns >= now && !(syn && old->state == EBPFNET_CT_CLOSING) &&
+		    !(!flags && ct_untranslated(old)))
 			return -1;
 		/* The closed flow's other direction must not translate into ours. */
 		if (old)
@@ -209,6 +223,14 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 		return -2;
 	}
 	return 0;
+}
+
+/* Tracks a flow that leaves as it arrives: a connection a policy allowed,
+ * whose later packets and replies then pass as part of it. Returns as
+ * ct_create. */
+static __always_inline int ct_track(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len, __u64 now)
+{
+	return ct_create(&f->key, &f->key, 0, cfg, len, now, 0);
 }
 
 #endif

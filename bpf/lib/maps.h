@@ -66,6 +66,47 @@ struct {
 	__type(value, __u8);
 } routed SEC(".maps");
 
+/* Endpoints with a policy (key: the endpoint's IPv4). One update switches
+ * both directions of an endpoint to a new rule set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_ENDPOINTS);
+	__type(key, __be32);
+	__type(value, struct ebpfnet_ep_policy);
+} ep_policy SEC(".maps");
+
+/* Peer address -> class, per rule set. Sized for old and new sets side by
+ * side while a policy is replaced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_policy_cidr_key);
+	__type(value, __u32);
+} policy_cidr SEC(".maps");
+
+/* Class, protocol and destination port -> verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1048576);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_policy_port_key);
+	__type(value, struct ebpfnet_policy_verdict);
+} policy_port SEC(".maps");
+
+/* Deadlines kept by listening monitors; events only flow before them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_monitor);
+} monitor SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
 static __always_inline const struct ebpfnet_config *node_config(void)
 {
 	__u32 zero = 0;

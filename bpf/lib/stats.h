@@ -1,9 +1,11 @@
 /* Counters, and the one way a program drops a frame: with a reason that is
- * counted for the endpoint (or node-wide when no endpoint is known). */
+ * counted for the endpoint (or node-wide when no endpoint is known) and sent
+ * to a listening monitor. */
 #ifndef EBPFNET_BPF_STATS_H
 #define EBPFNET_BPF_STATS_H
 
 #include "maps.h"
+#include "events.h"
 
 static __always_inline struct ebpfnet_ep_stats *ep_stats_of(__u32 ifindex)
 {
@@ -28,7 +30,9 @@ static __always_inline void count_rx(__u32 ifindex, struct __sk_buff *skb)
 	}
 }
 
-static __always_inline int drop(struct ebpfnet_ep_stats *st, enum ebpfnet_drop_reason reason)
+/* Drops for who (NULL: the endpoint whose veth the frame came from). */
+static __always_inline int drop_for(struct __sk_buff *skb, struct ebpfnet_ep_stats *st,
+				    enum ebpfnet_drop_reason reason, const struct event_subject *who)
 {
 	__u32 key = reason;
 	__u64 *node_count;
@@ -42,7 +46,14 @@ static __always_inline int drop(struct ebpfnet_ep_stats *st, enum ebpfnet_drop_r
 		if (node_count)
 			(*node_count)++;
 	}
+	emit_event(skb, EBPFNET_EVENT_DROP, reason, who);
 	return TC_ACT_SHOT;
+}
+
+static __always_inline int drop(struct __sk_buff *skb, struct ebpfnet_ep_stats *st,
+				enum ebpfnet_drop_reason reason)
+{
+	return drop_for(skb, st, reason, NULL);
 }
 
 #endif

@@ -31,8 +31,9 @@ struct EndpointStats {
 };
 
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
-inline constexpr std::array<const char*, 8> kMapNames = {
-    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published", "routed"};
+inline constexpr std::array<const char*, 13> kMapNames = {
+    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published", "routed",
+    "ep_policy", "policy_cidr", "policy_port", "monitor", "events"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 // A published port: uplink port -> endpoint address and port.
@@ -77,12 +78,29 @@ class DatapathMaps {
   std::vector<CtFlow> ct_flows(size_t limit = SIZE_MAX) const;
   size_t ct_flush();  // returns how many entries were removed
 
+  // Policy (abi.h): rule-set entries are written before the ep_policy entry
+  // that switches to them, and deleted after it no longer names them.
+  void put_policy_cidr(const ebpfnet_policy_cidr_key& key, uint32_t class_id);
+  void delete_policy_cidr(const ebpfnet_policy_cidr_key& key);
+  void put_policy_port(const ebpfnet_policy_port_key& key, const ebpfnet_policy_verdict& v);
+  void delete_policy_port(const ebpfnet_policy_port_key& key);
+  void put_ep_policy(Ipv4 endpoint, const ebpfnet_ep_policy& p);
+  void delete_ep_policy(Ipv4 endpoint);
+  std::optional<ebpfnet_ep_policy> ep_policy(Ipv4 endpoint) const;
+
+  // Moves the monitor deadlines (CLOCK_MONOTONIC ns) to at least these; 0
+  // leaves a deadline as it is, so monitors of either kind coexist.
+  void extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns);
+
   int fd(size_t i) const;  // in kMapNames order
   int fd(std::string_view name) const;
 
  private:
   MapFds fds_;
 };
+
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
+uint64_t monotonic_ns();
 
 // A plain ebpfnet_endpoint from controller-side values.
 ebpfnet_endpoint make_endpoint(int ifindex, Ipv4 ip, const Mac& mac, const Mac& node_mac);

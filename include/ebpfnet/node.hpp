@@ -46,6 +46,35 @@ struct AttachOptions {
   std::vector<std::string> ct_timeouts;  // NAME=SECONDS; the others keep their values
 };
 
+// Builds a policy with endpoint names resolved against the node's state
+// (it runs under the node's lock).
+using PolicySource = std::function<Policy(const PeerResolver&)>;
+
+// Entries a policy takes in the datapath maps.
+struct PolicySize {
+  size_t cidr_entries = 0;
+  size_t port_entries = 0;
+};
+
+struct EndpointPolicyView {
+  std::string endpoint;
+  Ipv4 ip;
+  Policy policy;
+  PolicySize size;
+};
+
+// One event of the datapath, with the names that go with it.
+struct MonitorEvent {
+  ebpfnet_event raw;
+  std::string endpoint;  // the endpoint's name; "" when none or unknown
+  std::string rule;      // policy verdicts: the rule or default that decided
+};
+
+struct MonitorOptions {
+  bool drops = true;
+  bool flows = false;  // also every new connection the datapath tracks
+};
+
 struct AttachResult {
   bool loaded = false;     // false: the pinned datapath was already there
   int links_repaired = 0;  // endpoints whose program had to be attached again
@@ -128,6 +157,16 @@ class Node {
   void route_del(const Ipv4Cidr& dst);
   std::vector<RouteRecord> routes();
 
+  // Network policy (controller/node_policy.cpp). set_policy replaces the
+  // endpoint's policy atomically: new rule sets beside the old, one switch.
+  PolicySize set_policy(const std::string& endpoint, const PolicySource& source);
+  bool delete_policy(const std::string& endpoint);  // false: it had none
+  std::vector<EndpointPolicyView> policies();
+  // Streams events (controller/node_monitor.cpp) until on_event returns false
+  // or keep_going (asked every 100 ms) does. Needs no lock: it only reads.
+  void monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
+               const std::function<bool()>& keep_going);
+
   // For CNI runtimes (controller/node_cni.cpp), each under the node's lock.
   // A node that does not exist has no state and no endpoints.
   std::optional<NodeState> load_state();
@@ -151,6 +190,7 @@ class Node {
   void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);
   void write_config_locked(const NodeState& st, DatapathMaps& maps);
   void advertise_pool_locked(const NodeState& st);
+  void write_policies_locked(const NodeState& st, DatapathMaps& maps);
   AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
   // Detaches, unmaps and deletes an endpoint's parts, and unpublishes its ports (in st).
   void remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps);

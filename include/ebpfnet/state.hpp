@@ -2,6 +2,7 @@
 // endpoints, one JSON file per node, written atomically under a file lock.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/ipv4.hpp"
+#include "ebpfnet/policy.hpp"
 
 namespace ebpfnet {
 
@@ -16,6 +18,20 @@ namespace ebpfnet {
 enum class TcMode { tcx, clsact };
 std::string to_string(TcMode m);
 std::optional<TcMode> parse_tc_mode(std::string_view s);
+
+// Where an endpoint's compiled rule sets live in the maps, by direction
+// (EBPFNET_INGRESS, EBPFNET_EGRESS). Set id 0: no rules, only the default.
+struct PolicyIds {
+  std::array<uint32_t, 2> set{};
+  std::array<uint32_t, 2> first_class{};
+};
+
+// Node-wide counters that hand out rule-set and class ids; never reused, so
+// an old and a new rule set cannot share a key.
+struct PolicyIdCounters {
+  uint32_t next_set = 1;
+  uint32_t next_class = 1;
+};
 
 struct EndpointRecord {
   std::string name;
@@ -33,6 +49,8 @@ struct EndpointRecord {
   // (container_id, ifname) and GC only touches its own network's.
   std::string container_id;
   std::string cni_network;
+  std::optional<Policy> policy;  // none: everything allowed
+  PolicyIds policy_ids;
 };
 
 // The node's way out: masquerade and published ports use its address.
@@ -82,6 +100,7 @@ struct NodeState {
   std::vector<PublishRecord> published;
   std::vector<RouteRecord> routes;
   CtTimeouts ct_timeouts;
+  PolicyIdCounters policy_counters;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   EndpointRecord* find(std::string_view endpoint);

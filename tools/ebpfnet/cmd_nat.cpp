@@ -32,15 +32,6 @@ std::pair<uint16_t, std::string> parse_port_spec(const std::string& spec) {
   return {parse_port(std::string_view(spec).substr(0, slash)), proto};
 }
 
-std::string proto_name(uint8_t p) {
-  return p == IPPROTO_TCP ? "tcp" : p == IPPROTO_UDP ? "udp" : p == IPPROTO_ICMP ? "icmp" : std::to_string(p);
-}
-
-std::string addr_port(__be32 a, __be16 port, uint8_t proto) {
-  std::string s = Ipv4::from_be(a).str();
-  return proto == IPPROTO_ICMP ? s : s + ":" + std::to_string(ntohs(port));
-}
-
 std::string state_name(uint8_t proto, uint8_t st) {
   if (st == EBPFNET_CT_CLOSING) return "closing";
   if (st == EBPFNET_CT_ESTABLISHED) return proto == IPPROTO_TCP ? "established" : "replied";

@@ -1,5 +1,8 @@
 #include "output.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -79,6 +82,15 @@ std::vector<std::string> endpoint_row(const EndpointView& v) {
           std::to_string(s.rx_packets),
           std::to_string(s.rx_bytes),
           drops_summary(s.drops)};
+}
+
+std::string proto_name(uint8_t p) {
+  return p == IPPROTO_TCP ? "tcp" : p == IPPROTO_UDP ? "udp" : p == IPPROTO_ICMP ? "icmp" : std::to_string(p);
+}
+
+std::string addr_port(__be32 a, __be16 port, uint8_t proto) {
+  std::string s = Ipv4::from_be(a).str();
+  return proto == IPPROTO_ICMP ? s : s + ":" + std::to_string(ntohs(port));
 }
 
 }  // namespace ebpfnet::cli

@@ -19,4 +19,9 @@ std::vector<std::string> endpoint_row(const EndpointView& v);
 const std::vector<std::string>& endpoint_header();
 std::string drops_summary(const DropCounts& d);
 
+// "tcp", "udp", "icmp" or the protocol number.
+std::string proto_name(uint8_t proto);
+// "10.0.0.1:80" (ICMP: the address alone, its "ports" are the echo id).
+std::string addr_port(__be32 addr, __be16 port, uint8_t proto);
+
 }  // namespace ebpfnet::cli

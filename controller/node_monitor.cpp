@@ -1,0 +1,110 @@
+// monitor: the datapath's drop and flow events, live from its ring buffer.
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <set>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/node.hpp"
+
+namespace ebpfnet {
+namespace {
+
+// Deadlines are renewed this often and reach this far: a monitor that dies
+// stops the events within seconds, with nothing to clean up.
+constexpr auto kRenewEvery = std::chrono::milliseconds(500);
+constexpr uint64_t kListenAheadNs = 3'000'000'000ull;
+constexpr int kPollMs = 100;
+
+struct RingBufferDeleter {
+  void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
+};
+
+// Names for what an event carries only as addresses and indexes.
+class EventNamer {
+ public:
+  explicit EventNamer(std::function<std::optional<NodeState>()> load) : load_(std::move(load)) { reload(); }
+
+  MonitorEvent name(const ebpfnet_event& ev) {
+    MonitorEvent m{ev, "", ""};
+    const EndpointRecord* e = find(ev.endpoint);
+    if (!e && ev.endpoint && !reloaded_for_.contains(ev.endpoint)) {
+      // An endpoint added since the monitor started.
+      reloaded_for_.insert(ev.endpoint);
+      reload();
+      e = find(ev.endpoint);
+    }
+    if (e) m.endpoint = e->name;
+    const bool policy = ev.type == EBPFNET_EVENT_FLOW || ev.reason == EBPFNET_DROP_POLICY_DENY ||
+                        ev.reason == EBPFNET_DROP_POLICY_DEFAULT;
+    if (policy && e && e->policy) {
+      const PolicyDir dir = ev.dir == EBPFNET_INGRESS ? PolicyDir::ingress : PolicyDir::egress;
+      const DirectionPolicy& dp = e->policy->dir(dir);
+      if (ev.rule == 0)
+        m.rule = std::string(to_string(dir)) + " default " + std::string(to_string(dp.default_action));
+      else if (ev.rule <= dp.rules.size())
+        m.rule = std::string(to_string(dir)) + " rule " + std::to_string(ev.rule) + ": " +
+                 format_rule(dp.rules[ev.rule - 1], dir);
+    }
+    return m;
+  }
+
+ private:
+  const EndpointRecord* find(__be32 ip) const {
+    if (!state_) return nullptr;
+    for (const auto& e : state_->endpoints)
+      if (e.ip.be() == ip) return &e;
+    return nullptr;
+  }
+  void reload() { state_ = load_(); }
+
+  std::function<std::optional<NodeState>()> load_;
+  std::optional<NodeState> state_;
+  std::set<__be32> reloaded_for_;
+};
+
+struct Listener {
+  EventNamer* namer;
+  const std::function<bool(const MonitorEvent&)>* on_event;
+  bool stop = false;
+};
+
+int on_sample(void* ctx, void* data, size_t size) {
+  auto* l = static_cast<Listener*>(ctx);
+  if (size < sizeof(ebpfnet_event) || l->stop) return 0;
+  ebpfnet_event ev;
+  std::memcpy(&ev, data, sizeof ev);
+  if (!(*l->on_event)(l->namer->name(ev))) l->stop = true;
+  return 0;
+}
+
+}  // namespace
+
+void Node::monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
+                   const std::function<bool()>& keep_going) {
+  auto maps = Datapath::open_pinned_maps(pin_dir());
+  if (!maps)
+    throw Error(Errc::not_found, "node '" + name_ + "' has no datapath attached (ebpfnet --node " + name_ +
+                                     " attach)");
+  EventNamer namer([this] { return load_state(); });
+  Listener listener{&namer, &on_event};
+  std::unique_ptr<ring_buffer, RingBufferDeleter> rb(
+      ring_buffer__new(maps->fd("events"), on_sample, &listener, nullptr));
+  if (!rb) throw_errno(errno, "opening the events ring buffer of node " + name_);
+
+  auto renewed = std::chrono::steady_clock::time_point{};
+  while (!listener.stop && keep_going()) {
+    if (auto now = std::chrono::steady_clock::now(); now - renewed >= kRenewEvery) {
+      const uint64_t until = monotonic_ns() + kListenAheadNs;
+      maps->extend_monitor(opts.drops ? until : 0, opts.flows ? until : 0);
+      renewed = now;
+    }
+    int n = ring_buffer__poll(rb.get(), kPollMs);
+    if (n < 0 && n != -EINTR) throw_errno(-n, "reading events of node " + name_);
+  }
+}
+
+}  // namespace ebpfnet

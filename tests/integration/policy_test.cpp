@@ -1,0 +1,1 @@
+// Network policy with real traffic.
