@@ -3,6 +3,7 @@
 // generators produce what they promise.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "bench/process.hpp"
@@ -101,6 +102,44 @@ TEST(Topology, RuleGeneratorsNeverMatchTheBenchTraffic) {
   EXPECT_NE(r.find("-A FORWARD -s 172.16.0.1/32 -d 10.203.0.3/32 -p tcp -m tcp --dport 22 -j DROP"),
             std::string::npos);
   EXPECT_EQ(r.find("172.16.0.2/32"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ebpfnet::bench
+
+namespace ebpfnet::bench {
+namespace {
+
+// The ebpfnet line's rules are real: `policy show` holds the N deny rules and
+// the allow rules, the bench traffic passes, and a port no rule allows is
+// refused by the default deny.
+TEST(Topology, EbpfnetPolicyRulesAreInForce) {
+  EBPFNET_REQUIRE_ROOT();
+  test::TempConfig tc;
+  auto t = make_topology("ebpfnet", tc.cfg);
+  std::string why = t->set_rules(1000);
+  if (why.find("policy unavailable") != std::string::npos)
+    GTEST_SKIP() << "SKIPPED: this build has no `ebpfnet policy`";
+  ASSERT_EQ(why, "");
+  std::string node = tc.cfg.prefix + "e";
+  auto out = run_ok(Spawn{{EBPFNET_BIN, "--state-dir", (tc.cfg.state_dir / "ebpfnet-state").string(),
+                           "--node", node, "-o", "json", "policy", "show", t->server_ns()}});
+  auto j = nlohmann::json::parse(out);
+  if (j.is_array()) j = j.at(0);
+  const auto& rules = j.at("policy").at("ingress").at("rules");
+  EXPECT_EQ(rules.size(), 1004u) << "1000 deny rules + 4 allow rules";
+  EXPECT_EQ(j["policy"]["ingress"]["default"], "deny");
+  Measurement rr = measure_rr(*t, test::tools(), Placement{0, 0}, 1);
+  EXPECT_EQ(rr.error, "");
+  EXPECT_GT(rr.values["rr_tps"], 0);
+  // A TCP server on a port no rule allows: the client's connection must fail.
+  Background server(Spawn{{test::tools().tcp_crr, "server", "5999", "20"}, t->server_ns()});
+  ASSERT_TRUE(wait_bound(server, false, 5999));
+  Result r = run(Spawn{{test::tools().tcp_crr, "client", t->server_ip(), "5999", "1", "1", "3"},
+                       t->client_ns()},
+                 20);
+  auto cj = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(cj["connections"], 0) << r.out;
 }
 
 }  // namespace
