@@ -36,6 +36,12 @@ std::string dp_label(const json& row) {
   return s;
 }
 
+std::string chart_label(const json& row) {
+  std::string s = row["datapath"];
+  if (row.contains("rules")) s += ", " + std::to_string(row["rules"].get<int>()) + " rules";
+  return s;
+}
+
 std::string ratios_text(const json& row) {
   std::string s;
   for (auto& [k, v] : row["ratios"].items()) s += (s.empty() ? "" : "; ") + k + " " + ratio_text(v);
@@ -159,12 +165,12 @@ std::vector<fs::path> write_charts(const json& results, const fs::path& dir, std
     {
       std::ofstream f(dat);
       for (const auto& r : rows)
-        f << '"' << dp_label(r) << "\" " << r["median"].get<double>() << " "
+        f << '"' << chart_label(r) << "\" " << r["median"].get<double>() << " "
           << r["min"].get<double>() << " " << r["max"].get<double>() << "\n";
     }
     std::string title = title_of(metric, results);
     std::string script =
-        "set terminal pngcairo size 900,480 font 'sans,10'\n"
+        "set terminal pngcairo size 900,480 font 'sans,10' noenhanced\n"
         "set output '" + png.string() + "'\n"
         "set title \"" + title + " (" + (d && !d->higher_better ? "lower" : "higher") +
         " is better; bars: median, whiskers: min-max)\"\n"

@@ -45,6 +45,22 @@ std::string help_text() {
   return h;
 }
 
+// results.json, results.md and the charts in dir (nothing when dir is "").
+void write_outputs(nlohmann::json& results, const std::string& out_dir) {
+  if (out_dir.empty()) return;
+  std::filesystem::path dir = out_dir;
+  std::filesystem::create_directories(dir);
+  std::string warning;
+  auto charts = bench::write_charts(results, dir, &warning);
+  if (!warning.empty()) std::cerr << "ebpfnet: " << warning << "\n";
+  results["charts"] = nlohmann::json::array();
+  for (const auto& c : charts) results["charts"].push_back(c.filename().string());
+  std::ofstream(dir / "results.json") << results.dump(2) << "\n";
+  std::ofstream(dir / "results.md") << bench::markdown_report(results);
+  std::cerr << "bench: wrote " << (dir / "results.json").string() << ", results.md and "
+            << charts.size() << " charts\n";
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
@@ -52,7 +68,7 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
     bool quick = false;
     std::string only, datapaths, rules, cpus = "0,1", rr_cpus = "0,0";
     std::optional<int> rounds, duration, cp_batch;
-    std::string out_dir, tools;
+    std::string out_dir, tools, report;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "datapath benchmark: ebpfnet against direct veth, "
@@ -81,8 +97,26 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   cmd->add_option("--tools", a->tools,
                   "where udp_pps, tcp_rr and tcp_crr are (default: next to ebpfnet, or ../bench)")
       ->type_name("DIR");
+  cmd->add_option("--report", a->report,
+                  "run nothing: print the table of an earlier results.json (and with -o, "
+                  "write its results.md and charts again)")
+      ->type_name("FILE");
   cmd->callback([&ctx, &action, a] {
     action = [&ctx, a]() -> int {
+      if (!a->report.empty()) {
+        std::ifstream f(a->report);
+        if (!f) throw Error(Errc::not_found, "cannot read " + a->report);
+        nlohmann::json results;
+        try {
+          results = nlohmann::json::parse(f);
+        } catch (const std::exception& e) {
+          throw Error(Errc::usage, a->report + ": not a results.json: " + e.what());
+        }
+        write_outputs(results, a->out_dir);
+        if (ctx.json()) std::cout << results.dump(2) << "\n";
+        else std::cout << bench::terminal_table(results);
+        return 0;
+      }
       auto o = bench::default_options(a->quick);
       o.groups = split(a->only);
       o.datapaths = split(a->datapaths);
@@ -129,18 +163,7 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
       } catch (const std::invalid_argument& e) {
         throw Error(Errc::usage, e.what());
       }
-      if (!a->out_dir.empty()) {
-        std::filesystem::path dir = a->out_dir;
-        std::filesystem::create_directories(dir);
-        std::string warning;
-        auto charts = bench::write_charts(results, dir, &warning);
-        if (!warning.empty()) std::cerr << "ebpfnet: " << warning << "\n";
-        for (const auto& c : charts) results["charts"].push_back(c.filename().string());
-        std::ofstream(dir / "results.json") << results.dump(2) << "\n";
-        std::ofstream(dir / "results.md") << bench::markdown_report(results);
-        std::cerr << "bench: wrote " << (dir / "results.json").string() << ", results.md and "
-                  << charts.size() << " charts\n";
-      }
+      write_outputs(results, a->out_dir);
       if (ctx.json()) std::cout << results.dump(2) << "\n";
       else std::cout << bench::terminal_table(results);
       return results["failures"].empty() ? 0 : 1;
