@@ -130,6 +130,8 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 		return untracked_from_endpoint(skb, c, eth, ip, ep, dst, cfg, st);
 
 	e = ct_lookup_flow(&f, now);
+	if (ct_reopen(skb, &e, &f))
+		return TC_ACT_SHOT;
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;

@@ -50,6 +50,8 @@ static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct curs
 		return to_endpoint(skb, ip->daddr);
 	}
 	e = ct_lookup_flow(&f, now);
+	if (ct_reopen(skb, &e, &f))
+		return TC_ACT_SHOT;
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		return to_endpoint(skb, f.key.daddr);
@@ -114,6 +116,8 @@ int from_uplink(struct __sk_buff *skb)
 	e = ct_lookup_flow(&f, now);
 	if ((e || (published_target(&f) && starts_flow(&f))) && last_hop)
 		return drop(skb, NULL, EBPFNET_DROP_TTL_EXCEEDED);
+	if (ct_reopen(skb, &e, &f))
+		return TC_ACT_SHOT;
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;

@@ -226,21 +226,34 @@ void Node::detach_locked(NodeState& st) {
 }
 
 EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& cp) {
-  validate_name("endpoint", req.name);
-  validate_ifname(req.ifname);
+  return add_endpoints({req}, cp).front();
+}
+
+std::vector<EndpointRecord> Node::add_endpoints(const std::vector<EndpointRequest>& reqs,
+                                                const Checkpoint& cp) {
+  std::set<std::string> names;
+  for (const auto& req : reqs) {
+    validate_name("endpoint", req.name);
+    validate_ifname(req.ifname);
+    if (!names.insert(req.name).second)
+      throw Error(Errc::usage, "endpoint '" + req.name + "' is given twice");
+  }
   ensure_bpffs();
   auto lock = store_.lock();
   NodeState st = store_.load();
-  if (st.find(req.name))
-    throw Error(Errc::exists, "endpoint '" + req.name + "' already exists on node " + name_);
-  if (!req.netns && netns::exists(req.name))
-    throw Error(Errc::exists, "network namespace '" + req.name +
-                                  "' already exists; pass --netns " + req.name + " to wire it");
+  for (const auto& req : reqs) {
+    if (st.find(req.name))
+      throw Error(Errc::exists, "endpoint '" + req.name + "' already exists on node " + name_);
+    if (!req.netns && netns::exists(req.name))
+      throw Error(Errc::exists, "network namespace '" + req.name +
+                                    "' already exists; pass --netns " + req.name + " to wire it");
+  }
 
   std::set<Ipv4> used;
   for (const auto& e : st.endpoints) used.insert(e.ip);
   Ipam ipam(st.cidr, used, st.last_allocated);
-  Ipv4 ip = req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate();
+  std::vector<Ipv4> ips;
+  for (const auto& req : reqs) ips.push_back(req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate());
 
   auto dp = Datapath::open_pinned(pin_dir());
   if (!dp || !st.attached) {
@@ -253,7 +266,23 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
   Netlink nl_node = Netlink::in(nodens);
   // Declared after what its steps use, so it runs while they still exist.
   Undo undo;
+  std::vector<EndpointRecord> added;
+  for (size_t i = 0; i < reqs.size(); ++i)
+    added.push_back(wire_endpoint(st, reqs[i], ips[i], *dp, nodens, nl_node, undo, cp));
 
+  checkpoint(cp, "state");
+  st.endpoints.insert(st.endpoints.end(), added.begin(), added.end());
+  st.last_allocated = ipam.last();
+  store_.save(st);
+  undo.commit();
+  for (const auto& rec : added)
+    spdlog::info("node {}: endpoint {} at {} on {} ({})", name_, rec.name, rec.ip.str(), rec.host_ifname,
+                 to_string(rec.tc_mode));
+  return added;
+}
+
+EndpointRecord Node::wire_endpoint(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Datapath& dp,
+                                   const Netns& nodens, Netlink& nl_node, Undo& undo, const Checkpoint& cp) {
   EndpointRecord rec;
   rec.name = req.name;
   rec.ifname = req.ifname;
@@ -324,26 +353,19 @@ EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& 
   nl_node.add_neighbor({rec.host_ifindex, ip, rec.mac});
 
   checkpoint(cp, "maps");
-  dp->maps().put_endpoint(make_endpoint(rec.host_ifindex, ip, rec.mac, rec.host_mac));
-  undo.push("map entries", [&dp, idx = rec.host_ifindex, ip] { dp->maps().delete_endpoint(idx, ip); });
+  dp.maps().put_endpoint(make_endpoint(rec.host_ifindex, ip, rec.mac, rec.host_mac));
+  undo.push("map entries", [&dp, idx = rec.host_ifindex, ip] { dp.maps().delete_endpoint(idx, ip); });
 
   checkpoint(cp, "attach");
   {
     NetnsGuard in(nodens);
-    rec.tc_mode = attach_tc_ingress(dp->from_endpoint_fd(), rec.host_ifindex, st.tc_mode, link_pin(rec));
+    rec.tc_mode = attach_tc_ingress(dp.from_endpoint_fd(), rec.host_ifindex, st.tc_mode, link_pin(rec));
   }
   undo.push("tc attach", [this, &nodens, rec] {
     NetnsGuard in(nodens);
     detach_tc_ingress(rec.tc_mode, rec.host_ifindex, link_pin(rec));
   });
 
-  checkpoint(cp, "state");
-  st.endpoints.push_back(rec);
-  st.last_allocated = ipam.last();
-  store_.save(st);
-  undo.commit();
-  spdlog::info("node {}: endpoint {} at {} on {} ({})", name_, rec.name, ip.str(), rec.host_ifname,
-               to_string(rec.tc_mode));
   return rec;
 }
 

@@ -10,6 +10,7 @@
 #include <linux/in.h>
 
 #include "stats.h"
+#include "nat.h"
 
 static __always_inline const struct ebpfnet_ep_policy *policy_of(__be32 endpoint)
 {
@@ -83,8 +84,14 @@ static __always_inline int policy_admit(struct __sk_buff *skb, __be32 src, __be3
 		goto denied;
 	policed = !!p;
 	p = dst ? policy_of(dst) : NULL;
-	if (!p)
+	if (!p) {
+		/* No rule set concerned: the event is about the receiver. */
+		if (!policed) {
+			who->endpoint = dst;
+			who->dir = EBPFNET_INGRESS;
+		}
 		return policed;
+	}
 	who->endpoint = dst;
 	who->dir = EBPFNET_INGRESS;
 	reason = policy_decide(&p->dir[EBPFNET_INGRESS], src, proto, dst_port, who);
@@ -94,6 +101,30 @@ denied:
 	ep = bpf_map_lookup_elem(&ep_by_ip, &who->endpoint);
 	drop_for(skb, ep ? ep_stats_of(ep->ifindex) : NULL, reason, who);
 	return -1;
+}
+
+/* A SYN on the tuple of a closing flow is a new connection, which policy
+ * judges afresh. An untranslated flow is forgotten (*e = NULL), so the new
+ * one is created the right way round; a translated one keeps its claimed
+ * translation once policy allowed the SYN. Returns -1 when policy refused
+ * (the packet is dropped already), else 0. */
+static __always_inline int ct_reopen(struct __sk_buff *skb, struct ebpfnet_ct_entry **e, const struct flow *f)
+{
+	struct ebpfnet_ct_entry *old = *e;
+	struct event_subject who;
+	__be32 dst;
+
+	if (!old || old->state != EBPFNET_CT_CLOSING || !is_syn(f))
+		return 0;
+	if (ct_untranslated(old)) {
+		bpf_map_delete_elem(&ct, &old->peer);
+		bpf_map_delete_elem(&ct, &f->key);
+		*e = NULL;
+		return 0;
+	}
+	dst = bpf_map_lookup_elem(&ep_by_ip, &old->xlate.daddr) ? old->xlate.daddr : 0;
+	return policy_admit(skb, f->key.saddr, f->key.daddr, f->key.dport, dst, old->xlate.dport, f->key.proto,
+			    &who) < 0 ? -1 : 0;
 }
 
 #endif

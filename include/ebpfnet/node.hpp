@@ -12,6 +12,7 @@
 
 #include "ebpfnet/bpf_maps.hpp"
 #include "ebpfnet/datapath.hpp"
+#include "ebpfnet/netlink.hpp"
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/state.hpp"
 #include "ebpfnet/undo.hpp"
@@ -140,6 +141,9 @@ class Node {
 
   AttachResult attach(const AttachOptions& opts = {});
   EndpointRecord add_endpoint(const EndpointRequest& req, const Checkpoint& cp = {});
+  // Several at once, all or none: one lock, one state write.
+  std::vector<EndpointRecord> add_endpoints(const std::vector<EndpointRequest>& reqs,
+                                            const Checkpoint& cp = {});
   void del_endpoint(const std::string& name);
   std::vector<EndpointView> endpoints();
   NodeStatus status();
@@ -190,6 +194,10 @@ class Node {
   void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);
   void write_config_locked(const NodeState& st, DatapathMaps& maps);
   void advertise_pool_locked(const NodeState& st);
+  // The namespace, veth, addresses, routes, map entries and program of one
+  // endpoint; each step pushes its undo.
+  EndpointRecord wire_endpoint(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Datapath& dp,
+                               const Netns& nodens, Netlink& nl_node, Undo& undo, const Checkpoint& cp);
   void write_policies_locked(const NodeState& st, DatapathMaps& maps);
   AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
   // Detaches, unmaps and deletes an endpoint's parts, and unpublishes its ports (in st).

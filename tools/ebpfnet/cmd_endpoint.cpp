@@ -12,6 +12,7 @@ namespace ebpfnet::cli {
 void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     std::string name, ip, netns, ifname = "eth0";
+    std::vector<std::string> names;
     int pid = 0;
   };
   auto a = std::make_shared<Args>();
@@ -20,36 +21,48 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   ep->require_subcommand(1);
 
   auto* add = ep->add_subcommand(
-      "add", "wire a namespace to the node: veth, address, routes, datapath entry");
-  add->add_option("NAME", a->name, "endpoint name (and the new namespace's name)")->required();
+      "add", "wire a namespace to the node: veth, address, routes, datapath entry; several names "
+             "add several endpoints at once (all or none), much faster than one by one");
+  add->add_option("NAME", a->names, "endpoint name (and the new namespace's name)")->required();
   auto* ip_opt = add->add_option("--ip", a->ip, "its address (default: the next free one of the pool)");
   auto* netns_opt = add->add_option(
       "--netns", a->netns, "wire an existing namespace (a name under /run/netns or a path)");
-  add->add_option("--pid", a->pid, "wire the namespace of a running process (a container)")
-      ->excludes(netns_opt);
+  auto* pid_opt = add->add_option("--pid", a->pid, "wire the namespace of a running process (a container)")
+                      ->excludes(netns_opt);
   add->add_option("--ifname", a->ifname, "interface name inside the namespace")->capture_default_str();
-  add->callback([&ctx, &action, a, ip_opt] {
-    action = [&ctx, a, given = ip_opt->count() > 0] {
-      EndpointRequest req;
-      req.name = a->name;
-      req.ifname = a->ifname;
-      if (given) {
-        req.ip = Ipv4::parse(a->ip);
-        if (!req.ip) throw Error(Errc::usage, "'" + a->ip + "' is not an IPv4 address");
+  add->callback([&ctx, &action, a, ip_opt, netns_opt, pid_opt] {
+    const bool one_only = ip_opt->count() || netns_opt->count() || pid_opt->count();
+    action = [&ctx, a, given = ip_opt->count() > 0, one_only] {
+      if (one_only && a->names.size() > 1)
+        throw Error(Errc::usage, "--ip, --netns and --pid describe one endpoint; give one NAME with them");
+      std::vector<EndpointRequest> reqs;
+      for (const auto& name : a->names) {
+        EndpointRequest req;
+        req.name = name;
+        req.ifname = a->ifname;
+        if (given) {
+          req.ip = Ipv4::parse(a->ip);
+          if (!req.ip) throw Error(Errc::usage, "'" + a->ip + "' is not an IPv4 address");
+        }
+        if (!a->netns.empty()) req.netns = a->netns;
+        if (a->pid != 0) req.netns = "pid:" + std::to_string(a->pid);
+        reqs.push_back(std::move(req));
       }
-      if (!a->netns.empty()) req.netns = a->netns;
-      if (a->pid != 0) req.netns = "pid:" + std::to_string(a->pid);
-      EndpointRecord r = ctx.open_node().add_endpoint(req);
-      if (ctx.json()) {
-        // Counters and the attached program belong to list and status.
-        nlohmann::json j = to_json(EndpointView{r, std::nullopt, 0});
-        j.erase("prog_id");
-        j.erase("stats");
-        std::cout << j.dump() << "\n";
+      nlohmann::json all = nlohmann::json::array();
+      for (const EndpointRecord& r : ctx.open_node().add_endpoints(reqs)) {
+        if (ctx.json()) {
+          // Counters and the attached program belong to list and status.
+          nlohmann::json j = to_json(EndpointView{r, std::nullopt, 0});
+          j.erase("prog_id");
+          j.erase("stats");
+          all.push_back(j);
+        } else {
+          std::cout << "endpoint " << r.name << " " << r.ip.str() << " (netns " << r.netns << ", veth "
+                    << r.host_ifname << ")\n";
+        }
       }
-      else
-        std::cout << "endpoint " << r.name << " " << r.ip.str() << " (netns " << r.netns
-                  << ", veth " << r.host_ifname << ")\n";
+      // One endpoint: its object; several: an array of them.
+      if (ctx.json()) std::cout << (all.size() == 1 ? all.at(0) : all).dump() << "\n";
       return 0;
     };
   });
