@@ -90,7 +90,8 @@ json summarize_samples(const json& samples) {
     std::vector<double> r;
     for (auto [round, x] : v) {
       auto b = it->second.find(round);
-      if (b != it->second.end() && b->second != 0) r.push_back(x / b->second);
+      // A ratio to a baseline that is not positive (a noisy memory delta) means nothing.
+      if (b != it->second.end() && b->second > 0) r.push_back(x / b->second);
     }
     if (r.empty()) return nullptr;
     Summary s = summarize(r);
