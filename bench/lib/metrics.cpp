@@ -1,0 +1,147 @@
+#include "bench/metrics.hpp"
+
+#include <map>
+#include <tuple>
+
+#include "bench/stats.hpp"
+
+namespace ebpfnet::bench {
+
+using nlohmann::json;
+
+const std::vector<MetricDef>& metric_defs() {
+  static const std::vector<MetricDef> v = {
+      {"tput1_gbps", "tput", "TCP throughput, 1 stream", "Gbit/s", true},
+      {"tput4_gbps", "tput", "TCP throughput, 4 streams", "Gbit/s", true},
+      {"cpu_s_per_gb", "tput", "CPU cost of TCP, 1 stream", "CPU s per GB", false},
+      {"pps_rx", "pps", "UDP 64-byte packets received", "packets/s", true},
+      {"pps_tx", "pps", "UDP 64-byte packets sent (generator)", "packets/s", true},
+      {"pps_loss_pct", "pps", "UDP 64-byte loss", "%", false},
+      {"cpu_s_per_mpkt", "pps", "CPU cost of UDP 64-byte", "CPU s per million packets", false},
+      {"rr_tps", "rr", "TCP request/response", "transactions/s", true},
+      {"rr_p50_us", "rr", "TCP request/response latency p50", "us", false},
+      {"rr_p99_us", "rr", "TCP request/response latency p99", "us", false},
+      {"crr_cps", "crr", "TCP connection rate", "connections/s", true},
+      {"crr_p99_us", "crr", "TCP connection latency p99", "us", false},
+      {"rules_rr_tps", "rules", "TCP request/response with N rules", "transactions/s", true},
+      {"rules_rr_p50_us", "rules", "TCP RR latency p50 with N rules", "us", false},
+      {"rules_rr_p99_us", "rules", "TCP RR latency p99 with N rules", "us", false},
+      {"rules_crr_cps", "rules", "TCP connection rate with N rules", "connections/s", true},
+      {"cp_add1_ms", "cp", "create one endpoint", "ms", false},
+      {"cp_del1_ms", "cp", "delete one endpoint", "ms", false},
+      {"cp_add_batch_ms", "cp", "create endpoints in a row", "ms", false},
+      {"cp_del_batch_ms", "cp", "delete endpoints in a row", "ms", false},
+      {"cp_add_per_ep_ms", "cp", "create, per endpoint of the row", "ms", false},
+      {"cp_del_per_ep_ms", "cp", "delete, per endpoint of the row", "ms", false},
+      {"cp_step_prepare_ms", "cp", "ebpfnet create, step: lock, state, open maps", "ms", false},
+      {"cp_step_netns_ms", "cp", "ebpfnet create, step: netns", "ms", false},
+      {"cp_step_veth_ms", "cp", "ebpfnet create, step: veth pair", "ms", false},
+      {"cp_step_endpoint_config_ms", "cp", "ebpfnet create, step: endpoint side config", "ms", false},
+      {"cp_step_node_config_ms", "cp", "ebpfnet create, step: node side config", "ms", false},
+      {"cp_step_maps_ms", "cp", "ebpfnet create, step: BPF maps", "ms", false},
+      {"cp_step_attach_ms", "cp", "ebpfnet create, step: attach program", "ms", false},
+      {"cp_step_state_ms", "cp", "ebpfnet create, step: state file", "ms", false},
+      {"cp_kmem_per_ep_kib", "cp", "kernel memory per endpoint (Slab+Percpu)", "KiB", false},
+      {"cp_bpfmem_per_ep_kib", "cp", "BPF map memory per endpoint (memlock)", "KiB", false},
+      {"cp_bpfmem_total_kib", "cp", "BPF map memory of the node (memlock)", "KiB", false},
+  };
+  return v;
+}
+
+const MetricDef* find_metric(const std::string& id) {
+  for (const auto& m : metric_defs())
+    if (m.id == id) return &m;
+  return nullptr;
+}
+
+const std::vector<std::pair<std::string, std::string>>& metric_groups() {
+  static const std::vector<std::pair<std::string, std::string>> v = {
+      {"tput", "TCP throughput, 1 and 4 streams (iperf3), CPU s per GB"},
+      {"pps", "UDP 64-byte packets/s received and loss (udp_pps), CPU s per million packets"},
+      {"rr", "TCP ping-pong transactions/s, p50/p99 latency (tcp_rr)"},
+      {"crr", "TCP connect/request/response/close per second (tcp_crr)"},
+      {"rules", "RR and connection rate at each --rules count (bridge-iptables, ebpfnet)"},
+      {"cp", "control plane: create/delete 1 and a row of endpoints; memory per endpoint"},
+  };
+  return v;
+}
+
+namespace {
+
+using Key = std::tuple<std::string, std::string, int>;  // metric, datapath, rules (-1: none)
+
+int rules_of(const json& s) { return s.contains("rules") ? s["rules"].get<int>() : -1; }
+
+}  // namespace
+
+json summarize_samples(const json& samples) {
+  // (metric, datapath, rules) -> round -> value
+  std::map<Key, std::map<int, double>> by;
+  std::vector<Key> order;
+  for (const auto& s : samples) {
+    if (!s.contains("value") || !s["value"].is_number()) continue;
+    Key k{s["metric"], s["datapath"], rules_of(s)};
+    if (!by.count(k)) order.push_back(k);
+    by[k][s["round"].get<int>()] = s["value"].get<double>();
+  }
+  auto ratio = [&](const std::map<int, double>& v, const Key& base) -> json {
+    auto it = by.find(base);
+    if (it == by.end()) return nullptr;
+    std::vector<double> r;
+    for (auto [round, x] : v) {
+      auto b = it->second.find(round);
+      // A ratio to a baseline that is not positive (a noisy memory delta) means nothing.
+      if (b != it->second.end() && b->second > 0) r.push_back(x / b->second);
+    }
+    if (r.empty()) return nullptr;
+    Summary s = summarize(r);
+    return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
+  };
+  json rows = json::array();
+  for (const auto& k : order) {
+    const auto& [metric, dp, rules] = k;
+    const auto& v = by[k];
+    std::vector<double> xs;
+    for (auto [r, x] : v) xs.push_back(x);
+    Summary s = summarize(xs);
+    const MetricDef* def = find_metric(metric);
+    json row = {{"metric", metric},
+                {"datapath", dp},
+                {"median", s.median},
+                {"min", s.min},
+                {"max", s.max},
+                {"n", s.n},
+                {"unit", def ? def->unit : ""},
+                {"better", def && !def->higher_better ? "lower" : "higher"}};
+    if (rules >= 0) row["rules"] = rules;
+    json ratios = json::object();
+    std::string group = def ? def->group : "";
+    if (group == "cp") {
+      for (std::string b : {"ip", "ip-batch"})
+        if (b != dp) {
+          auto r = ratio(v, {metric, b, rules});
+          if (!r.is_null()) ratios[b] = r;
+        }
+    } else if (group == "rules") {
+      if (rules != 0) {
+        auto r = ratio(v, {metric, dp, 0});
+        if (!r.is_null()) ratios["same datapath at 0 rules"] = r;
+      }
+      if (dp != "bridge-iptables") {
+        auto r = ratio(v, {metric, "bridge-iptables", rules});
+        if (!r.is_null()) ratios["bridge-iptables"] = r;
+      }
+    } else {
+      for (std::string b : {"direct", "bridge"})
+        if (b != dp) {
+          auto r = ratio(v, {metric, b, rules});
+          if (!r.is_null()) ratios[b] = r;
+        }
+    }
+    row["ratios"] = ratios;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace ebpfnet::bench

@@ -1,0 +1,319 @@
+#include "bench/suite.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "bench/controlplane.hpp"
+#include "bench/machine.hpp"
+#include "bench/metrics.hpp"
+#include "bench/process.hpp"
+#include "bench/topology.hpp"
+
+namespace ebpfnet::bench {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string now_utc() {
+  char b[32];
+  std::time_t t = std::time(nullptr);
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return b;
+}
+
+// A private directory for state and generated files, removed at the end.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ebpfnet-bench-XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, v >= 100 ? "%.0f" : "%.2f", v);
+  return b;
+}
+
+class Run {
+ public:
+  Run(const SuiteOptions& opt, std::ostream& log) : opt_(opt), log_(log) {}
+
+  json go() {
+    auto t0 = Clock::now();
+    std::string prefix = "eb-" + std::to_string(getpid()) + "-";
+    TempDir dir;
+    Tools tools = find_tools(opt_.tools_dir, opt_.ebpfnet_bin);
+    json results = {{"schema", "ebpfnet-bench/1"},
+                    {"started", now_utc()},
+                    {"machine", describe_machine()},
+                    {"tools", tool_versions(tools)},
+                    {"datapaths", json::array()},
+                    {"samples", json::array()},
+                    {"measurements", json::array()},
+                    {"unavailable", json::array()},
+                    {"failures", json::array()},
+                    {"notes", json::array()}};
+    results["options"] = {{"quick", opt_.quick},
+                          {"groups", groups_},
+                          {"datapaths", datapaths_},
+                          {"rounds", opt_.rounds},
+                          {"duration_s", opt_.duration_s},
+                          {"rule_counts", opt_.rule_counts},
+                          {"cp_batch", opt_.cp_batch},
+                          {"cp_singles", opt_.cp_singles},
+                          {"udp_flows", opt_.udp_flows},
+                          {"placement",
+                           {{"client_cpu", opt_.placement.client_cpu},
+                            {"server_cpu", opt_.placement.server_cpu},
+                            {"nice", opt_.placement.nice}}},
+                          {"rr_placement",
+                           {{"client_cpu", opt_.rr_placement.client_cpu},
+                            {"server_cpu", opt_.rr_placement.server_cpu}}},
+                          {"namespace_prefix", prefix}};
+    results_ = &results;
+    note("ebpfnet-xdp is not measured: ebpfnet has no XDP forwarding mode (XDP on veth turns "
+         "off TSO on the endpoint side and loses checksum offload state on redirect; XDP "
+         "belongs on the uplink).");
+    note("CPU cost is the busy time of the whole machine (/proc/stat, all CPUs) during the "
+         "client's run, divided by the bytes or packets received: other work on the machine "
+         "counts too.");
+
+    TopologyConfig tc{prefix, opt_.ebpfnet_bin, dir.path()};
+    std::vector<std::unique_ptr<Topology>> topos;
+    bool traffic = has(groups_, "tput") || has(groups_, "pps") || has(groups_, "rr") ||
+                   has(groups_, "crr") || has(groups_, "rules");
+    if (traffic) {
+      for (const auto& dp : datapaths_) {
+        progress("building " + dp);
+        topos.push_back(make_topology(dp, tc));
+        auto& t = topos.back();
+        if (dp == "ebpfnet") {
+          std::string why = t->set_rules(0);
+          if (!why.empty()) {
+            unavailable("ebpfnet policy (main metrics run without it)", why);
+          }
+        }
+      }
+      for (const auto& t : topos)
+        results["datapaths"].push_back({{"name", t->name()},
+                                        {"description", t->description()},
+                                        {"namespaces", t->namespaces()},
+                                        {"client", t->client_ip()},
+                                        {"server", t->server_ip()}});
+    }
+    const int D = opt_.duration_s;
+    const auto P = opt_.placement;
+    const auto RP = opt_.rr_placement;
+    for (int round = 1; round <= opt_.rounds; ++round) {
+      round_ = round;
+      for (const auto& t : topos) {
+        if (!has(groups_, "tput")) break;
+        measure("tput", *t, -1, [&] { return measure_tput(*t, tools, P, 1, D); });
+        measure("tput", *t, -1, [&] { return measure_tput(*t, tools, P, 4, D); });
+      }
+      for (const auto& t : topos)
+        if (has(groups_, "pps"))
+          measure("pps", *t, -1, [&] { return measure_pps(*t, tools, P, D, opt_.udp_flows); });
+      for (const auto& t : topos)
+        if (has(groups_, "rr")) measure("rr", *t, -1, [&] { return measure_rr(*t, tools, RP, D); });
+      for (const auto& t : topos)
+        if (has(groups_, "crr"))
+          measure("crr", *t, -1, [&] { return measure_crr(*t, tools, RP, D); });
+      if (has(groups_, "rules")) run_rules(topos, tools);
+      if (has(groups_, "cp")) run_cp(prefix, dir.path());
+    }
+    topos.clear();  // every sandbox goes before the report is written
+    progress("sandboxes removed");
+    results["summary"] = summarize_samples(results["samples"]);
+    for (const auto& row : results["summary"])
+      if (row["metric"] == "pps_tx" && row["datapath"] == "direct")
+        note("pps: the generator (one sending thread on CPU " +
+             std::to_string(opt_.placement.client_cpu) + ", " + std::to_string(opt_.udp_flows) +
+             " flows) reached " + fmt(row["median"].get<double>()) +
+             " packets/s on direct: that is the ceiling here. The sending CPU also runs the "
+             "veth hop's softirq (the whole path up to the receiver's socket), so the sender's "
+             "rate is the datapath's per-packet cost, and loss stays 0 while the receiver on "
+             "its own CPU keeps up.");
+    results["duration_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
+    return results;
+  }
+
+  std::vector<std::string> groups_, datapaths_;
+
+ private:
+  void progress(const std::string& s) { log_ << "bench: " << s << std::endl; }
+  void note(const std::string& s) { (*results_)["notes"].push_back(s); }
+  void unavailable(const std::string& what, const std::string& why) {
+    for (const auto& u : (*results_)["unavailable"])
+      if (u["what"] == what) return;
+    (*results_)["unavailable"].push_back({{"what", what}, {"reason", why}});
+    progress("not measured: " + what + ": " + why);
+  }
+
+  void record(const std::string& metric, const std::string& dp, int rules, double v) {
+    json s = {{"round", round_}, {"metric", metric}, {"datapath", dp}, {"value", v}};
+    if (rules >= 0) s["rules"] = rules;
+    (*results_)["samples"].push_back(s);
+  }
+
+  template <typename F>
+  void measure(const std::string& group, const Topology& t, int rules, F f) {
+    throw_if_interrupted();
+    Measurement m;
+    try {
+      m = f();
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const std::exception& e) {
+      m.error = e.what();
+    }
+    json j = {{"round", round_}, {"group", group}, {"datapath", t.name()}, {"values", m.values},
+              {"raw", m.raw}};
+    if (rules >= 0) j["rules"] = rules;
+    std::string line = "[round " + std::to_string(round_) + "/" + std::to_string(opt_.rounds) +
+                       "] " + group + " " + t.name() +
+                       (rules >= 0 ? " @" + std::to_string(rules) + " rules" : "") + ":";
+    if (!m.error.empty()) {
+      j["error"] = m.error;
+      (*results_)["failures"].push_back(
+          {{"round", round_}, {"group", group}, {"datapath", t.name()}, {"error", m.error}});
+      line += " FAILED: " + m.error;
+    }
+    for (auto& [k, v] : m.values) {
+      record(k, t.name(), rules, v);
+      line += " " + k + "=" + fmt(v);
+    }
+    (*results_)["measurements"].push_back(j);
+    progress(line);
+  }
+
+  void run_rules(std::vector<std::unique_ptr<Topology>>& topos, const Tools& tools) {
+    const int D = opt_.duration_s;
+    const auto P = opt_.rr_placement;
+    bool any = false;
+    for (int n : opt_.rule_counts) {
+      for (auto& t : topos) {
+        if (t->name() != "bridge-iptables" && t->name() != "ebpfnet") continue;
+        any = true;
+        throw_if_interrupted();
+        std::string why;
+        auto t0 = Clock::now();
+        try {
+          why = t->set_rules(n);
+        } catch (const Interrupted&) {
+          throw;
+        } catch (const std::exception& e) {
+          why = std::string("loading rules failed: ") + e.what();
+        }
+        if (!why.empty()) {
+          unavailable(t->name() + " at " + std::to_string(n) + " rules", why);
+          continue;
+        }
+        double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+        progress(t->name() + ": " + std::to_string(n) + " rules loaded in " + fmt(load_s) + " s");
+        measure("rules", *t, n, [&] { return measure_rr(*t, tools, P, D, "rules_rr"); });
+        measure("rules", *t, n, [&] { return measure_crr(*t, tools, P, D, "rules_crr"); });
+      }
+    }
+    if (!any) unavailable("rule scaling", "needs bridge-iptables or ebpfnet in --datapaths");
+    // Back to the main metrics' setting.
+    for (auto& t : topos)
+      if (t->name() == "bridge-iptables" || t->name() == "ebpfnet") {
+        try {
+          t->set_rules(0);
+        } catch (const std::exception& e) {
+          progress(t->name() + ": resetting to 0 rules failed: " + e.what());
+        }
+      }
+  }
+
+  void run_cp(const std::string& prefix, const fs::path& dir) {
+    CpConfig c{prefix, opt_.ebpfnet_bin, dir / ("cp" + std::to_string(round_)),
+               opt_.cp_singles, opt_.cp_batch};
+    fs::create_directories(c.state_dir);
+    if (round_ == 1) {
+      note("cp: kernel memory per endpoint is the Slab+Percpu growth of the whole machine while "
+           "the row was added, divided by its length: other work on the machine counts too.");
+      note("cp: BPF map memory is what the kernel charges each map (fdinfo memlock), sized by "
+           "max_entries and preallocated, so it does not grow per endpoint; "
+           "cp_bpfmem_total_kib is the node's whole datapath.");
+      note("cp: ip-batch is the kernel's floor for the namespaces and veth pairs alone (two `ip "
+           "-batch` processes for the whole row); ebpfnet also addresses, routes and attaches.");
+    }
+    try {
+      run_controlplane(
+          c,
+          [&](const CpSample& s) {
+            record(s.metric, s.datapath, -1, s.value);
+            if (s.metric == "cp_add_batch_ms") record("cp_add_per_ep_ms", s.datapath, -1, s.value / c.batch);
+            if (s.metric == "cp_del_batch_ms") record("cp_del_per_ep_ms", s.datapath, -1, s.value / c.batch);
+            progress("[round " + std::to_string(round_) + "] cp " + s.datapath + " " + s.metric +
+                     "=" + fmt(s.value));
+          },
+          [&](const std::string& s) { progress(s); });
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const std::exception& e) {
+      (*results_)["failures"].push_back(
+          {{"round", round_}, {"group", "cp"}, {"datapath", "-"}, {"error", e.what()}});
+      progress(std::string("control plane FAILED: ") + e.what());
+    }
+  }
+
+  const SuiteOptions& opt_;
+  std::ostream& log_;
+  json* results_ = nullptr;
+  int round_ = 0;
+};
+
+}  // namespace
+
+SuiteOptions default_options(bool quick) {
+  SuiteOptions o;
+  o.quick = quick;
+  if (quick) {
+    o.rounds = 1;
+    o.duration_s = 1;
+    o.rule_counts = {0, 1000};
+    o.cp_batch = 10;
+    o.cp_singles = 3;
+  }
+  return o;
+}
+
+json run_suite(const SuiteOptions& opt, std::ostream& log) {
+  Run r(opt, log);
+  for (const auto& [g, help] : metric_groups())
+    if (opt.groups.empty() || has(opt.groups, g)) r.groups_.push_back(g);
+  for (const auto& g : opt.groups) {
+    bool known = false;
+    for (const auto& [k, help] : metric_groups()) known |= k == g;
+    if (!known) throw std::invalid_argument("unknown metric '" + g + "'");
+  }
+  for (const auto& d : opt.datapaths)
+    if (!has(known_datapaths(), d)) throw std::invalid_argument("unknown datapath '" + d + "'");
+  r.datapaths_ = opt.datapaths.empty() ? known_datapaths() : opt.datapaths;
+  return r.go();
+}
+
+}  // namespace ebpfnet::bench
