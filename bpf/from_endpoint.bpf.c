@@ -79,7 +79,7 @@ static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct
 	int rc;
 
 	if (!icmp_err_parse(skb, c, ip, &err)) {
-		if (!icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, bpf_ktime_get_ns(), &daddr)) {
+		if (!icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, ct_now(), &daddr)) {
 			if (reparse_ipv4(skb, &eth, &ip))
 				return drop(skb, st, EBPFNET_DROP_MALFORMED);
 			dst = bpf_map_lookup_elem(&ep_by_ip, &daddr);
@@ -123,7 +123,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 	struct ebpfnet_ct_entry *e;
 	struct ebpfnet_ct_key x;
 	struct flow f;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = ct_now();
 	int rc = 0, policed, nat_rc;
 
 	if (flow_of(skb, c, ip, &f) < 0)
@@ -135,7 +135,9 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 	if (e) {
 		ct_update(e, cfg, &f, skb->len, now);
 		x = e->xlate;
-		dst = bpf_map_lookup_elem(&ep_by_ip, &x.daddr);
+		/* dst is already the destination unless it was translated. */
+		if (x.daddr != f.key.daddr)
+			dst = bpf_map_lookup_elem(&ep_by_ip, &x.daddr);
 		if (!dst) {
 			rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
 			if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)

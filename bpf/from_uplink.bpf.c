@@ -43,7 +43,7 @@ static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct curs
 
 	if (!policy_of(ip->daddr))
 		return to_endpoint(skb, ip->daddr);
-	now = bpf_ktime_get_ns();
+	now = ct_now();
 	if (flow_of(skb, c, ip, &f) < 0) {
 		if (policy_admit(skb, ip->saddr, ip->daddr, 0, ip->daddr, 0, ip->protocol, &who) < 0)
 			return TC_ACT_SHOT;
@@ -99,7 +99,7 @@ int from_uplink(struct __sk_buff *skb)
 	 * quote an endpoint's address back to the outside: it is dropped
 	 * before translation, while the node's own such packets pass. */
 	last_hop = ip->ttl <= 1;
-	now = bpf_ktime_get_ns();
+	now = ct_now();
 	if (flow_of(skb, &c, ip, &f) < 0) {
 		struct icmp_err err;
 		__be32 dst;

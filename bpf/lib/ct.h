@@ -18,6 +18,14 @@
  * not write its cache line on every packet. */
 #define CT_REFRESH_NS NSEC_PER_SEC
 
+/* Conntrack's clock (CLOCK_MONOTONIC_COARSE): timeouts are seconds, and a
+ * tick-resolution read costs a fraction of a precise one, which in a VM is a
+ * kvm-clock read on every packet. */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 /* What the tracker needs from a packet besides its tuple. */
 struct flow {
 	struct ebpfnet_ct_key key;

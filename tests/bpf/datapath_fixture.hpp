@@ -69,6 +69,7 @@ constexpr uint32_t kClosingTimeout = 17;
 constexpr uint32_t kUdpTimeout = 61;
 constexpr uint32_t kIcmpTimeout = 23;
 constexpr uint64_t kNsPerSec = 1000000000ull;
+constexpr uint64_t kCoarseClockLag = 20000000ull;  // 20 ms: a tick at HZ=100 and then some
 
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
 constexpr uint8_t kSynAck = kSyn | kAck;
@@ -398,9 +399,10 @@ class DatapathTest : public ::testing::Test {
     return r;
   }
 
-  // Where a deadline of `seconds` set by the last run must lie.
+  // Where a deadline of `seconds` set by the last run must lie. Conntrack's
+  // clock is CLOCK_MONOTONIC_COARSE, up to a tick behind the precise one.
   Window deadline(uint32_t seconds) const {
-    return {ran_from_ + seconds * kNsPerSec, ran_to_ + seconds * kNsPerSec};
+    return {ran_from_ - kCoarseClockLag + seconds * kNsPerSec, ran_to_ + seconds * kNsPerSec};
   }
 
   // Masquerades p (which must succeed) and returns the port it got.
