@@ -231,14 +231,16 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
       step = next_step;
       mark = now;
     };
+    // The whole row in one call (`endpoint add A B C ...`): one lock and
+    // one state write, as ip -batch is one process.
+    std::vector<EndpointRequest> row;
+    for (int i = 0; i < n; ++i) row.push_back({.name = eb.ep(first + i)});
+    throw_if_interrupted();
+    step = "prepare";
     auto t0 = Clock::now();
-    for (int i = 0; i < n; ++i) {
-      throw_if_interrupted();
-      step = "prepare";
-      mark = Clock::now();
-      node.add_endpoint(EndpointRequest{.name = eb.ep(first + i)}, cp);
-      cp("");
-    }
+    mark = t0;
+    node.add_endpoints(row, cp);
+    cp("");
     emit({"cp_add_batch_ms", "ebpfnet", ms_since(t0)});
     for (const auto& [name, ms] : step_ms)
       emit({"cp_step_" + std::regex_replace(name, std::regex("-"), "_") + "_ms", "ebpfnet", ms / n});
