@@ -133,11 +133,39 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
                           web.ip, kProbePort),
             eps[0].ip);
 
+  // Policy: web takes only the first endpoint's TCP on its port; the others,
+  // and pings, are dropped; web's own connections get their replies.
+  node.set_policy(web.name, [&](const PeerResolver& resolve) {
+    Policy p;
+    p.ingress.default_action = PolicyAction::deny;
+    p.ingress.rules.push_back(parse_policy_rule("allow tcp " + std::to_string(kProbePort) + " from " + eps[0].name,
+                                                PolicyDir::ingress, resolve));
+    return p;
+  });
+  std::vector<std::vector<std::string>> policy_rows;
+  nlohmann::json policy = nlohmann::json::array();
+  auto policy_check = [&](const std::string& what, const std::string& from, bool expect, const ProbeResult& r) {
+    const bool ok = r.ok == expect;
+    all_ok = all_ok && ok;
+    policy_rows.push_back({what, from, expect ? "allowed" : "dropped",
+                           ok ? (r.ok ? cell(r) : "dropped") : (r.ok ? "FAIL (passed)" : "FAIL (" + r.error + ")")});
+    policy.push_back({{"check", what}, {"from", from}, {"expected", expect}, {"passed", r.ok}, {"ok", ok}});
+  };
+  const ProbeTimeout blocked(400);
+  const std::string web_port = web.name + " tcp " + std::to_string(kProbePort);
+  policy_check(web_port, eps[0].name, true,
+               probe_tcp(Netns::open_path(eps[0].netns_path), web_ns, web.ip, kProbePort));
+  policy_check(web_port, eps[1].name, false,
+               probe_tcp(Netns::open_path(eps[1].netns_path), web_ns, web.ip, kProbePort, blocked));
+  policy_check(web.name + " icmp", eps[0].name, false,
+               probe_icmp(Netns::open_path(eps[0].netns_path), web.ip, blocked));
+  policy_check(eps[0].name + " icmp (its reply comes back)", web.name, true, probe_icmp(web_ns, eps[0].ip));
+
   auto views = node.endpoints();
 
   if (ctx.json()) {
-    nlohmann::json j = {{"node", node_name}, {"bridges", bridges}, {"pairs", pairs},
-                        {"nat", nat},        {"ok", all_ok},        {"kept", keep}};
+    nlohmann::json j = {{"node", node_name}, {"bridges", bridges}, {"pairs", pairs}, {"nat", nat},
+                        {"policy", policy},   {"ok", all_ok},       {"kept", keep}};
     for (const auto& v : views) j["endpoints"].push_back(to_json(v));
     std::cout << j.dump(2) << "\n";
   } else {
@@ -149,12 +177,15 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
     std::cout << "\nNAT through the uplink " << uplink_ip.str() << " (published: " << published
               << " -> " << web.name << ":" << kProbePort << ")\n";
     print_table({"CHECK", "FROM", "SERVER SAW", "RESULT"}, nat_rows);
+    std::cout << "\npolicy of " << web.name << ": ingress default deny, allow tcp " << kProbePort << " from "
+              << eps[0].name << "\n";
+    print_table({"CHECK", "FROM", "EXPECTED", "RESULT"}, policy_rows);
     std::cout << "\n";
     std::vector<std::vector<std::string>> counter_rows;
     for (const auto& v : views) counter_rows.push_back(endpoint_row(v));
     print_table(endpoint_header(), counter_rows);
     std::cout << "\n" << (all_ok ? "every pair talks over TCP, UDP and ICMP through the eBPF datapath; "
-                                    "masquerade and a published port work"
+                                    "masquerade, a published port and policy work"
                                  : "SOME CHECKS FAILED") << "\n";
     if (keep)
       std::cout << "kept; try: ebpfnet ns exec " << eps[0].name << " ping -c1 " << eps[1].ip.str()
@@ -175,7 +206,7 @@ void add_demo_command(CLI::App& app, Context& ctx, Action& action) {
   auto a = std::make_shared<Args>();
   auto* demo = app.add_subcommand(
       "demo", "build a sandbox node with three endpoints and an uplink, check every pair talks, "
-              "NAT and a published port, then clean up");
+              "NAT, a published port and a policy, then clean up");
   demo->add_flag("--keep", a->keep, "leave the sandbox in place and print how to remove it");
   demo->add_option("--cidr", a->cidr, "the sandbox's pool (lives only inside the sandbox)")
       ->capture_default_str();
