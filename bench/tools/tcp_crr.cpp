@@ -37,7 +37,18 @@
 #include <thread>
 #include <vector>
 
+#include "tool.hpp"
+
+const loadtool::Tool loadtool::kTool = {
+    "tcp_crr",
+    "usage: tcp_crr server PORT [MAX_SECONDS]\n"
+    "       tcp_crr client HOST PORT SECONDS [PARALLEL [MAX_CONNECTIONS]]\n"};
+
 namespace {
+
+using loadtool::die;
+using loadtool::parse_num;
+using loadtool::usage;
 
 using Clock = std::chrono::steady_clock;
 
@@ -46,25 +57,6 @@ constexpr int kMaxParallel = 256;
 constexpr uint64_t kMaxConnections = 50'000'000;
 // A SYN lost once is retransmitted after 1 s; one lost twice (3 s) counts as a failure.
 constexpr int kIoTimeoutMs = 2500;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "tcp_crr: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: tcp_crr server PORT [MAX_SECONDS]\n"
-               "       tcp_crr client HOST PORT SECONDS [PARALLEL [MAX_CONNECTIONS]]\n");
-  std::exit(2);
-}
-
-long parse_num(std::string_view s, long lo, long hi) {
-  long v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) usage();
-  return v;
-}
 
 // ---- server --------------------------------------------------------------------------------
 

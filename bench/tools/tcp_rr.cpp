@@ -32,32 +32,24 @@
 #include <thread>
 #include <vector>
 
+#include "tool.hpp"
+
+const loadtool::Tool loadtool::kTool = {
+    "tcp_rr",
+    "usage: tcp_rr server PORT [MAX_SECONDS]\n"
+    "       tcp_rr client HOST PORT SECONDS [CONNECTIONS]\n"};
+
 namespace {
+
+using loadtool::die;
+using loadtool::parse_num;
+using loadtool::usage;
 
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxSeconds = 3600;
 constexpr int kMaxConnections = 64;
 constexpr int kIoTimeoutMs = 3000;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "tcp_rr: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: tcp_rr server PORT [MAX_SECONDS]\n"
-               "       tcp_rr client HOST PORT SECONDS [CONNECTIONS]\n");
-  std::exit(2);
-}
-
-long parse_num(std::string_view s, long lo, long hi) {
-  long v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) usage();
-  return v;
-}
 
 void set_timeouts(int fd) {
   timeval tv{kIoTimeoutMs / 1000, (kIoTimeoutMs % 1000) * 1000};

@@ -31,7 +31,18 @@
 #include <thread>
 #include <vector>
 
+#include "tool.hpp"
+
+const loadtool::Tool loadtool::kTool = {
+    "udp_pps",
+    "usage: udp_pps recv PORT [MAX_SECONDS [IDLE_MS]]\n"
+    "       udp_pps send HOST PORT SECONDS [FLOWS [MAX_PACKETS [PPS_LIMIT]]]\n"};
+
 namespace {
+
+using loadtool::die;
+using loadtool::parse_num;
+using loadtool::usage;
 
 using Clock = std::chrono::steady_clock;
 
@@ -40,25 +51,6 @@ constexpr int kBatch = 64;
 constexpr int kMaxSeconds = 3600;
 constexpr int kMaxFlows = 64;
 constexpr long kMaxPackets = 4'000'000'000L;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "udp_pps: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: udp_pps recv PORT [MAX_SECONDS [IDLE_MS]]\n"
-               "       udp_pps send HOST PORT SECONDS [FLOWS [MAX_PACKETS [PPS_LIMIT]]]\n");
-  std::exit(2);
-}
-
-long parse_num(std::string_view s, long lo, long hi) {
-  long v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) usage();
-  return v;
-}
 
 int receiver(uint16_t port, int max_seconds, int idle_ms) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
