@@ -35,11 +35,12 @@ PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& sou
   Undo undo;
   PolicyIds ids = allocate_policy_ids(p, st.policy_counters);
   write_rule_sets(maps, p, ids);
-  undo.push("new rule sets", [&] { erase_rule_sets(maps, p, ids); });
+  // Values, not references: undo runs after later locals are gone.
+  undo.push("new rule sets", [&maps, p, ids] { erase_rule_sets(maps, p, ids); });
   switch_policy(maps, e.ip, p, ids);
   const std::optional<Policy> old = e.policy;
   const PolicyIds old_ids = e.policy_ids;
-  undo.push("ep_policy of " + endpoint, [&, ip = e.ip] {
+  undo.push("ep_policy of " + endpoint, [&maps, old, old_ids, ip = e.ip] {
     if (old)
       switch_policy(maps, ip, *old, old_ids);
     else
