@@ -43,6 +43,7 @@ namespace {
 
 using loadtool::die;
 using loadtool::parse_num;
+using loadtool::percentile;
 using loadtool::usage;
 
 using Clock = std::chrono::steady_clock;
@@ -143,20 +144,8 @@ void run_worker(const sockaddr_in& dst, Clock::time_point start, Clock::time_poi
   close(fd);
 }
 
-double percentile(const std::vector<uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(i, sorted.size() - 1)];
-}
-
 int client(const char* host, uint16_t port, int seconds, int connections) {
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(port);
-  if (inet_pton(AF_INET, host, &dst.sin_addr) != 1) {
-    std::fprintf(stderr, "tcp_rr: '%s' is not an IPv4 address\n", host);
-    return 2;
-  }
+  sockaddr_in dst = loadtool::destination(host, port);
   std::vector<Worker> workers(static_cast<size_t>(connections));
   for (auto& w : workers) w.latency_us.reserve(1 << 20);
   // The connections are made in the 100 ms before the clock starts.

@@ -2,6 +2,10 @@
 // strict number arguments. Each tool defines loadtool::kTool.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -9,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace loadtool {
 
@@ -34,6 +39,26 @@ inline long parse_num(std::string_view s, long lo, long hi) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) usage();
   return v;
+}
+
+// host:port as a destination; a host that is no IPv4 address is a usage
+// error (exit 2).
+inline sockaddr_in destination(const char* host, uint16_t port) {
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(port);
+  if (inet_pton(AF_INET, host, &dst.sin_addr) != 1) {
+    std::fprintf(stderr, "%s: '%s' is not an IPv4 address\n", kTool.name, host);
+    std::exit(2);
+  }
+  return dst;
+}
+
+// The p-quantile (0..1) of sorted samples, nearest rank.
+inline double percentile(const std::vector<uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
 }
 
 }  // namespace loadtool

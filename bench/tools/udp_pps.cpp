@@ -103,13 +103,7 @@ int receiver(uint16_t port, int max_seconds, int idle_ms) {
 
 int sender(const char* host, uint16_t port, int seconds, int flows, long max_packets,
            long pps_limit) {
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(port);
-  if (inet_pton(AF_INET, host, &dst.sin_addr) != 1) {
-    std::fprintf(stderr, "udp_pps: '%s' is not an IPv4 address\n", host);
-    return 2;
-  }
+  sockaddr_in dst = loadtool::destination(host, port);
   std::vector<int> fds;
   for (int f = 0; f < flows; ++f) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
