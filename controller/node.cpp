@@ -369,6 +369,14 @@ EndpointRecord Node::wire_endpoint(const NodeState& st, const EndpointRequest& r
   return rec;
 }
 
+DatapathMaps Node::attached_maps() const {
+  auto maps = Datapath::open_pinned_maps(pin_dir());
+  if (!maps)
+    throw Error(Errc::not_found, "node '" + name_ + "' has no datapath attached (ebpfnet --node " + name_ +
+                                     " attach)");
+  return std::move(*maps);
+}
+
 void Node::remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps) {
   // Its published ports go with it.
   size_t published = st.published.size();

@@ -85,21 +85,18 @@ int on_sample(void* ctx, void* data, size_t size) {
 
 void Node::monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
                    const std::function<bool()>& keep_going) {
-  auto maps = Datapath::open_pinned_maps(pin_dir());
-  if (!maps)
-    throw Error(Errc::not_found, "node '" + name_ + "' has no datapath attached (ebpfnet --node " + name_ +
-                                     " attach)");
+  DatapathMaps maps = attached_maps();
   EventNamer namer([this] { return load_state(); });
   Listener listener{&namer, &on_event};
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb(
-      ring_buffer__new(maps->fd("events"), on_sample, &listener, nullptr));
+      ring_buffer__new(maps.fd("events"), on_sample, &listener, nullptr));
   if (!rb) throw_errno(errno, "opening the events ring buffer of node " + name_);
 
   auto renewed = std::chrono::steady_clock::time_point{};
   while (!listener.stop && keep_going()) {
     if (auto now = std::chrono::steady_clock::now(); now - renewed >= kRenewEvery) {
       const uint64_t until = monotonic_ns() + kListenAheadNs;
-      maps->extend_monitor(opts.drops ? until : 0, opts.flows ? until : 0);
+      maps.extend_monitor(opts.drops ? until : 0, opts.flows ? until : 0);
       renewed = now;
     }
     int n = ring_buffer__poll(rb.get(), kPollMs);

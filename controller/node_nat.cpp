@@ -180,16 +180,14 @@ std::vector<PublishRecord> Node::published() {
 
 std::vector<CtFlow> Node::conntrack() {
   auto lock = store_.lock();
-  auto maps = Datapath::open_pinned_maps(pin_dir());
-  if (!maps) throw Error(Errc::not_found, "datapath of node " + name_ + " is not attached");
-  return maps->ct_flows();
+  auto maps = attached_maps();
+  return maps.ct_flows();
 }
 
 size_t Node::conntrack_flush() {
   auto lock = store_.lock();
-  auto maps = Datapath::open_pinned_maps(pin_dir());
-  if (!maps) throw Error(Errc::not_found, "datapath of node " + name_ + " is not attached");
-  return maps->ct_flush();
+  auto maps = attached_maps();
+  return maps.ct_flush();
 }
 
 }  // namespace ebpfnet
@@ -205,15 +203,14 @@ void Node::route_add(const RouteRecord& r) {
     throw Error(Errc::usage, "route " + r.dst.str() + " overlaps the node's pool " + st.cidr.str());
   for (const auto& q : st.routes)
     if (q.dst == r.dst) throw Error(Errc::exists, "a route to " + r.dst.str() + " exists already");
-  auto maps = Datapath::open_pinned_maps(pin_dir());
-  if (!maps) throw Error(Errc::not_found, "datapath of node " + name_ + " is not attached");
+  auto maps = attached_maps();
 
   Netlink nl = Netlink::in(netns());
   Undo undo;
   nl.add_route({r.dst, r.via, 0, std::nullopt, false});
   undo.push("route", [&nl, r] { nl.del_route({r.dst, r.via, 0, std::nullopt, false}); });
-  maps->put_routed(r.dst);
-  undo.push("routed prefix", [&maps, r] { maps->delete_routed(r.dst); });
+  maps.put_routed(r.dst);
+  undo.push("routed prefix", [&maps, r] { maps.delete_routed(r.dst); });
   // A sandbox node tells its outside (the router) how to reach its own pool.
   if (!st.uplink->outside.empty()) advertise_pool_locked(st);
   st.routes.push_back(r);

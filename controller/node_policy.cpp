@@ -8,14 +8,6 @@
 namespace ebpfnet {
 namespace {
 
-DatapathMaps pinned_maps(const std::filesystem::path& dir, const std::string& node) {
-  auto maps = Datapath::open_pinned_maps(dir);
-  if (!maps)
-    throw Error(Errc::not_found, "node '" + node + "' has no datapath attached (ebpfnet --node " + node +
-                                     " attach)");
-  return std::move(*maps);
-}
-
 EndpointRecord& endpoint_of(NodeState& st, const std::string& endpoint, const std::string& node) {
   EndpointRecord* e = st.find(endpoint);
   if (!e) throw Error(Errc::not_found, "endpoint '" + endpoint + "' does not exist on node " + node);
@@ -30,7 +22,7 @@ PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& sou
   EndpointRecord& e = endpoint_of(st, endpoint, name_);
   // Parsed under the lock, so endpoint names resolve against this state.
   Policy p = source(endpoint_resolver(st));
-  DatapathMaps maps = pinned_maps(pin_dir(), name_);
+  DatapathMaps maps = attached_maps();
 
   Undo undo;
   PolicyIds ids = allocate_policy_ids(p, st.policy_counters);
@@ -64,7 +56,7 @@ bool Node::delete_policy(const std::string& endpoint) {
   NodeState st = store_.load();
   EndpointRecord& e = endpoint_of(st, endpoint, name_);
   if (!e.policy) return false;
-  DatapathMaps maps = pinned_maps(pin_dir(), name_);
+  DatapathMaps maps = attached_maps();
   remove_policy(maps, e.ip, *e.policy, e.policy_ids);
   e.policy.reset();
   e.policy_ids = {};

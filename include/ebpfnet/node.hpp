@@ -189,6 +189,8 @@ class Node {
  private:
   std::filesystem::path link_pin(const EndpointRecord& e) const;
   std::filesystem::path uplink_pin() const { return pin_dir() / "uplink_link"; }
+  // The pinned maps; Errc::not_found when the datapath is not attached.
+  DatapathMaps attached_maps() const;
   static void create_sandbox_uplink(const std::string& node, const std::string& outside,
                                     Undo& undo);
   void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);

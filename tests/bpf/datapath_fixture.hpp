@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <linux/pkt_cls.h>
 #include <netinet/in.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -246,12 +245,6 @@ inline std::optional<ebpfnet_ct_entry> find_entry(const std::vector<CtFlow>& flo
   return std::nullopt;
 }
 
-inline uint64_t mono_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
-  return uint64_t(ts.tv_sec) * kNsPerSec + uint64_t(ts.tv_nsec);
-}
-
 // Where a deadline set during a run must lie.
 struct Window {
   uint64_t lo, hi;
@@ -393,9 +386,9 @@ class DatapathTest : public ::testing::Test {
   TcRun run_uplink(const Bytes& frame) { return timed(dp_->from_uplink_fd(), frame, up_, {}); }
 
   TcRun timed(int prog_fd, const Bytes& frame, int ingress, const Gso& gso) {
-    ran_from_ = mono_ns();
+    ran_from_ = monotonic_ns();
     TcRun r = run_tc(prog_fd, frame, static_cast<uint32_t>(ingress), gso);
-    ran_to_ = mono_ns();
+    ran_to_ = monotonic_ns();
     return r;
   }
 
@@ -441,7 +434,7 @@ class DatapathTest : public ::testing::Test {
   void expire(const ebpfnet_ct_key& k) {
     ebpfnet_ct_entry e{};
     ASSERT_EQ(bpf_map_lookup_elem(ct_fd(), &k, &e), 0) << "no entry " << str(k);
-    e.expires_ns = mono_ns() - kNsPerSec;
+    e.expires_ns = monotonic_ns() - kNsPerSec;
     ASSERT_EQ(bpf_map_update_elem(ct_fd(), &k, &e, BPF_EXIST), 0) << str(k);
   }
 

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 
 #include <charconv>
-#include <ctime>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -43,9 +42,7 @@ std::string nat_kind(uint8_t flags) {
 }
 
 double seconds_left(uint64_t expires_ns) {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  const uint64_t now = monotonic_ns();
   return expires_ns > now ? double(expires_ns - now) / 1e9 : 0;
 }
 
