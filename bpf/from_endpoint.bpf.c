@@ -69,9 +69,9 @@ static __always_inline int too_big(struct __sk_buff *skb, struct iphdr *ip, stru
  * address. */
 static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
 						   struct iphdr *ip, const struct ebpfnet_endpoint *ep,
-						   struct ebpfnet_endpoint *dst, const struct ebpfnet_config *cfg,
-						   struct ebpfnet_ep_stats *st)
+						   struct ebpfnet_endpoint *dst, struct ebpfnet_ep_stats *st)
 {
+	__u32 uplink = cfg(EBPFNET_CFG_UPLINK_IFINDEX);
 	struct bpf_fib_lookup route;
 	struct event_subject who;
 	struct icmp_err err;
@@ -102,7 +102,7 @@ static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct
 		return fwd_to_endpoint(eth, ip, dst);
 	}
 	rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
-	if (cfg->uplink_ifindex && route_found(rc) && route.ifindex == cfg->uplink_ifindex && !is_routed(ip->daddr))
+	if (uplink && route_found(rc) && route.ifindex == uplink && !is_routed(ip->daddr))
 		return drop(skb, st, EBPFNET_DROP_NAT_UNSUPPORTED);
 	return TC_ACT_OK;
 }
@@ -114,9 +114,9 @@ static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct
  * the rest of it follows the flow. */
 static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
 						 struct iphdr *ip, const struct ebpfnet_endpoint *ep,
-						 struct ebpfnet_endpoint *dst, const struct ebpfnet_config *cfg,
-						 struct ebpfnet_ep_stats *st)
+						 struct ebpfnet_endpoint *dst, struct ebpfnet_ep_stats *st)
 {
+	__u32 uplink = cfg(EBPFNET_CFG_UPLINK_IFINDEX);
 	struct bpf_fib_lookup route;
 	struct ebpfnet_pub_target *pub;
 	struct event_subject who;
@@ -127,13 +127,13 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 	int rc = 0, policed, nat_rc;
 
 	if (flow_of(skb, c, ip, &f) < 0)
-		return untracked_from_endpoint(skb, c, eth, ip, ep, dst, cfg, st);
+		return untracked_from_endpoint(skb, c, eth, ip, ep, dst, st);
 
 	e = ct_lookup_flow(&f, now);
 	if (ct_reopen(skb, &e, &f))
 		return TC_ACT_SHOT;
 	if (e) {
-		ct_update(e, cfg, &f, skb->len, now);
+		ct_update(e, &f, skb->len, now);
 		x = e->xlate;
 		/* dst is already the destination unless it was translated. */
 		if (x.daddr != f.key.daddr)
@@ -148,14 +148,14 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 		return fwd_flow(skb, st, eth, ip, &f, &x, dst, &route, rc);
 	}
 
-	if (cfg->uplink_ifindex && f.key.daddr == cfg->uplink_ip && (pub = published_target(&f)) &&
+	if (uplink && f.key.daddr == (__be32)cfg(EBPFNET_CFG_UPLINK_IP) && (pub = published_target(&f)) &&
 	    starts_flow(&f)) {
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
 			return TC_ACT_OK;
 		if (policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, dst->ip, pub->port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
-		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
+		nat_rc = dnat_create(&f, pub, skb->len, now, &x);
 		if (nat_rc)
 			return drop(skb, st, nat_failure(nat_rc));
 	} else if (dst) {
@@ -168,25 +168,25 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 			return fwd_to_endpoint(eth, ip, dst);
 		}
 		x = f.key;
-		if (ct_track(&f, cfg, skb->len, now))
+		if (ct_track(&f, skb->len, now))
 			return drop(skb, st, EBPFNET_DROP_CT_FULL);
 	} else {
 		rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && route.ifindex == cfg->uplink_ifindex)
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && route.ifindex == uplink)
 			return too_big(skb, ip, st);
 		policed = policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, 0, 0, f.key.proto, &who);
 		if (policed < 0)
 			return TC_ACT_SHOT;
 		/* The node's stack takes it: its own addresses and other routes. */
-		if (!cfg->uplink_ifindex || !route_found(rc) || route.ifindex != cfg->uplink_ifindex)
+		if (!uplink || !route_found(rc) || route.ifindex != uplink)
 			return TC_ACT_OK;
 		x = f.key;
 		if (is_routed(ip->daddr)) {
 			/* Replies meet the endpoint's ingress rules unless tracked. */
-			if (policed && ct_track(&f, cfg, skb->len, now))
+			if (policed && ct_track(&f, skb->len, now))
 				return drop(skb, st, EBPFNET_DROP_CT_FULL);
 		} else {
-			nat_rc = snat_create(&f, cfg, skb->len, now, &x);
+			nat_rc = snat_create(&f, skb->len, now, &x);
 			if (nat_rc)
 				return drop(skb, st, nat_failure(nat_rc));
 		}
@@ -198,7 +198,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
 				       const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
 {
-	const struct ebpfnet_config *cfg = node_config();
+	__u32 uplink = cfg(EBPFNET_CFG_UPLINK_IFINDEX);
 	struct ebpfnet_endpoint *dst;
 	struct iphdr *ip = parse_ipv4(c);
 
@@ -210,11 +210,11 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 	count_tx(st, skb);
 	/* An expiring TTL goes to the stack, which answers with time-exceeded.
 	 * The gateway is the node itself, which policy does not restrict. */
-	if (ip->ttl <= 1 || ip->daddr == gateway_ip || !cfg)
+	if (ip->ttl <= 1 || ip->daddr == gateway_ip)
 		return TC_ACT_OK;
 	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
-	if ((cfg->uplink_ifindex && (!dst || cfg->published)) || policy_of(ep->ip) || (dst && policy_of(dst->ip)))
-		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, cfg, st);
+	if ((uplink && (!dst || cfg(EBPFNET_CFG_PUBLISHED))) || policy_of(ep->ip) || (dst && policy_of(dst->ip)))
+		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, st);
 	if (!dst)
 		return TC_ACT_OK;
 	count_rx(dst->ifindex, skb);

@@ -32,8 +32,7 @@ static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
  * add): nodes that route each other's pools. An endpoint with a policy sees
  * new connections through its ingress rules, and replies to its own
  * connections through their flows. */
-static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct cursor *c, struct iphdr *ip,
-					      const struct ebpfnet_config *cfg)
+static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct cursor *c, struct iphdr *ip)
 {
 	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
@@ -53,14 +52,14 @@ static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct curs
 	if (ct_reopen(skb, &e, &f))
 		return TC_ACT_SHOT;
 	if (e) {
-		ct_update(e, cfg, &f, skb->len, now);
+		ct_update(e, &f, skb->len, now);
 		return to_endpoint(skb, f.key.daddr);
 	}
 	policed = policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, f.key.daddr, f.key.dport, f.key.proto,
 			       &who);
 	if (policed < 0)
 		return TC_ACT_SHOT;
-	if (ct_track(&f, cfg, skb->len, now))
+	if (ct_track(&f, skb->len, now))
 		return drop(skb, NULL, EBPFNET_DROP_CT_FULL);
 	emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
 	return to_endpoint(skb, f.key.daddr);
@@ -69,7 +68,7 @@ static __always_inline int routed_to_endpoint(struct __sk_buff *skb, struct curs
 SEC("tc")
 int from_uplink(struct __sk_buff *skb)
 {
-	const struct ebpfnet_config *cfg = node_config();
+	__be32 uplink_ip = (__be32)cfg(EBPFNET_CFG_UPLINK_IP);
 	struct ebpfnet_pub_target *pub;
 	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
@@ -81,7 +80,7 @@ int from_uplink(struct __sk_buff *skb)
 	int last_hop, nat_rc;
 	__u64 now;
 
-	if (!cfg || !cfg->uplink_ifindex)
+	if (!cfg(EBPFNET_CFG_UPLINK_IFINDEX))
 		return TC_ACT_OK;
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);
@@ -90,9 +89,9 @@ int from_uplink(struct __sk_buff *skb)
 	ip = parse_ipv4(&c);
 	if (!ip)
 		return TC_ACT_OK;
-	if (ip->daddr != cfg->uplink_ip) {
+	if (ip->daddr != uplink_ip) {
 		if (is_routed(ip->saddr) && bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
-			return routed_to_endpoint(skb, &c, ip, cfg);
+			return routed_to_endpoint(skb, &c, ip);
 		return TC_ACT_OK;
 	}
 	/* Translated, a packet with no hop left would make the node's stack
@@ -119,12 +118,12 @@ int from_uplink(struct __sk_buff *skb)
 	if (ct_reopen(skb, &e, &f))
 		return TC_ACT_SHOT;
 	if (e) {
-		ct_update(e, cfg, &f, skb->len, now);
+		ct_update(e, &f, skb->len, now);
 		x = e->xlate;
 	} else if ((pub = published_target(&f)) && starts_flow(&f)) {
 		if (policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, pub->ip, pub->port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
-		nat_rc = dnat_create(&f, pub, cfg, skb->len, now, &x);
+		nat_rc = dnat_create(&f, pub, skb->len, now, &x);
 		if (nat_rc)
 			return drop(skb, NULL, nat_failure(nat_rc));
 		emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);

@@ -69,11 +69,12 @@ int DatapathMaps::fd(std::string_view name) const {
   throw Error(Errc::failed, "no map named " + std::string(name));
 }
 
-void DatapathMaps::put_endpoint(const ebpfnet_endpoint& ep) {
+void DatapathMaps::put_endpoint(const ebpfnet_endpoint& ep, bool keep_counters) {
   __u32 ifindex = ep.ifindex;
   __be32 ip = ep.ip;
   std::vector<ebpfnet_ep_stats> zero(possible_cpus());
-  if (bpf_map_update_elem(fd(kEpStats), &ifindex, zero.data(), BPF_ANY) != 0)
+  if (bpf_map_update_elem(fd(kEpStats), &ifindex, zero.data(), keep_counters ? BPF_NOEXIST : BPF_ANY) != 0 &&
+      !(keep_counters && errno == EEXIST))
     throw_errno(errno, "writing ep_stats for ifindex " + std::to_string(ifindex));
   if (bpf_map_update_elem(fd(kEpByIfindex), &ifindex, &ep, BPF_ANY) != 0)
     throw_errno(errno, "writing ep_by_ifindex for ifindex " + std::to_string(ifindex));
@@ -148,17 +149,27 @@ size_t DatapathMaps::endpoint_count() const {
 
 namespace ebpfnet {
 
-void DatapathMaps::write_config(const ebpfnet_config& cfg) {
-  __u32 zero = 0;
-  if (bpf_map_update_elem(fd(kConfig), &zero, &cfg, BPF_ANY) != 0)
-    throw_errno(errno, "writing the datapath config");
+void DatapathMaps::write_slot(ebpfnet_cfg_slot slot, uint64_t value) {
+  __u32 key = slot;
+  if (bpf_map_update_elem(fd(kConfig), &key, &value, BPF_ANY) != 0)
+    throw_errno(errno, "writing config slot " + std::to_string(slot));
 }
 
-ebpfnet_config DatapathMaps::read_config() const {
-  __u32 zero = 0;
-  ebpfnet_config cfg{};
-  if (bpf_map_lookup_elem(fd(kConfig), &zero, &cfg) != 0)
-    throw_errno(errno, "reading the datapath config");
+void DatapathMaps::write_config(const NodeConfig& cfg) {
+  const NodeConfig old = read_config();
+  for (__u32 s = EBPFNET_CFG_BUILD + 1; s < EBPFNET_CFG_SLOT_COUNT; ++s) {
+    auto slot = static_cast<ebpfnet_cfg_slot>(s);
+    if (slot != EBPFNET_CFG_UPLINK_IFINDEX && cfg[slot] != old[slot]) write_slot(slot, cfg[slot]);
+  }
+  if (cfg[EBPFNET_CFG_UPLINK_IFINDEX] != old[EBPFNET_CFG_UPLINK_IFINDEX])
+    write_slot(EBPFNET_CFG_UPLINK_IFINDEX, cfg[EBPFNET_CFG_UPLINK_IFINDEX]);
+}
+
+NodeConfig DatapathMaps::read_config() const {
+  NodeConfig cfg;
+  for (__u32 s = 0; s < EBPFNET_CFG_SLOT_COUNT; ++s)
+    if (bpf_map_lookup_elem(fd(kConfig), &s, &cfg.slots[s]) != 0)
+      throw_errno(errno, "reading config slot " + std::to_string(s));
   return cfg;
 }
 
@@ -280,6 +291,33 @@ void DatapathMaps::extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_
   m.drops_until_ns = std::max<uint64_t>(m.drops_until_ns, drops_until_ns);
   m.flows_until_ns = std::max<uint64_t>(m.flows_until_ns, flows_until_ns);
   if (bpf_map_update_elem(fd(kMonitor), &zero, &m, BPF_ANY) != 0) throw_errno(errno, "writing the monitor map");
+}
+
+}  // namespace ebpfnet
+
+namespace ebpfnet {
+
+size_t copy_entries(int from, int to, bool only_missing) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(from, &info, &len) != 0) throw_errno(errno, "reading map info");
+  const bool percpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+  // Per-CPU values come as one 8-byte aligned slot per possible CPU.
+  const size_t value_size = percpu ? ((info.value_size + 7) & ~size_t{7}) * possible_cpus() : info.value_size;
+  std::vector<char> key(info.key_size), next(info.key_size), value(value_size);
+  const __u64 flags = only_missing ? BPF_NOEXIST : BPF_ANY;
+  size_t n = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(from, prev, next.data()) == 0) {
+    key.swap(next);
+    prev = key.data();
+    if (bpf_map_lookup_elem(from, key.data(), value.data()) != 0) continue;  // gone meanwhile
+    if (bpf_map_update_elem(to, key.data(), value.data(), flags) == 0)
+      ++n;
+    else if (errno != EEXIST)
+      throw_errno(errno, std::string("copying an entry of map ") + info.name);
+  }
+  return n;
 }
 
 }  // namespace ebpfnet

@@ -33,16 +33,6 @@ void disable_ipv6(const Netns& ns, const std::string& ifname) {
   }
 }
 
-const char* map_type_name(uint32_t t) {
-  switch (t) {
-    case BPF_MAP_TYPE_HASH: return "hash";
-    case BPF_MAP_TYPE_PERCPU_HASH: return "percpu_hash";
-    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
-    case BPF_MAP_TYPE_ARRAY: return "array";
-    default: return "other";
-  }
-}
-
 size_t count_keys(int fd, uint32_t key_size) {
   std::vector<char> key(key_size), next(key_size);
   size_t n = 0;
@@ -124,7 +114,10 @@ void Node::destroy(const Env& env, const std::string& name) {
   auto lock = node.store_.lock();
   if (!node.store_.exists()) throw Error(Errc::not_found, "node '" + name + "' does not exist");
   NodeState st = node.store_.load();
-  auto maps = Datapath::open_pinned_maps(node.pin_dir());
+  // Maps of another ABI go with their pins; their entries need no removal.
+  auto maps = Datapath::abi_of(Datapath::open_map_pins(node.pin_dir())) == EBPFNET_ABI_VERSION
+                  ? Datapath::open_pinned_maps(node.pin_dir())
+                  : std::nullopt;
   for (const auto& e : st.endpoints) node.remove_endpoint_parts(st, e, maps ? &*maps : nullptr);
   st.endpoints.clear();
   node.detach_locked(st);
@@ -133,96 +126,6 @@ void Node::destroy(const Env& env, const std::string& name) {
       netns::exists(st.uplink->outside))
     netns::del(st.uplink->outside);
   node.store_.remove();
-}
-
-AttachResult Node::attach(const AttachOptions& opts) {
-  CtTimeouts checked;  // bad input is refused before anything is done
-  for (const auto& spec : opts.ct_timeouts) set_ct_timeout(checked, spec);
-  ensure_bpffs();
-  // Only the root node is made by attach; a sandbox node must exist already.
-  if (!is_root() && !store_.exists())
-    throw Error(Errc::not_found, "node '" + name_ + "' does not exist (ebpfnet node create " +
-                                     name_ + " --cidr CIDR)");
-  bool had_dir = std::filesystem::exists(store_.dir());
-  auto lock = store_.lock(true);
-  NodeState st;
-  if (store_.exists()) {
-    st = store_.load();
-    if (opts.cidr && !(*opts.cidr == st.cidr))
-      throw Error(Errc::usage, "node '" + name_ + "' has pool " + st.cidr.str() + ", not " +
-                                   opts.cidr->str());
-  } else if (is_root() && opts.cidr) {
-    st.name = name_;
-    st.sandbox = false;
-    st.cidr = *opts.cidr;
-  } else {
-    if (!had_dir) store_.remove();
-    throw Error(Errc::usage, "the root node has no pool yet: attach --cidr CIDR");
-  }
-  return attach_locked(st, opts);
-}
-
-AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts) {
-  AttachResult r;
-  Undo undo;
-  auto dp = Datapath::open_pinned(pin_dir());
-  if (!dp) {
-    auto maps = Datapath::open_pinned_maps(pin_dir());
-    // Map pins of an older layout (fewer maps) are replaced; the endpoints'
-    // entries are written again below.
-    if (!maps) remove_pins(pin_dir() / "maps");
-    dp = Datapath::load({st.gateway()}, maps ? &*maps : nullptr);
-    if (!maps) undo.push("pins", [this] { remove_pins(pin_dir()); });
-    dp->pin(pin_dir());
-    r.loaded = true;
-    spdlog::info("node {}: datapath loaded and pinned at {}", name_, pin_dir().string());
-  }
-  if (opts.tc_mode) st.tc_mode = opts.tc_mode;
-  for (const auto& spec : opts.ct_timeouts) set_ct_timeout(st.ct_timeouts, spec);
-  if (opts.uplink) {
-    validate_ifname(*opts.uplink);
-    if (st.uplink && st.uplink->ifname != *opts.uplink)
-      throw Error(Errc::exists, "node '" + name_ + "' already has uplink " + st.uplink->ifname);
-    if (!st.uplink) st.uplink = UplinkRecord{*opts.uplink, "", TcMode::tcx};
-  }
-  attach_uplink_locked(st, *dp, r);
-  write_config_locked(st, dp->maps());
-  // A new datapath starts with empty policy maps.
-  if (r.loaded) write_policies_locked(st, dp->maps());
-
-  Netns ns = netns();
-
-  // Endpoints whose link went missing (a reboot of bpffs, a lost pin) are
-  // wired again: attach makes the datapath whole, and twice changes nothing.
-  uint32_t prog_id = dp->from_endpoint_info().id;
-  for (auto& e : st.endpoints) {
-    NetnsGuard in(ns);
-    if (attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(e)) == prog_id) continue;
-    dp->maps().put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac));
-    e.tc_mode = attach_tc_ingress(dp->from_endpoint_fd(), e.host_ifindex, st.tc_mode, link_pin(e));
-    ++r.links_repaired;
-  }
-  if (!st.attached || r.loaded || r.links_repaired || opts.tc_mode || opts.uplink ||
-      !opts.ct_timeouts.empty()) {
-    st.attached = true;
-    store_.save(st);
-  }
-  undo.commit();
-  return r;
-}
-
-void Node::detach_locked(NodeState& st) {
-  Netns ns = netns();
-  {
-    NetnsGuard in(ns);
-    for (const auto& e : st.endpoints) detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
-    if (st.uplink) {
-      auto l = Netlink().link(st.uplink->ifname);
-      if (l) detach_tc_ingress(st.uplink->tc_mode, l->ifindex, uplink_pin());
-    }
-  }
-  remove_pins(pin_dir());
-  st.attached = false;
 }
 
 EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& cp) {
@@ -255,9 +158,11 @@ std::vector<EndpointRecord> Node::add_endpoints(const std::vector<EndpointReques
   std::vector<Ipv4> ips;
   for (const auto& req : reqs) ips.push_back(req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate());
 
-  auto dp = Datapath::open_pinned(pin_dir());
+  const uint32_t abi = Datapath::abi_of(Datapath::open_map_pins(pin_dir()));
+  auto dp = abi == EBPFNET_ABI_VERSION ? Datapath::open_pinned(pin_dir()) : std::nullopt;
   if (!dp || !st.attached) {
-    spdlog::info("node {}: datapath not attached yet; attaching", name_);
+    spdlog::info("node {}: datapath {}; attaching", name_,
+                 abi && abi < EBPFNET_ABI_VERSION ? "of an older ABI" : "not attached yet");
     attach_locked(st, {});
     dp = Datapath::open_pinned(pin_dir());
     if (!dp) throw Error(Errc::failed, "datapath of node " + name_ + " is not pinned after attach");
@@ -391,7 +296,10 @@ void Node::remove_endpoint_parts(NodeState& st, const EndpointRecord& e, Datapat
     NetnsGuard in(nodens);
     detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(e));
   }
-  if (maps && e.policy) remove_policy(*maps, e.ip, *e.policy, e.policy_ids);
+  if (maps && e.policy) {
+    remove_policy(*maps, e.ip, *e.policy, e.policy_ids);
+    maps->write_slot(EBPFNET_CFG_POLICIES, st.policed_endpoints() - 1);
+  }
   if (maps) maps->delete_endpoint(e.host_ifindex, e.ip);
   // Deleting one side deletes the pair, with its addresses, routes and neighbour.
   Netlink nl = Netlink::in(nodens);
@@ -422,8 +330,8 @@ std::vector<EndpointView> Node::views(const NodeState& st, const Datapath* dp) {
   Netns ns = netns();
   for (const auto& e : st.endpoints) {
     EndpointView v{e, std::nullopt, 0};
-    if (dp) {
-      v.stats = dp->maps().stats(e.host_ifindex);
+    if (dp) v.stats = dp->maps().stats(e.host_ifindex);
+    {
       NetnsGuard in(ns);
       v.prog_id = attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(e));
     }
@@ -435,7 +343,9 @@ std::vector<EndpointView> Node::views(const NodeState& st, const Datapath* dp) {
 std::vector<EndpointView> Node::endpoints() {
   auto lock = store_.lock();
   NodeState st = store_.load();
-  auto dp = Datapath::open_pinned(pin_dir());
+  // Counters only from maps in this binary's layouts.
+  MapFds pins = Datapath::open_map_pins(pin_dir());
+  auto dp = Datapath::abi_of(pins) == EBPFNET_ABI_VERSION ? Datapath::open_pinned(pin_dir()) : std::nullopt;
   return views(st, dp ? &*dp : nullptr);
 }
 
@@ -444,26 +354,51 @@ NodeStatus Node::status() {
   NodeStatus s;
   s.state = store_.load();
   s.pin_dir = pin_dir();
-  auto dp = Datapath::open_pinned(pin_dir());
+  s.binary_build = Datapath::build_id();
+  MapFds pins = Datapath::open_map_pins(pin_dir());
+  s.abi = Datapath::abi_of(pins);
+  s.build = Datapath::build_of(pins);
+  auto dp = Datapath::open_pinned(pin_dir(), true);
+  // Counters and config are read only in this binary's layouts.
+  const bool ours = dp && s.abi == EBPFNET_ABI_VERSION;
   if (dp) {
     s.prog = dp->from_endpoint_info();
-    ebpfnet_config cfg = dp->maps().read_config();
-    if (cfg.uplink_ifindex) {
-      s.uplink_ip = Ipv4::from_be(cfg.uplink_ip);
-      s.uplink_prog = dp->from_uplink_info();
+    if (ours) {
+      NodeConfig cfg = dp->maps().read_config();
+      if (cfg[EBPFNET_CFG_UPLINK_IFINDEX]) s.uplink_ip = Ipv4::from_be(static_cast<uint32_t>(cfg[EBPFNET_CFG_UPLINK_IP]));
+      s.node_drops = dp->maps().node_drops();
     }
-    s.node_drops = dp->maps().node_drops();
+    if (s.state.uplink) s.uplink_prog = dp->from_uplink_info();
     for (size_t i = 0; i < kMapNames.size(); ++i) {
       bpf_map_info info{};
       __u32 len = sizeof(info);
       if (bpf_obj_get_info_by_fd(dp->maps().fd(i), &info, &len) != 0) continue;
       MapInfo m{kMapNames[i], map_type_name(info.type), info.id, info.max_entries, 0};
-      if (info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH)
+      if (info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+          info.type == BPF_MAP_TYPE_LRU_HASH)
         m.entries = count_keys(dp->maps().fd(i), info.key_size);
       s.maps.push_back(m);
     }
   }
-  s.endpoints = views(s.state, dp ? &*dp : nullptr);
+  s.endpoints = views(s.state, ours ? &*dp : nullptr);
+  // An attachment is stale when it runs another program than the pinned
+  // one, or the pinned one is not this binary's.
+  const bool pinned_current = s.build == s.binary_build;
+  auto view = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
+    AttachmentView a{std::move(owner), std::move(ifname), mode, {}, true};
+    if (auto p = Datapath::prog_info_by_id(id)) a.prog = *p;
+    a.stale = id == 0 || id != want || !pinned_current;
+    s.attachments.push_back(std::move(a));
+  };
+  for (const auto& v : s.endpoints)
+    view(v.rec.name, v.rec.host_ifname, v.rec.tc_mode, v.prog_id, s.prog ? s.prog->id : 0);
+  if (s.state.uplink) {
+    Netns ns = netns();
+    NetnsGuard in(ns);
+    auto l = Netlink().link(s.state.uplink->ifname);
+    uint32_t id = l ? attached_prog_id(s.state.uplink->tc_mode, l->ifindex, uplink_pin()) : 0;
+    view("uplink", s.state.uplink->ifname, s.state.uplink->tc_mode, id, s.uplink_prog ? s.uplink_prog->id : 0);
+  }
   for (const auto& l : Netlink::in(netns()).links())
     if (l.kind == "bridge") s.bridges.push_back(l.name);
   return s;

@@ -72,24 +72,8 @@ void Node::create_sandbox_uplink(const std::string& node, const std::string& out
   nl_node.add_route({{Ipv4(0), 0}, out_ip, uplink, std::nullopt, false});
 }
 
-void Node::attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r) {
-  if (!st.uplink) return;
-  Netns ns = netns();
-  NetnsGuard in(ns);
-  auto link = Netlink().link(st.uplink->ifname);
-  if (!link)
-    throw Error(Errc::not_found, "uplink " + st.uplink->ifname + " does not exist in node " + name_);
-  if (attached_prog_id(st.uplink->tc_mode, link->ifindex, uplink_pin()) ==
-      dp.from_uplink_info().id)
-    return;
-  st.uplink->tc_mode = attach_tc_ingress(dp.from_uplink_fd(), link->ifindex, st.tc_mode, uplink_pin());
-  if (!r.loaded) ++r.links_repaired;
-  spdlog::info("node {}: from_uplink attached to {} ({})", name_, st.uplink->ifname,
-               to_string(st.uplink->tc_mode));
-}
-
 void Node::write_config_locked(const NodeState& st, DatapathMaps& maps) {
-  ebpfnet_config cfg{};
+  NodeConfig cfg;
   if (st.uplink) {
     Netlink nl = Netlink::in(netns());
     auto link = nl.link(st.uplink->ifname);
@@ -98,22 +82,23 @@ void Node::write_config_locked(const NodeState& st, DatapathMaps& maps) {
     auto addrs = nl.addresses(link->ifindex);
     if (addrs.empty())
       throw Error(Errc::not_found, "uplink " + st.uplink->ifname + " has no IPv4 address to masquerade as");
-    cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
-    cfg.uplink_ip = addrs.front().ip.be();
+    cfg[EBPFNET_CFG_UPLINK_IFINDEX] = static_cast<uint32_t>(link->ifindex);
+    cfg[EBPFNET_CFG_UPLINK_IP] = addrs.front().ip.be();
   }
   // The published map follows the state (after a reload it starts empty).
   for (const auto& p : st.published)
     for (const auto& e : st.endpoints)
       if (e.name == p.endpoint) maps.put_published({proto_number(p.proto), p.port, e.ip, p.target_port});
   for (const auto& r : st.routes) maps.put_routed(r.dst);
-  cfg.nat_port_min = kNatPortMin;
-  cfg.nat_port_max = kNatPortMax;
-  cfg.published = static_cast<__u32>(st.published.size());
-  cfg.ct_timeout_syn = st.ct_timeouts.syn;
-  cfg.ct_timeout_tcp = st.ct_timeouts.tcp;
-  cfg.ct_timeout_closing = st.ct_timeouts.closing;
-  cfg.ct_timeout_udp = st.ct_timeouts.udp;
-  cfg.ct_timeout_icmp = st.ct_timeouts.icmp;
+  cfg[EBPFNET_CFG_NAT_PORT_MIN] = kNatPortMin;
+  cfg[EBPFNET_CFG_NAT_PORT_MAX] = kNatPortMax;
+  cfg[EBPFNET_CFG_PUBLISHED] = st.published.size();
+  cfg[EBPFNET_CFG_CT_TIMEOUT_SYN] = st.ct_timeouts.syn;
+  cfg[EBPFNET_CFG_CT_TIMEOUT_TCP] = st.ct_timeouts.tcp;
+  cfg[EBPFNET_CFG_CT_TIMEOUT_CLOSING] = st.ct_timeouts.closing;
+  cfg[EBPFNET_CFG_CT_TIMEOUT_UDP] = st.ct_timeouts.udp;
+  cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
+  cfg[EBPFNET_CFG_POLICIES] = st.policed_endpoints();
   maps.write_config(cfg);
 }
 

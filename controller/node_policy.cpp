@@ -29,6 +29,10 @@ PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& sou
   write_rule_sets(maps, p, ids);
   // Values, not references: undo runs after later locals are gone.
   undo.push("new rule sets", [&maps, p, ids] { erase_rule_sets(maps, p, ids); });
+  // The datapath asks ep_policy only while this slot says some endpoint has one.
+  const size_t policed = st.policed_endpoints();
+  maps.write_slot(EBPFNET_CFG_POLICIES, policed + (e.policy ? 0 : 1));
+  undo.push("policy count", [&maps, policed] { maps.write_slot(EBPFNET_CFG_POLICIES, policed); });
   switch_policy(maps, e.ip, p, ids);
   const std::optional<Policy> old = e.policy;
   const PolicyIds old_ids = e.policy_ids;
@@ -60,6 +64,7 @@ bool Node::delete_policy(const std::string& endpoint) {
   remove_policy(maps, e.ip, *e.policy, e.policy_ids);
   e.policy.reset();
   e.policy_ids = {};
+  maps.write_slot(EBPFNET_CFG_POLICIES, st.policed_endpoints());
   store_.save(st);
   return true;
 }

@@ -37,6 +37,12 @@ void set_ct_timeout(CtTimeouts& t, std::string_view spec) {
   *field = v;
 }
 
+size_t NodeState::policed_endpoints() const {
+  size_t n = 0;
+  for (const auto& e : endpoints) n += e.policy.has_value();
+  return n;
+}
+
 EndpointRecord* NodeState::find(std::string_view endpoint) {
   for (auto& e : endpoints)
     if (e.name == endpoint) return &e;

@@ -102,18 +102,18 @@ static __always_inline void ct_reverse(const struct ebpfnet_ct_key *k, struct eb
 	r->pad[0] = r->pad[1] = r->pad[2] = 0;
 }
 
-static __always_inline __u64 ct_timeout_ns(const struct ebpfnet_config *cfg, __u8 proto, __u8 state)
+static __always_inline __u64 ct_timeout_ns(__u8 proto, __u8 state)
 {
 	__u32 s;
 
 	if (proto == IPPROTO_TCP)
-		s = state == EBPFNET_CT_ESTABLISHED ? cfg->ct_timeout_tcp
-		    : state == EBPFNET_CT_CLOSING   ? cfg->ct_timeout_closing
-						    : cfg->ct_timeout_syn;
+		s = cfg(state == EBPFNET_CT_ESTABLISHED ? EBPFNET_CFG_CT_TIMEOUT_TCP
+			: state == EBPFNET_CT_CLOSING   ? EBPFNET_CFG_CT_TIMEOUT_CLOSING
+							: EBPFNET_CFG_CT_TIMEOUT_SYN);
 	else if (proto == IPPROTO_UDP)
-		s = cfg->ct_timeout_udp;
+		s = cfg(EBPFNET_CFG_CT_TIMEOUT_UDP);
 	else
-		s = cfg->ct_timeout_icmp;
+		s = cfg(EBPFNET_CFG_CT_TIMEOUT_ICMP);
 	return (__u64)s * NSEC_PER_SEC;
 }
 
@@ -147,8 +147,7 @@ static __always_inline void ct_set(struct ebpfnet_ct_entry *e, __u8 state, __u64
 
 /* Accounts a packet of e's direction: state from TCP flags and the first
  * reply, and a later deadline for both directions. */
-static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct ebpfnet_config *cfg,
-				      const struct flow *f, __u32 len, __u64 now)
+static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct flow *f, __u32 len, __u64 now)
 {
 	__u8 state = e->state;
 	struct ebpfnet_ct_entry *peer;
@@ -166,7 +165,7 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct e
 		 (f->key.proto != IPPROTO_TCP || (f->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)))
 		state = EBPFNET_CT_ESTABLISHED;
 
-	expires = now + ct_timeout_ns(cfg, f->key.proto, state);
+	expires = now + ct_timeout_ns(f->key.proto, state);
 	if (state == e->state && expires < e->expires_ns + CT_REFRESH_NS)
 		return;
 	ct_set(e, state, expires);
@@ -197,15 +196,14 @@ static __always_inline int ct_key_equal(const struct ebpfnet_ct_key *a, const st
  * other direction of a live flow.
  * Returns 0, -1 when the reply tuple is live already, -2 when the map refused. */
 static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const struct ebpfnet_ct_key *fwd_x,
-				     __u8 flags, const struct ebpfnet_config *cfg, __u32 len, __u64 now,
-				     int syn)
+				     __u8 flags, __u32 len, __u64 now, int syn)
 {
 	struct ebpfnet_ct_entry entry = {};
 	struct ebpfnet_ct_key rev;
 	struct ebpfnet_ct_entry *old;
 
 	ct_reverse(fwd_x, &rev);
-	entry.expires_ns = now + ct_timeout_ns(cfg, fwd->proto, EBPFNET_CT_NEW);
+	entry.expires_ns = now + ct_timeout_ns(fwd->proto, EBPFNET_CT_NEW);
 	entry.flags = flags | EBPFNET_CT_F_REPLY;
 	ct_reverse(fwd, &entry.xlate);
 	entry.peer = *fwd;
@@ -236,9 +234,9 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 /* Tracks a flow that leaves as it arrives: a connection a policy allowed,
  * whose later packets and replies then pass as part of it. Returns as
  * ct_create. */
-static __always_inline int ct_track(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len, __u64 now)
+static __always_inline int ct_track(const struct flow *f, __u32 len, __u64 now)
 {
-	return ct_create(&f->key, &f->key, 0, cfg, len, now, 0);
+	return ct_create(&f->key, &f->key, 0, len, now, 0);
 }
 
 #endif

@@ -36,11 +36,12 @@ struct {
 	__type(value, __u64);
 } drop_stats SEC(".maps");
 
+/* Node-wide settings, one u64 per enum ebpfnet_cfg_slot (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, EBPFNET_CFG_SLOTS);
 	__type(key, __u32);
-	__type(value, struct ebpfnet_config);
+	__type(value, __u64);
 } config SEC(".maps");
 
 /* Sized by the controller before load (attach --ct-size). */
@@ -107,11 +108,14 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-static __always_inline const struct ebpfnet_config *node_config(void)
+/* An array lookup with a constant key: the verifier inlines it into a few
+ * instructions, so reading a slot per use costs next to nothing. */
+static __always_inline __u64 cfg(enum ebpfnet_cfg_slot slot)
 {
-	__u32 zero = 0;
+	__u32 key = slot;
+	__u64 *v = bpf_map_lookup_elem(&config, &key);
 
-	return bpf_map_lookup_elem(&config, &zero);
+	return v ? *v : 0;
 }
 
 #endif

@@ -89,22 +89,23 @@ static __always_inline int is_syn(const struct flow *f)
  * not consecutive, so taken ports do not cluster) until the translated tuple
  * is free. Returns 0, -1 when every tried port is taken, -2 when the map
  * refused. */
-static __always_inline int masquerade_create(const struct flow *f, const struct ebpfnet_config *cfg,
-					     __u32 len, __u64 now, struct ebpfnet_ct_key *x, __u8 flags)
+static __always_inline int masquerade_create(const struct flow *f, __u32 len, __u64 now,
+					     struct ebpfnet_ct_key *x, __u8 flags)
 {
-	__u32 range = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
+	__u32 port_min = cfg(EBPFNET_CFG_NAT_PORT_MIN);
+	__u32 range = (__u32)cfg(EBPFNET_CFG_NAT_PORT_MAX) - port_min + 1;
 	int i, rc = -1;
 
-	x->saddr = cfg->uplink_ip;
+	x->saddr = (__be32)cfg(EBPFNET_CFG_UPLINK_IP);
 	if (range == 0 || range > 65536)
 		return -1;
 	for (i = 0; i < NAT_PORT_TRIES; i++) {
-		__be16 port = bpf_htons((__u16)(cfg->nat_port_min + bpf_get_prandom_u32() % range));
+		__be16 port = bpf_htons((__u16)(port_min + bpf_get_prandom_u32() % range));
 
 		x->sport = port;
 		if (f->key.proto == IPPROTO_ICMP)
 			x->dport = port;
-		rc = ct_create(&f->key, x, flags, cfg, len, now, is_syn(f));
+		rc = ct_create(&f->key, x, flags, len, now, is_syn(f));
 		if (rc != -1)
 			return rc;
 	}
@@ -112,11 +113,10 @@ static __always_inline int masquerade_create(const struct flow *f, const struct 
 }
 
 /* Masquerades f, leaving for the same destination. */
-static __always_inline int snat_create(const struct flow *f, const struct ebpfnet_config *cfg, __u32 len,
-				       __u64 now, struct ebpfnet_ct_key *x)
+static __always_inline int snat_create(const struct flow *f, __u32 len, __u64 now, struct ebpfnet_ct_key *x)
 {
 	*x = f->key;
-	return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_SNAT);
+	return masquerade_create(f, len, now, x, EBPFNET_CT_F_SNAT);
 }
 
 /* Only a connection's first packet (TCP: a SYN) may start a flow to a
@@ -130,9 +130,8 @@ static __always_inline int starts_flow(const struct flow *f)
 /* Creates the flow of a connection to a published port: f arrives for the
  * uplink address and leaves for the endpoint behind it. Returns as
  * masquerade_create. */
-static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t,
-				       const struct ebpfnet_config *cfg, __u32 len, __u64 now,
-				       struct ebpfnet_ct_key *x)
+static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t, __u32 len,
+				       __u64 now, struct ebpfnet_ct_key *x)
 {
 	*x = f->key;
 	x->daddr = t->ip;
@@ -140,8 +139,8 @@ static __always_inline int dnat_create(const struct flow *f, const struct ebpfne
 	/* An endpoint reaching its own published port would answer itself
 	 * directly; masquerading it too sends the answer back through here. */
 	if (f->key.saddr == t->ip)
-		return masquerade_create(f, cfg, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
-	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, cfg, len, now, is_syn(f));
+		return masquerade_create(f, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
+	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, len, now, is_syn(f));
 }
 
 /* Why masquerade_create or dnat_create failed, as a drop reason. */

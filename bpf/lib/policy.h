@@ -12,8 +12,11 @@
 #include "stats.h"
 #include "nat.h"
 
+/* On a node where no endpoint has a policy, no packet pays the lookup. */
 static __always_inline const struct ebpfnet_ep_policy *policy_of(__be32 endpoint)
 {
+	if (!cfg(EBPFNET_CFG_POLICIES))
+		return NULL;
 	return bpf_map_lookup_elem(&ep_policy, &endpoint);
 }
 

@@ -50,20 +50,32 @@ struct ebpfnet_ep_stats {
 	__u64 drops[EBPFNET_DROP_SLOTS];
 };
 
-/* The node's runtime configuration: the single entry of the array map
- * "config", written by attach. */
-struct ebpfnet_config {
-	__u32 uplink_ifindex;      /* 0: no uplink, so no NAT */
-	__be32 uplink_ip;          /* the masquerade and published-ports address */
-	__u16 nat_port_min;        /* masquerade source ports, host order */
-	__u16 nat_port_max;
-	__u32 published;           /* published ports; 0 lets same-node traffic skip conntrack */
-	__u32 ct_timeout_syn;      /* seconds: TCP before the handshake completes */
-	__u32 ct_timeout_tcp;      /* established TCP */
-	__u32 ct_timeout_closing;  /* TCP after FIN or RST */
-	__u32 ct_timeout_udp;
-	__u32 ct_timeout_icmp;
+/* The version of the pinned datapath's map ABI: raised whenever a map's
+ * layout or meaning changes, so `attach` knows to migrate, and a binary older
+ * than the pinned datapath refuses to touch it. 1: the layout before slots. */
+#define EBPFNET_ABI_VERSION 2
+
+/* The node's runtime configuration: the array map "config" of u64 slots,
+ * written by attach. Append only: a new setting is a new slot, so the pinned
+ * map's layout never changes. A slot never written reads 0. */
+enum ebpfnet_cfg_slot {
+	EBPFNET_CFG_ABI_VERSION = 0,     /* EBPFNET_ABI_VERSION of the pinned datapath */
+	EBPFNET_CFG_BUILD = 1,           /* hash of the programs' objects: which build runs */
+	EBPFNET_CFG_UPLINK_IFINDEX = 2,  /* 0: no uplink, so no NAT */
+	EBPFNET_CFG_UPLINK_IP = 3,       /* __be32: the masquerade and published-ports address */
+	EBPFNET_CFG_NAT_PORT_MIN = 4,    /* masquerade source ports, host order */
+	EBPFNET_CFG_NAT_PORT_MAX = 5,
+	EBPFNET_CFG_PUBLISHED = 6,       /* published ports; 0 lets same-node traffic skip conntrack */
+	EBPFNET_CFG_CT_TIMEOUT_SYN = 7,  /* seconds: TCP before the handshake completes */
+	EBPFNET_CFG_CT_TIMEOUT_TCP = 8,  /* established TCP */
+	EBPFNET_CFG_CT_TIMEOUT_CLOSING = 9,  /* TCP after FIN or RST */
+	EBPFNET_CFG_CT_TIMEOUT_UDP = 10,
+	EBPFNET_CFG_CT_TIMEOUT_ICMP = 11,
+	EBPFNET_CFG_POLICIES = 12,       /* endpoints with a policy; 0 skips the ep_policy lookups */
+	EBPFNET_CFG_SLOT_COUNT = 13,
 };
+/* Room to grow without a new layout. */
+#define EBPFNET_CFG_SLOTS 64
 
 /* A flow in one direction as it appears on the wire. ICMP echo: both ports
  * hold the identifier, so a request and its reply are each other's reverse. */

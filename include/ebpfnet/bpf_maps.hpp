@@ -36,12 +36,42 @@ inline constexpr std::array<const char*, 13> kMapNames = {
     "ep_policy", "policy_cidr", "policy_port", "monitor", "events"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
+constexpr size_t map_index(std::string_view name) {
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    if (name == kMapNames[i]) return i;
+  return kMapNames.size();
+}
+
+// How a map's entries reach a new map when a reload cannot reuse it.
+enum class Refill {
+  state,     // rewritten from node state: endpoints, published ports, routes, policy, config
+  flows,     // copied entry by entry (conntrack): refused when the layouts cannot be converted
+  counters,  // copied when key and value keep their size, else they start at zero
+  none,      // starts empty: monitor deadlines, the event ring
+};
+inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
+    Refill::state, Refill::state, Refill::counters, Refill::counters, Refill::state, Refill::flows,
+    Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
+    Refill::none};
+
+// Copies every entry of map from into map to (same key and value sizes);
+// only_missing keeps what to has. Returns the entries written.
+size_t copy_entries(int from, int to, bool only_missing);
+
 // A published port: uplink port -> endpoint address and port.
 struct PublishedPort {
   uint8_t proto = 0;  // IPPROTO_TCP or IPPROTO_UDP
   uint16_t port = 0;  // on the uplink address
   Ipv4 ip;
   uint16_t target_port = 0;
+};
+
+// The node's settings as the datapath reads them: one u64 per slot of enum
+// ebpfnet_cfg_slot (abi.h); a slot not set reads 0.
+struct NodeConfig {
+  std::array<uint64_t, EBPFNET_CFG_SLOT_COUNT> slots{};
+  uint64_t& operator[](ebpfnet_cfg_slot s) { return slots[s]; }
+  uint64_t operator[](ebpfnet_cfg_slot s) const { return slots[s]; }
 };
 
 // One direction of a tracked flow.
@@ -57,7 +87,8 @@ class DatapathMaps {
 
   // Zeroed counters first, then the lookups the program uses, so a frame
   // never finds an endpoint without its counters.
-  void put_endpoint(const ebpfnet_endpoint& ep);
+  // keep_counters: counters the endpoint has already stay (a reload).
+  void put_endpoint(const ebpfnet_endpoint& ep, bool keep_counters = false);
   void delete_endpoint(int ifindex, Ipv4 ip);
   std::optional<ebpfnet_endpoint> endpoint_by_ip(Ipv4 ip) const;
   std::optional<ebpfnet_endpoint> endpoint_by_ifindex(int ifindex) const;
@@ -65,8 +96,12 @@ class DatapathMaps {
   DropCounts node_drops() const;
   size_t endpoint_count() const;
 
-  void write_config(const ebpfnet_config& cfg);
-  ebpfnet_config read_config() const;
+  // Writes the settings that differ, the uplink's ifindex (which turns NAT
+  // on) last, so a packet never sees NAT without its address and ports. The
+  // datapath's identity (ABI version, build) is attach's, through write_slot.
+  void write_config(const NodeConfig& cfg);
+  NodeConfig read_config() const;
+  void write_slot(ebpfnet_cfg_slot slot, uint64_t value);
 
   void put_routed(const Ipv4Cidr& dst);
   void delete_routed(const Ipv4Cidr& dst);

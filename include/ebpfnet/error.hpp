@@ -14,6 +14,7 @@ enum class Errc : int {
   exists = 4,       // already exists or already in use
   exhausted = 5,    // the address pool has no free address
   environment = 6,  // not root, no bpffs, or a kernel feature missing
+  rejected = 7,     // the verifier rejected a program, or the pinned datapath is newer than this binary
 };
 
 class Error : public std::runtime_error {

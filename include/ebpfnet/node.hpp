@@ -45,6 +45,8 @@ struct AttachOptions {
   std::optional<TcMode> tc_mode;     // default: TCX where the kernel has it
   std::optional<std::string> uplink; // the node's way out (production: its eth0)
   std::vector<std::string> ct_timeouts;  // NAME=SECONDS; the others keep their values
+  std::optional<uint32_t> ct_size;       // conntrack entries; a change migrates the flows
+  bool dry_run = false;                  // say what would change, change nothing
 };
 
 // Builds a policy with endpoint names resolved against the node's state
@@ -76,9 +78,30 @@ struct MonitorOptions {
   bool flows = false;  // also every new connection the datapath tracks
 };
 
+// A program of the node replaced by this binary's.
+struct ProgramSwap {
+  std::string program;
+  std::string from_tag;  // "" when none was pinned
+  std::string to_tag;    // "" in a dry run (not loaded)
+  int attachments = 0;   // switched to it (endpoints, uplink)
+};
+
+// A pinned map that could not be reused as it was.
+struct MapMigration {
+  std::string name;
+  std::string from, to;  // layouts; from "" when none was pinned
+  std::string how;       // "copied", "rebuilt from state", "reset", "new"
+  size_t entries = 0;    // entries copied or rewritten
+};
+
 struct AttachResult {
-  bool loaded = false;     // false: the pinned datapath was already there
-  int links_repaired = 0;  // endpoints whose program had to be attached again
+  bool loaded = false;     // false: the pinned datapath was already this binary's
+  bool dry_run = false;
+  uint32_t from_abi = 0;   // the pinned datapath's ABI version, 0: none was pinned
+  uint32_t to_abi = EBPFNET_ABI_VERSION;
+  std::vector<ProgramSwap> programs;
+  std::vector<MapMigration> maps;
+  int links_repaired = 0;  // attachments that had to be made again (lost link, stale program)
 };
 
 struct EndpointRequest {
@@ -111,9 +134,22 @@ struct MapInfo {
   size_t entries = 0;  // hash maps only
 };
 
+// One place a program of the node is attached.
+struct AttachmentView {
+  std::string owner;   // an endpoint's name, or "uplink"
+  std::string ifname;  // in the node
+  TcMode tc_mode = TcMode::tcx;
+  ProgInfo prog;       // id 0: nothing attached
+  bool stale = false;  // not the program this binary would attach
+};
+
 struct NodeStatus {
   NodeState state;
   std::filesystem::path pin_dir;
+  uint32_t abi = 0;           // of the pinned datapath; 0: none
+  uint64_t build = 0;         // of the pinned programs
+  uint64_t binary_build = 0;  // of this binary's programs
+  std::vector<AttachmentView> attachments;
   std::optional<ProgInfo> prog;
   std::optional<ProgInfo> uplink_prog;  // attached at the uplink, if there is one
   std::optional<Ipv4> uplink_ip;
@@ -139,7 +175,10 @@ class Node {
   static void destroy(const Env& env, const std::string& name);
   static std::vector<std::string> list(const Env& env);
 
-  AttachResult attach(const AttachOptions& opts = {});
+  // Loads and pins the datapath, or upgrades a pinned one in place: maps
+  // whose layout changed are migrated, and every attachment switches to the
+  // new programs atomically; a failure leaves the old datapath as it was.
+  AttachResult attach(const AttachOptions& opts = {}, const Checkpoint& cp = {});
   EndpointRecord add_endpoint(const EndpointRequest& req, const Checkpoint& cp = {});
   // Several at once, all or none: one lock, one state write.
   std::vector<EndpointRecord> add_endpoints(const std::vector<EndpointRequest>& reqs,
@@ -193,7 +232,6 @@ class Node {
   DatapathMaps attached_maps() const;
   static void create_sandbox_uplink(const std::string& node, const std::string& outside,
                                     Undo& undo);
-  void attach_uplink_locked(NodeState& st, Datapath& dp, AttachResult& r);
   void write_config_locked(const NodeState& st, DatapathMaps& maps);
   void advertise_pool_locked(const NodeState& st);
   // The namespace, veth, addresses, routes, map entries and program of one
@@ -201,10 +239,20 @@ class Node {
   EndpointRecord wire_endpoint(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Datapath& dp,
                                const Netns& nodens, Netlink& nl_node, Undo& undo, const Checkpoint& cp);
   void write_policies_locked(const NodeState& st, DatapathMaps& maps);
-  AttachResult attach_locked(NodeState& st, const AttachOptions& opts);
+  AttachResult attach_locked(NodeState& st, const AttachOptions& opts, const Checkpoint& cp = {});
+  // Writes what node state puts in the maps (idempotent: a reused map holds it already).
+  void refill_locked(const NodeState& st, Datapath& dp);
+  // Switches every attachment to dp's programs where it runs another; each
+  // switch pushes its way back to old (when there is one).
+  struct Switched {
+    int endpoints = 0;
+    bool uplink = false;
+  };
+  Switched switch_attachments(NodeState& st, Datapath& dp, const std::optional<Datapath>& old, Undo& undo);
   // Detaches, unmaps and deletes an endpoint's parts, and unpublishes its ports (in st).
   void remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps);
   void detach_locked(NodeState& st);
+  // Counters come from dp when given.
   std::vector<EndpointView> views(const NodeState& st, const Datapath* dp);
 
   Env env_;

@@ -101,8 +101,10 @@ struct NodeState {
   std::vector<RouteRecord> routes;
   CtTimeouts ct_timeouts;
   PolicyIdCounters policy_counters;
+  uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
 
   Ipv4 gateway() const { return cidr.first_host(); }
+  size_t policed_endpoints() const;  // endpoints with a policy
   EndpointRecord* find(std::string_view endpoint);
 };
 

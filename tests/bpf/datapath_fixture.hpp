@@ -355,17 +355,17 @@ class DatapathTest : public ::testing::Test {
     nl.add_route({.dst = cidr("192.0.2.0/24"), .oif = ifindex(kB), .link_scope = true});
   }
 
-  ebpfnet_config config() const {
-    ebpfnet_config c{};
-    c.uplink_ifindex = static_cast<uint32_t>(up_);
-    c.uplink_ip = kUplinkIp.be();
-    c.nat_port_min = kPortMin;
-    c.nat_port_max = kPortMax;
-    c.ct_timeout_syn = kSynTimeout;
-    c.ct_timeout_tcp = kTcpTimeout;
-    c.ct_timeout_closing = kClosingTimeout;
-    c.ct_timeout_udp = kUdpTimeout;
-    c.ct_timeout_icmp = kIcmpTimeout;
+  NodeConfig config() const {
+    NodeConfig c;
+    c[EBPFNET_CFG_UPLINK_IFINDEX] = static_cast<uint32_t>(up_);
+    c[EBPFNET_CFG_UPLINK_IP] = kUplinkIp.be();
+    c[EBPFNET_CFG_NAT_PORT_MIN] = kPortMin;
+    c[EBPFNET_CFG_NAT_PORT_MAX] = kPortMax;
+    c[EBPFNET_CFG_CT_TIMEOUT_SYN] = kSynTimeout;
+    c[EBPFNET_CFG_CT_TIMEOUT_TCP] = kTcpTimeout;
+    c[EBPFNET_CFG_CT_TIMEOUT_CLOSING] = kClosingTimeout;
+    c[EBPFNET_CFG_CT_TIMEOUT_UDP] = kUdpTimeout;
+    c[EBPFNET_CFG_CT_TIMEOUT_ICMP] = kIcmpTimeout;
     return c;
   }
 
@@ -373,8 +373,8 @@ class DatapathTest : public ::testing::Test {
   void publish(L4 l4) {
     dp_->maps().put_published(
         {.proto = ip_proto(l4), .port = kPublished, .ip = kA.ip, .target_port = kTargetPort});
-    ebpfnet_config c = config();
-    c.published = 1;
+    NodeConfig c = config();
+    c[EBPFNET_CFG_PUBLISHED] = 1;
     dp_->maps().write_config(c);
   }
 

@@ -219,8 +219,8 @@ TEST_F(NatTest, SameSourcePortFromTwoEndpointsGetsTwoNatPorts) {
 // With one port there is one flow per destination: the next to the same
 // destination is dropped (and counted on its sender), one elsewhere is not.
 TEST_F(NatTest, ExhaustedPortRangeDropsWithNatNoPort) {
-  ebpfnet_config c = config();
-  c.nat_port_max = c.nat_port_min;
+  NodeConfig c = config();
+  c[EBPFNET_CFG_NAT_PORT_MAX] = c[EBPFNET_CFG_NAT_PORT_MIN];
   dp_->maps().write_config(c);
 
   EXPECT_EQ(masquerade(sent_by(kA, L4::udp), kA), kPortMin);
@@ -240,8 +240,8 @@ TEST_F(NatTest, ExhaustedPortRangeDropsWithNatNoPort) {
 // A new connection (a SYN) may take over the port of a closing flow to the
 // same destination; the closed flow's other entry goes with it.
 TEST_F(NatTest, SynTakesOverPortOfClosingFlow) {
-  ebpfnet_config c = config();
-  c.nat_port_max = c.nat_port_min;
+  NodeConfig c = config();
+  c[EBPFNET_CFG_NAT_PORT_MAX] = c[EBPFNET_CFG_NAT_PORT_MIN];
   dp_->maps().write_config(c);
   const Packet from_a = sent_by(kA, L4::tcp);
   ASSERT_EQ(masquerade(from_a, kA), kPortMin);
@@ -269,8 +269,8 @@ TEST_F(NatTest, SynTakesOverPortOfClosingFlow) {
 // The port search goes on past a taken port: of two ports, the second flow
 // gets whichever the first left, wherever its random start falls.
 TEST_F(NatTest, PortSearchFindsTheLastFreePort) {
-  ebpfnet_config c = config();
-  c.nat_port_max = c.nat_port_min + 1;
+  NodeConfig c = config();
+  c[EBPFNET_CFG_NAT_PORT_MAX] = c[EBPFNET_CFG_NAT_PORT_MIN] + 1;
   dp_->maps().write_config(c);
   for (int round = 0; round < 16; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
@@ -299,8 +299,8 @@ TEST_F(NatTest, ExpiredFlowIsIgnoredAndItsTupleReused) {
   EXPECT_TRUE(dp_->maps().ct_flows().empty()) << str(dp_->maps().ct_flows());
 
   // The only port left is the expired flow's: B's flow must get it.
-  ebpfnet_config c = config();
-  c.nat_port_min = c.nat_port_max = port;
+  NodeConfig c = config();
+  c[EBPFNET_CFG_NAT_PORT_MIN] = c[EBPFNET_CFG_NAT_PORT_MAX] = port;
   dp_->maps().write_config(c);
   const Packet from_b = sent_by(kB, L4::udp);
   EXPECT_EQ(masquerade(from_b, kB), port);
@@ -711,8 +711,8 @@ TEST_P(UntouchedFrames, PassOrDropWithoutTranslation) {
   const Untouched& c = GetParam();
   publish(L4::tcp);
   if (!c.uplink_configured) {
-    ebpfnet_config cfg = config();
-    cfg.uplink_ifindex = 0;
+    NodeConfig cfg = config();
+    cfg[EBPFNET_CFG_UPLINK_IFINDEX] = 0;
     dp_->maps().write_config(cfg);
   }
   const Counters before = counters();

@@ -132,13 +132,16 @@ class EventReader {
 
 class PolicyTest : public DatapathTest {
  protected:
-  // Writes p's rule sets under fresh ids and points e at them.
+  // Writes p's rule sets under fresh ids and points e at them, as
+  // set_policy does: the node's count of policed endpoints goes up first.
   PolicyIds install(const Endpoint& e, const Policy& p) {
     const PolicyIds ids = allocate_policy_ids(p, ids_);
     write_rule_sets(dp_->maps(), p, ids);
+    dp_->maps().write_slot(EBPFNET_CFG_POLICIES, ++policed_);
     switch_policy(dp_->maps(), e.ip, p, ids);
     return ids;
   }
+  uint64_t policed_ = 0;
 
   // Runs p from A (or from the uplink when outside) and checks the verdict.
   TcRun send(const Packet& p, bool outside, int verdict) {
@@ -523,6 +526,21 @@ TEST_F(PolicyTest, UnpolicedSameNodeFlowIsNotTracked) {
     send(reply_to(in), false, TC_ACT_REDIRECT);
     EXPECT_EQ(ct_entries(), 0u) << str(dp_->maps().ct_flows());
   }
+}
+
+// The node's count of policed endpoints (a config slot) gates every ep_policy
+// lookup: at 0 the datapath does not look, so a node without policy pays
+// nothing for it; set_policy raises it before an endpoint's entry appears.
+TEST_F(PolicyTest, PolicySlotGatesTheEpPolicyLookups) {
+  install(kB, policy({kDeny, {}}, {kAllow, {}}));
+  const Packet in = a_to_b(L4::udp, 80);
+  send(in, false, TC_ACT_SHOT);
+  dp_->maps().write_slot(EBPFNET_CFG_POLICIES, 0);
+  const TcRun r = send(in, false, TC_ACT_REDIRECT);
+  EXPECT_TRUE(frames_equal(build(routed(in, kB.node_mac, kB.mac)), r.out));
+  EXPECT_EQ(ct_entries(), 0u) << "without policy an endpoint-to-endpoint flow is not tracked";
+  dp_->maps().write_slot(EBPFNET_CFG_POLICIES, 1);
+  send(in, false, TC_ACT_SHOT);
 }
 
 // ---------------------------------------------------------------------------

@@ -37,8 +37,8 @@ Snapshot snapshot(SandboxNode& sb) {
   for (const auto& m : sb.node().status().maps)
     if (m.name == "published") s.map_entries = m.entries;
   if (auto maps = Datapath::open_pinned_maps(sb.node().pin_dir())) {
-    ebpfnet_config cfg = maps->read_config();
-    s.config.assign(reinterpret_cast<const char*>(&cfg), sizeof cfg);
+    NodeConfig cfg = maps->read_config();
+    s.config.assign(reinterpret_cast<const char*>(cfg.slots.data()), sizeof cfg.slots);
   }
   CmdResult status = sb.cli({"-o", "json", "status"}, 20);
   EXPECT_EQ(status.code, 0) << status.err;

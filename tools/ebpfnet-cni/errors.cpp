@@ -21,6 +21,8 @@ CniError from_ebpfnet(const Error& e, const std::string& details) {
     // a runtime retry what cannot succeed until an address is released.
     case Errc::exhausted: return CniError(kPoolExhausted, e.what(), details);
     case Errc::environment: return CniError(kEnvironment, e.what(), details);
+    // The node's datapath does not fit this plugin's build: the node's own failure.
+    case Errc::rejected: return CniError(kEnvironment, e.what(), details);
   }
   return CniError(kInternal, e.what(), details);
 }

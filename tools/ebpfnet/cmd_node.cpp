@@ -14,11 +14,60 @@ Ipv4Cidr parse_cidr(const std::string& s) {
   return *c;
 }
 
+namespace {
+
+nlohmann::json attach_json(const std::string& node, const AttachResult& r) {
+  nlohmann::json progs = nlohmann::json::array(), maps = nlohmann::json::array();
+  for (const auto& p : r.programs)
+    progs.push_back({{"program", p.program}, {"from_tag", p.from_tag}, {"to_tag", p.to_tag},
+                     {"attachments", p.attachments}});
+  for (const auto& m : r.maps)
+    maps.push_back({{"name", m.name}, {"from", m.from}, {"to", m.to}, {"how", m.how}, {"entries", m.entries}});
+  return {{"node", node},         {"loaded", r.loaded},       {"dry_run", r.dry_run},
+          {"from_abi", r.from_abi}, {"to_abi", r.to_abi},     {"programs", progs},
+          {"maps", maps},          {"links_repaired", r.links_repaired}};
+}
+
+std::string short_tag(const std::string& tag) { return tag.empty() ? "none" : tag.substr(0, 8) + ".."; }
+
+void print_attach(const std::string& node, const AttachResult& r) {
+  const char* verb = r.dry_run ? "would " : "";
+  if (!r.loaded) {
+    std::cout << "datapath of node " << node << " is up to date (ABI " << r.to_abi << ")";
+    if (r.links_repaired) std::cout << "; re-attached " << r.links_repaired << " program(s)";
+    std::cout << "\n";
+    return;
+  }
+  if (r.from_abi == 0) {
+    std::cout << "datapath of node " << node << (r.dry_run ? " would be" : "") << " loaded and pinned (ABI "
+              << r.to_abi << ")\n";
+    return;
+  }
+    std::cout << "datapath of node " << node << " " << verb << (r.dry_run ? "upgrade" : "upgraded") << " (ABI "
+              << r.from_abi << " -> " << r.to_abi << ")\n";
+  for (const auto& p : r.programs) {
+    std::cout << "  " << p.program << " " << short_tag(p.from_tag) << " -> "
+              << (r.dry_run ? "new" : short_tag(p.to_tag));
+    if (!r.dry_run) std::cout << " on " << p.attachments << " attachment(s)";
+    std::cout << "\n";
+  }
+  for (const auto& m : r.maps) {
+    std::cout << "  map " << m.name << " " << verb << (m.from.empty() ? "create" : m.how) << ": ";
+    if (!m.from.empty()) std::cout << m.from << " -> ";
+    std::cout << m.to;
+    if (m.how == "copied" && !r.dry_run) std::cout << " (" << m.entries << " entries kept)";
+    std::cout << "\n";
+  }
+}
+
+}  // namespace
+
 void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     std::string name, cidr, tc_mode = "auto", uplink, outside;
-    bool uplink_sandbox = false;
+    bool uplink_sandbox = false, dry_run = false;
     std::vector<std::string> ct_timeouts;
+    uint32_t ct_size = 0;
   };
   auto a = std::make_shared<Args>();
 
@@ -72,7 +121,15 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   });
 
   auto* attach = app.add_subcommand(
-      "attach", "load and pin the node's datapath (idempotent; repairs missing links)");
+      "attach",
+      "load and pin the node's datapath, or upgrade a pinned one in place (idempotent; repairs "
+      "missing links)");
+  attach->footer(
+      "On a node whose pinned datapath is older than this binary, attach loads the new programs,\n"
+      "migrates every map whose layout changed (conntrack and NAT flows are copied, the rest is\n"
+      "rewritten from node state), switches each attachment atomically and removes the old maps.\n"
+      "Established connections keep working. A failure leaves the old datapath running unchanged.\n"
+      "A pinned datapath newer than this binary is refused (exit 7).");
   attach->add_option("--cidr", a->cidr, "address pool (needed the first time on the root node)");
   attach->add_option("--tc-mode", a->tc_mode, "how programs attach to veths")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
@@ -84,6 +141,10 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
                      "a conntrack timeout in seconds (defaults: syn=60, tcp=21600, closing=10, "
                      "udp=60, icmp=30); the others keep their values")
       ->type_name("NAME=SECONDS");
+  attach->add_option("--ct-size", a->ct_size,
+                     "conntrack entries, two per flow (default 262144); a change migrates the flows")
+      ->type_name("N");
+  attach->add_flag("--dry-run", a->dry_run, "say what attach would do, change nothing");
   attach->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       AttachOptions opts;
@@ -91,19 +152,13 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
       opts.ct_timeouts = a->ct_timeouts;
       if (!a->cidr.empty()) opts.cidr = parse_cidr(a->cidr);
       if (a->tc_mode != "auto") opts.tc_mode = parse_tc_mode(a->tc_mode);
+      if (a->ct_size) opts.ct_size = a->ct_size;
+      opts.dry_run = a->dry_run;
       AttachResult r = ctx.open_node().attach(opts);
-      if (ctx.json()) {
-        std::cout << nlohmann::json{{"node", ctx.node}, {"loaded", r.loaded},
-                                    {"links_repaired", r.links_repaired}}
-                         .dump()
-                  << "\n";
-      } else if (r.loaded) {
-        std::cout << "datapath of node " << ctx.node << " loaded and pinned\n";
-      } else {
-        std::cout << "datapath of node " << ctx.node << " already attached";
-        if (r.links_repaired) std::cout << "; re-attached " << r.links_repaired << " endpoint(s)";
-        std::cout << "\n";
-      }
+      if (ctx.json())
+        std::cout << attach_json(ctx.node, r).dump() << "\n";
+      else
+        print_attach(ctx.node, r);
       return 0;
     };
   });

@@ -1,4 +1,5 @@
 // ebpfnet status: the node's programs, maps, endpoints and counters.
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -8,7 +9,17 @@
 namespace ebpfnet::cli {
 namespace {
 
+std::string hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 nlohmann::json status_json(const NodeStatus& s) {
+  nlohmann::json attachments = nlohmann::json::array();
+  for (const auto& a : s.attachments)
+    attachments.push_back({{"owner", a.owner}, {"ifname", a.ifname}, {"tc_mode", to_string(a.tc_mode)},
+                           {"program", a.prog.name}, {"id", a.prog.id}, {"tag", a.prog.tag}, {"stale", a.stale}});
   nlohmann::json maps = nlohmann::json::array();
   for (const auto& m : s.maps)
     maps.push_back({{"name", m.name}, {"type", m.type}, {"id", m.id},
@@ -33,6 +44,10 @@ nlohmann::json status_json(const NodeStatus& s) {
           {"gateway", s.state.gateway().str()},
           {"attached", s.prog.has_value()},
           {"pin_dir", s.pin_dir.string()},
+          {"datapath", {{"abi", s.abi}, {"build", s.abi ? hex(s.build) : ""},
+                        {"binary_abi", EBPFNET_ABI_VERSION}, {"binary_build", hex(s.binary_build)},
+                        {"current", s.abi == EBPFNET_ABI_VERSION && s.build == s.binary_build}}},
+          {"attachments", attachments},
           {"programs", progs},
           {"uplink", uplink},
           {"published", s.state.published.size()},
@@ -49,8 +64,22 @@ void print_status(const NodeStatus& s) {
   if (!s.prog) {
     std::cout << "not attached (ebpfnet --node " << s.state.name << " attach)\n";
   } else {
-    std::cout << "pinned at " << s.pin_dir.string() << "\nprogram   " << s.prog->name << " id "
-              << s.prog->id << " tag " << s.prog->tag << ", tc ingress of every endpoint veth\n";
+    std::cout << "pinned at " << s.pin_dir.string() << ", ABI " << s.abi << ", build " << hex(s.build).substr(0, 8);
+    if (s.abi == EBPFNET_ABI_VERSION && s.build == s.binary_build)
+      std::cout << " (this ebpfnet's)\n";
+    else
+      std::cout << " (this ebpfnet has ABI " << EBPFNET_ABI_VERSION << ", build " << hex(s.binary_build).substr(0, 8)
+                << ": `ebpfnet --node " << s.state.name << " attach` upgrades it)\n";
+    std::cout << "program   " << s.prog->name << " id " << s.prog->id << " tag " << s.prog->tag
+              << ", tc ingress of every endpoint veth\n";
+    size_t stale = 0;
+    for (const auto& a : s.attachments) stale += a.stale;
+    std::cout << "attached  " << s.attachments.size() << " program(s), " << stale << " stale";
+    for (const auto& a : s.attachments)
+      if (a.stale) std::cout << "\n  stale   " << a.owner << " (" << a.ifname << "): "
+                             << (a.prog.id ? a.prog.name + " id " + std::to_string(a.prog.id) + " tag " + a.prog.tag
+                                           : std::string("nothing attached"));
+    std::cout << "\n";
   }
   if (s.state.uplink) {
     std::cout << "uplink    " << s.state.uplink->ifname;

@@ -14,7 +14,9 @@ namespace {
 constexpr const char* kExitCodes = R"(Exit codes:
   0  success            3  not found           5  address pool exhausted
   1  system failure     4  already exists      6  not root, no bpffs, or a kernel feature missing
-  2  bad usage or input (ns exec returns the command's own exit code)
+  2  bad usage or input  7  the kernel's verifier rejected a program, or the pinned
+                           datapath is newer than this ebpfnet (no downgrade)
+  (ns exec returns the command's own exit code)
 )";
 
 }  // namespace
