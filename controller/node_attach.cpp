@@ -79,13 +79,13 @@ AttachResult Node::attach_locked(NodeState& st, const AttachOptions& opts, const
     if (have == wanted[i]) continue;
     fresh[i] = true;
     maps_differ = true;
-    MapMigration m{kMapNames[i], have ? have->str() : "", wanted[i].str(), "new", 0};
+    MapMigration m{kMapNames[i], have ? have->str() : "", wanted[i].str(), "created", 0};
     const bool same_entries = have && have->key_size == wanted[i].key_size && have->value_size == wanted[i].value_size;
     if (have) {
       switch (kMapRefill[i]) {
         case Refill::state: m.how = "rebuilt from state"; break;
         case Refill::counters: m.how = same_entries ? "copied" : "reset"; break;
-        case Refill::none: m.how = "new"; break;
+        case Refill::none: m.how = "started empty"; break;
         case Refill::flows:
           if (!same_entries)
             throw Error(Errc::rejected, std::string("map ") + kMapNames[i] + " of node '" + name_ + "' is " +

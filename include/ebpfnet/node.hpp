@@ -90,7 +90,7 @@ struct ProgramSwap {
 struct MapMigration {
   std::string name;
   std::string from, to;  // layouts; from "" when none was pinned
-  std::string how;       // "copied", "rebuilt from state", "reset", "new"
+  std::string how;       // "copied", "rebuilt from state", "reset", "started empty", "created"
   size_t entries = 0;    // entries copied or rewritten
 };
 

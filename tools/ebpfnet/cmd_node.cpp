@@ -31,20 +31,19 @@ nlohmann::json attach_json(const std::string& node, const AttachResult& r) {
 std::string short_tag(const std::string& tag) { return tag.empty() ? "none" : tag.substr(0, 8) + ".."; }
 
 void print_attach(const std::string& node, const AttachResult& r) {
-  const char* verb = r.dry_run ? "would " : "";
   if (!r.loaded) {
     std::cout << "datapath of node " << node << " is up to date (ABI " << r.to_abi << ")";
     if (r.links_repaired) std::cout << "; re-attached " << r.links_repaired << " program(s)";
     std::cout << "\n";
     return;
   }
+  std::cout << "datapath of node " << node << (r.dry_run ? " would be " : " ");
   if (r.from_abi == 0) {
-    std::cout << "datapath of node " << node << (r.dry_run ? " would be" : "") << " loaded and pinned (ABI "
-              << r.to_abi << ")\n";
+    std::cout << "loaded and pinned (ABI " << r.to_abi << ")\n";
     return;
   }
-    std::cout << "datapath of node " << node << " " << verb << (r.dry_run ? "upgrade" : "upgraded") << " (ABI "
-              << r.from_abi << " -> " << r.to_abi << ")\n";
+  std::cout << (r.from_abi == r.to_abi ? "reloaded" : "upgraded") << " (ABI " << r.from_abi << " -> " << r.to_abi
+            << ")\n";
   for (const auto& p : r.programs) {
     std::cout << "  " << p.program << " " << short_tag(p.from_tag) << " -> "
               << (r.dry_run ? "new" : short_tag(p.to_tag));
@@ -52,9 +51,8 @@ void print_attach(const std::string& node, const AttachResult& r) {
     std::cout << "\n";
   }
   for (const auto& m : r.maps) {
-    std::cout << "  map " << m.name << " " << verb << (m.from.empty() ? "create" : m.how) << ": ";
-    if (!m.from.empty()) std::cout << m.from << " -> ";
-    std::cout << m.to;
+    std::cout << "  map " << m.name << (r.dry_run ? " would be " : " ") << (m.from.empty() ? "created" : m.how)
+              << ": " << (m.from.empty() ? "" : m.from + " -> ") << m.to;
     if (m.how == "copied" && !r.dry_run) std::cout << " (" << m.entries << " entries kept)";
     std::cout << "\n";
   }
