@@ -4,14 +4,19 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <regex>
+#include <system_error>
 
 #include "ebpfnet/datapath.hpp"
+#include "ebpfnet/fd.hpp"
 #include "ebpfnet/netlink.hpp"
 
 namespace ebpfnet::test {
@@ -19,12 +24,69 @@ namespace ebpfnet::test {
 json CniReply::result() const { return json::parse(out, nullptr, false); }
 
 CniReply cni_exec(const std::vector<std::string>& env, const std::string& input, int timeout_s) {
-  // env -i: the plugin sees only what a runtime would give it.
-  std::vector<std::string> argv = {"/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-  argv.insert(argv.end(), env.begin(), env.end());
-  argv.push_back(EBPFNET_CNI_BIN);
-  CmdResult r = run(argv, input, timeout_s);
-  return {r.code, r.out, r.err};
+  // The plugin sees only what a runtime would give it: these variables and a PATH.
+  std::vector<std::string> vars = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  vars.insert(vars.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>(EBPFNET_CNI_BIN), nullptr};
+
+  // stdin is a memory file: a plugin that exits before reading it neither
+  // blocks the test nor sends it SIGPIPE.
+  UniqueFd in(memfd_create("cni-stdin", MFD_CLOEXEC));
+  int out[2], err[2];
+  if (!in.valid() || write(in.get(), input.data(), input.size()) != ssize_t(input.size()) ||
+      lseek(in.get(), 0, SEEK_SET) != 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+    throw std::system_error(errno, std::generic_category(), "preparing ebpfnet-cni's stdio");
+  // posix_spawn rather than fork: the fuzz test starts thousands.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  pid_t pid = -1;
+  int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  close(err[1]);
+  if (spawned != 0) {
+    close(out[0]);
+    close(err[0]);
+    throw std::system_error(spawned, std::generic_category(), "spawning " EBPFNET_CNI_BIN);
+  }
+
+  CniReply r;
+  std::string* sink[] = {&r.out, &r.err};
+  pollfd fds[] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !fds[i].revents) continue;
+      char buf[4096];
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sink[i]->append(buf, n);
+      } else {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
+  // Still running past its time: a hang is a failure too.
+  if (open_fds > 0) kill(pid, SIGKILL);  // our own child, by PID
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
 }
 
 std::string container_id() {

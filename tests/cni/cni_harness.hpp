@@ -23,7 +23,8 @@ struct CniReply {
   json result() const;  // stdout as JSON; null when it is not
 };
 
-// Runs the plugin with exactly these environment variables (KEY=VALUE) and stdin.
+// Runs the plugin with exactly these environment variables (KEY=VALUE), a
+// PATH, and stdin; killed after timeout_s seconds.
 CniReply cni_exec(const std::vector<std::string>& env, const std::string& input,
                   int timeout_s = 30);
 

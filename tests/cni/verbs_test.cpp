@@ -148,6 +148,40 @@ TEST(CniVerbs, ContainersTalkToEachOtherAndToCliEndpoints) {
   EXPECT_EQ(left[0].rec.name, hand);
 }
 
+// A runtime's container is found in `endpoint list -o json` by its ID and
+// network; an endpoint made by hand has neither.
+TEST(CniVerbs, EndpointListJsonNamesTheContainer) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  CniNet net(sb);
+  Container c;
+  CniReply add = net.add(c.attachment());
+  ASSERT_EQ(add.code, 0) << add.out;
+  std::string hand = unique("te");
+  CmdResult cli = sb.cli({"endpoint", "add", hand});
+  ASSERT_EQ(cli.code, 0) << cli.err;
+
+  CmdResult list = sb.cli({"-o", "json", "endpoint", "list"});
+  ASSERT_EQ(list.code, 0) << list.err;
+  json eps = json::parse(list.out);
+  ASSERT_EQ(eps.size(), 2u) << eps;
+  auto rec = endpoint_of(sb, c.attachment());
+  ASSERT_TRUE(rec);
+  for (const auto& e : eps) {
+    if (e["name"] == rec->name) {
+      EXPECT_EQ(e["container_id"], c.id()) << e;
+      EXPECT_EQ(e["cni_network"], net.name()) << e;
+      EXPECT_EQ(e["ifname"], "eth0") << e;
+      EXPECT_EQ(e["ip"], address_in(add.result()).str()) << e;
+    } else {
+      EXPECT_EQ(e["name"], hand) << e;
+      EXPECT_TRUE(e["container_id"].is_null()) << e;
+      EXPECT_TRUE(e["cni_network"].is_null()) << e;
+    }
+  }
+  EXPECT_EQ(net.del(c.attachment()).code, 0);
+}
+
 TEST(CniVerbs, CheckPassesThenFailsAfterTampering) {
   EBPFNET_REQUIRE_ROOT();
   SandboxNode sb;

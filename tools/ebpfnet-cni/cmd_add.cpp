@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -18,10 +19,17 @@ namespace {
 // Checked before the node is locked, so a bad CNI_NETNS costs nothing and
 // gets its own code: a namespace that is gone means the container is.
 void check_netns(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      throw CniError(kUnknownContainer, "network namespace " + path + " does not exist",
+                     "the container is gone, or CNI_NETNS is wrong");
+    throw CniError(kIoFailure, "network namespace " + path + ": " + std::strerror(errno));
+  }
+  // A namespace is a regular file; opening a FIFO would block, a device act.
+  if (!S_ISREG(st.st_mode))
+    throw CniError(kInvalidEnv, "CNI_NETNS " + path + " is not a network namespace");
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid() && errno == ENOENT)
-    throw CniError(kUnknownContainer, "network namespace " + path + " does not exist",
-                   "the container is gone, or CNI_NETNS is wrong");
   if (!fd.valid())
     throw CniError(kIoFailure, "opening network namespace " + path + ": " + std::strerror(errno));
   if (::ioctl(fd.get(), NS_GET_NSTYPE) != CLONE_NEWNET)
@@ -71,18 +79,28 @@ std::vector<PublishRecord> port_mappings(const json& list) {
   std::vector<PublishRecord> out;
   if (list.is_null()) return out;
   for (const auto& m : list) {
+    if (!m.is_object())
+      throw CniError(kInvalidConfig, "portMappings: an entry is not an object: " + to_text(m));
     auto port = [&](const char* key) -> uint16_t {
       auto it = m.find(key);
       if (it == m.end() || !it->is_number_integer() || it->get<int64_t>() < 1 ||
           it->get<int64_t>() > 65535)
         throw CniError(kInvalidConfig, std::string("portMappings: \"") + key +
-                                           "\" must be a port from 1 to 65535: " + m.dump());
+                                           "\" must be a port from 1 to 65535: " + to_text(m));
       return static_cast<uint16_t>(it->get<int>());
     };
-    std::string proto = m.value("protocol", "tcp");
+    auto text = [&](const char* key, const char* absent) -> std::string {
+      auto it = m.find(key);
+      if (it == m.end() || it->is_null()) return absent;
+      if (!it->is_string())
+        throw CniError(kInvalidConfig, std::string("portMappings: \"") + key +
+                                           "\" must be a string: " + to_text(m));
+      return it->get<std::string>();
+    };
+    std::string proto = text("protocol", "tcp");
     if (proto != "tcp" && proto != "udp")
       throw CniError(kUnsupportedField, "portMappings: protocol '" + proto + "' is not tcp or udp");
-    std::string host_ip = m.value("hostIP", "");
+    std::string host_ip = text("hostIP", "");
     if (!host_ip.empty() && host_ip != "0.0.0.0")
       throw CniError(kUnsupportedField, "portMappings: hostIP " + host_ip + " is not supported",
                      "ports are published on the node's uplink address");
@@ -125,7 +143,7 @@ void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
   }
 
   std::string node_sandbox = node.is_root() ? "" : netns::path_of(node.name());
-  out << make_result(conf, inv, rec, st.gateway(), node_sandbox).dump() << "\n";
+  out << to_text(make_result(conf, inv, rec, st.gateway(), node_sandbox)) << "\n";
 }
 
 }  // namespace ebpfnet::cni

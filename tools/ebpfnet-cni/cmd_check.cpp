@@ -62,7 +62,7 @@ void check_prev_result(const json& prev, const EndpointRecord& rec, Problems& p)
   auto ips = prev.find("ips");
   bool listed = ips != prev.end() && ips->is_array() &&
                 std::any_of(ips->begin(), ips->end(), [&](const json& ip) {
-                  return ip.is_object() && ip.value("address", "") == want;
+                  return ip.is_object() && ip.contains("address") && ip["address"] == want;
                 });
   if (!listed) p.push_back("prevResult does not list the address " + want);
 }

@@ -10,7 +10,7 @@ void cmd_version(std::string_view stdin_text, std::ostream& out) {
   // Runtimes ask often and with or without a config: this never fails.
   std::vector<std::string> versions(kVersions.begin(), kVersions.end());
   json reply = {{"cniVersion", sniff_version(stdin_text)}, {"supportedVersions", versions}};
-  out << reply.dump() << "\n";
+  out << to_text(reply) << "\n";
 }
 
 void cmd_status(const NetConf& conf) {

@@ -62,6 +62,13 @@ class CniError : public std::runtime_error {
 CniError from_ebpfnet(const Error& e, const std::string& details);
 json error_json(std::string_view cni_version, const CniError& e);
 
+// JSON as stdout carries it. Invalid UTF-8 (from CNI_*, or quoted by a
+// parse error) is replaced, never a reason to fail: the runtime must get
+// its reply whatever bytes it passed.
+std::string to_text(const json& j);
+// s with each invalid UTF-8 sequence replaced by U+FFFD.
+std::string valid_utf8(std::string_view s);
+
 // What the runtime put in the environment.
 struct Invocation {
   std::string command;       // CNI_COMMAND
@@ -94,6 +101,9 @@ struct NetConf {
   ebpfnet::Env env() const;
 };
 
+// stdin as JSON: kDecodeFailure when it is not JSON or nests deeper than
+// any config needs (copying a deeper value would overflow the stack).
+json parse_json(std::string_view text);
 NetConf parse_config(std::string_view text);
 // The cniVersion of a config that may be unreadable: what an error reply uses.
 std::string sniff_version(std::string_view text);

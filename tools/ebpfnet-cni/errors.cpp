@@ -1,4 +1,5 @@
-// How failures reach the runtime: the spec's error JSON with a code.
+// How failures reach the runtime: the spec's error JSON with a code, as
+// text that is valid UTF-8 whatever the input held.
 #include <algorithm>
 
 #include "cni.hpp"
@@ -31,6 +32,15 @@ json error_json(std::string_view cni_version, const CniError& e) {
   json j = {{"cniVersion", cni_version}, {"code", e.code()}, {"msg", e.what()}};
   if (!e.details().empty()) j["details"] = e.details();
   return j;
+}
+
+std::string to_text(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string valid_utf8(std::string_view s) {
+  // Through the JSON library, so the log and stdout agree on what is valid.
+  return json::parse(to_text(std::string(s))).get<std::string>();
 }
 
 }  // namespace ebpfnet::cni

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <iterator>
 
@@ -34,16 +35,13 @@ std::string describe(const Invocation& inv, const NetConf& conf) {
   return s;
 }
 
-}  // namespace
-
-int main() {
-  // Until the log file is open nothing may log, least of all to stdout.
-  spdlog::set_default_logger(spdlog::null_logger_mt("null"));
-  std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
-  std::string version = sniff_version(input);
-  std::string what;
+// Everything that can fail, each failure answered with the spec's error.
+int serve() {
+  std::string version(kLatestVersion), what;
   auto t0 = std::chrono::steady_clock::now();
   try {
+    std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    version = sniff_version(input);
     Invocation inv = read_invocation();
     if (inv.command == "VERSION") {
       cmd_version(input, std::cout);
@@ -62,10 +60,27 @@ int main() {
     return 0;
   } catch (const CniError& e) {
     spdlog::error("{}: code {}: {}", what.empty() ? "request" : what, e.code(), e.what());
-    std::cout << error_json(version, e).dump() << "\n";
+    std::cout << to_text(error_json(version, e)) << "\n";
   } catch (const std::exception& e) {
     spdlog::error("{}: {}", what.empty() ? "request" : what, e.what());
-    std::cout << error_json(version, CniError(kInternal, e.what(), what)).dump() << "\n";
+    std::cout << to_text(error_json(version, CniError(kInternal, e.what(), what))) << "\n";
   }
   return 1;
+}
+
+}  // namespace
+
+int main() {
+  try {
+    // Until the log file is open nothing may log, least of all to stdout.
+    spdlog::set_default_logger(spdlog::null_logger_mt("null"));
+    return serve();
+  } catch (...) {
+    // Reporting the failure failed too (no memory, or a throw that is no
+    // std::exception): a fixed reply that needs nothing that can fail.
+    std::fputs(R"({"cniVersion":"1.1.0","code":999,"msg":"ebpfnet-cni failed unexpectedly"})"
+               "\n",
+               stdout);
+    return 1;
+  }
 }

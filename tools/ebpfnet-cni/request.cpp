@@ -27,8 +27,16 @@ void check_container_id(const std::string& id) {
                    "it must start with a letter or digit, then letters, digits, '_', '.', '-'");
 }
 
+// The state store records what it is given as JSON text, which holds only
+// UTF-8: a path or name that is not is refused before anything is made.
+void check_utf8(const char* var, const std::string& value) {
+  if (valid_utf8(value) != value)
+    throw CniError(kInvalidEnv, std::string(var) + " '" + value + "' is not valid UTF-8");
+}
+
 void check_ifname(const std::string& ifname) {
   if (ifname.empty()) throw CniError(kInvalidEnv, "CNI_IFNAME is not set");
+  check_utf8("CNI_IFNAME", ifname);
   try {
     validate_ifname(ifname);
   } catch (const Error& e) {
@@ -155,6 +163,7 @@ Invocation read_invocation() {
   if (inv.netns[0] != '/')
     throw CniError(kInvalidEnv, "CNI_NETNS '" + inv.netns + "' is not an absolute path",
                    "e.g. /run/netns/NAME or /proc/PID/ns/net");
+  check_utf8("CNI_NETNS", inv.netns);
   read_args(getenv_str("CNI_ARGS"), inv);
   return inv;
 }
@@ -165,13 +174,23 @@ ebpfnet::Env NetConf::env() const {
   return e;
 }
 
-NetConf parse_config(std::string_view text) {
-  json j;
+json parse_json(std::string_view text) {
+  constexpr int kMaxDepth = 64;
+  auto depth_limit = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxDepth)
+      throw CniError(kDecodeFailure, "the network config on stdin nests deeper than " +
+                                         std::to_string(kMaxDepth) + " levels");
+    return true;
+  };
   try {
-    j = json::parse(text);
+    return json::parse(text, depth_limit);
   } catch (const json::parse_error& e) {
     throw CniError(kDecodeFailure, "the network config on stdin is not valid JSON", e.what());
   }
+}
+
+NetConf parse_config(std::string_view text) {
+  json j = parse_json(text);
   if (!j.is_object())
     throw CniError(kDecodeFailure, "the network config on stdin is not a JSON object");
 
@@ -218,11 +237,13 @@ NetConf parse_config(std::string_view text) {
 }
 
 std::string sniff_version(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_object()) {
+  try {
+    json j = parse_json(text);
     auto it = j.find("cniVersion");
     if (it != j.end() && it->is_string() && supported(it->get<std::string>()))
       return it->get<std::string>();
+  } catch (const CniError&) {
+    // An unreadable config: its error reply uses the newest version.
   }
   return std::string(kLatestVersion);
 }

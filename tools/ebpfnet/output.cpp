@@ -37,12 +37,18 @@ nlohmann::json to_json(const EndpointStats& s) {
 
 nlohmann::json to_json(const EndpointView& v) {
   const auto& e = v.rec;
+  // null for an endpoint added by hand rather than by a CNI runtime.
+  auto or_null = [](const std::string& s) {
+    return s.empty() ? nlohmann::json() : nlohmann::json(s);
+  };
   return {{"name", e.name},
           {"ip", e.ip.str()},
           {"mac", mac_str(e.mac)},
           {"netns", e.netns},
           {"netns_owned", e.netns_owned},
           {"ifname", e.ifname},
+          {"container_id", or_null(e.container_id)},
+          {"cni_network", or_null(e.cni_network)},
           {"host_ifname", e.host_ifname},
           {"host_ifindex", e.host_ifindex},
           {"tc_mode", to_string(e.tc_mode)},
