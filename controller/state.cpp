@@ -1,15 +1,17 @@
 #include "ebpfnet/state.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <charconv>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -318,35 +320,157 @@ auto reading(const fs::path& file, Step step) {
   }
 }
 
+// ---- Files: reached through the node directory's fd, never by path.
+
+// Refuses what another user could have put there or could change: the
+// directory and its files must be ours, of their type, and writable by no
+// one else.
+void check_owned(int fd, bool dir, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, "checking " + what);
+  std::string problem;
+  if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    problem = dir ? "is not a directory" : "is not a regular file";
+  } else if (st.st_uid != ::geteuid()) {
+    problem = "is owned by uid " + std::to_string(st.st_uid) + ", not " + std::to_string(::geteuid());
+  } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    problem = std::string("is writable by group or others (mode ") + mode + ")";
+  }
+  if (!problem.empty()) throw Error(Errc::failed, what + " " + problem + "; refusing to use it");
+}
+
+// mkdir -p for the state root; what it makes is 0700, as only we read it.
+void make_private_dirs(const fs::path& dir) {
+  fs::path p;
+  for (const auto& part : dir) {
+    p /= part;
+    if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
+      throw_errno(errno, "creating state directory " + p.string());
+  }
+}
+
+// A node's directory and the state root that holds it. fd is invalid when
+// the node has no directory.
+struct NodeDir {
+  UniqueFd root, fd;
+};
+
+// Opens <root>/<node> without following a symlink at the node's name (the
+// root itself may be a symlink an administrator made), making it (0700)
+// when asked, and checks that it is ours alone.
+NodeDir open_node_dir(const fs::path& dir, bool create) {
+  const fs::path root = dir.parent_path();
+  const std::string node = dir.filename();
+  if (create) make_private_dirs(root);
+  NodeDir d;
+  d.root = UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.root.valid()) {
+    if (errno == ENOENT) return d;
+    throw_errno(errno, "opening state directory " + root.string());
+  }
+  if (create && ::mkdirat(d.root.get(), node.c_str(), 0700) != 0 && errno != EEXIST)
+    throw_errno(errno, "creating state directory " + dir.string());
+  d.fd = UniqueFd(::openat(d.root.get(), node.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.fd.valid()) {
+    const int err = errno;
+    if (err == ENOENT) return d;
+    struct stat st {};
+    if ((err == ENOTDIR || err == ELOOP) &&
+        ::fstatat(d.root.get(), node.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+      throw Error(Errc::failed, "state directory " + dir.string() + " is a symbolic link; refusing to follow it");
+    throw_errno(err, "opening state directory " + dir.string());
+  }
+  check_owned(d.fd.get(), true, "state directory " + dir.string());
+  return d;
+}
+
+// Opens a file of the node's directory, never through a symlink, and checks
+// it like the directory. Invalid when it does not exist (without O_CREAT).
+UniqueFd open_in(const NodeDir& d, const fs::path& file, int flags, mode_t mode = 0) {
+  UniqueFd fd(::openat(d.fd.get(), file.filename().c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return fd;
+    if (errno == ELOOP)
+      throw Error(Errc::failed, "state file " + file.string() + " is a symbolic link; refusing to follow it");
+    throw_errno(errno, "opening " + file.string());
+  }
+  check_owned(fd.get(), false, "state file " + file.string());
+  return fd;
+}
+
+std::string read_all(int fd, const fs::path& file) {
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(errno, "reading " + file.string());
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void write_all(int fd, const std::string& text, const fs::path& file) {
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(errno, "writing " + file.string());
+    off += static_cast<size_t>(n);
+  }
+}
+
+// The names in a directory, read through its fd.
+std::vector<std::string> names_in(const NodeDir& d, const fs::path& dir) {
+  int fd = ::fcntl(d.fd.get(), F_DUPFD_CLOEXEC, 0);
+  DIR* raw = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (!raw) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw_errno(err, "listing " + dir.string());
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> entries(raw, ::closedir);
+  std::vector<std::string> out;
+  while (const dirent* e = ::readdir(entries.get())) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(name);
+  }
+  return out;
+}
+
+std::string no_node(const std::string& node, const fs::path& dir) {
+  return "node '" + node + "' does not exist (no state in " + dir.string() + ")";
+}
+
 }  // namespace
 
-StateStore::StateStore(std::filesystem::path root, std::string node)
-    : dir_(std::move(root) / node), node_(std::move(node)) {}
+StateStore::StateStore(fs::path root, std::string node) : dir_(std::move(root) / node), node_(std::move(node)) {}
 
 StateStore::Lock StateStore::lock(bool create) const {
-  std::error_code ec;
-  if (create) {
-    std::filesystem::create_directories(dir_, ec);
-    if (ec) throw Error(Errc::failed, "creating state directory " + dir_.string() + ": " + ec.message());
-  } else if (!std::filesystem::is_directory(dir_)) {
-    throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " + dir_.string() + ")");
-  }
-  std::string path = (dir_ / "lock").string();
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd.valid()) throw_errno(errno, "opening lock " + path);
+  NodeDir d = open_node_dir(dir_, create);
+  if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const fs::path path = dir_ / "lock";
+  UniqueFd fd = open_in(d, path, O_RDWR | O_CREAT, 0600);
+  if (!fd.valid()) throw_errno(ENOENT, "opening lock " + path.string());
   while (::flock(fd.get(), LOCK_EX) != 0)
-    if (errno != EINTR) throw_errno(errno, "locking " + path);
+    if (errno != EINTR) throw_errno(errno, "locking " + path.string());
   return Lock(std::move(fd));
 }
 
-bool StateStore::exists() const { return std::filesystem::exists(dir_ / "state.json"); }
+bool StateStore::exists() const {
+  NodeDir d = open_node_dir(dir_, false);
+  struct stat st {};
+  return d.fd.valid() && ::fstatat(d.fd.get(), "state.json", &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
 
 NodeState StateStore::load() const {
   const fs::path file = dir_ / "state.json";
-  std::ifstream f(file);
-  if (!f) throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " +
-                                           dir_.string() + ")");
-  const std::string text{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+  NodeDir d = open_node_dir(dir_, false);
+  // O_NONBLOCK: a FIFO planted as state.json must not hang us before it is refused.
+  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
+  if (!fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const std::string text = read_all(fd.get(), file);
   json j = reading(file, [&] { return json::parse(text); });
   const int version = reading(file, [&] { return Fields(j, "").number<int>("version"); });
   if (version > kStateVersion)
@@ -361,29 +485,36 @@ NodeState StateStore::load() const {
 }
 
 void StateStore::save(const NodeState& s) const {
-  std::string text = to_json(s).dump(2) + "\n";
-  std::string tmp = (dir_ / "state.json.tmp").string();
-  std::string dst = (dir_ / "state.json").string();
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) throw_errno(errno, "writing " + tmp);
-  for (size_t off = 0; off < text.size();) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno(errno, "writing " + tmp);
-    off += n;
-  }
-  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp);
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const std::string text = to_json(s).dump(2) + "\n";
+  const fs::path tmp = dir_ / "state.json.tmp", dst = dir_ / "state.json";
+  // A leftover goes first: a writer that died, or a symlink someone planted
+  // (unlinking a symlink removes the link, not its target).
+  if (::unlinkat(d.fd.get(), tmp.filename().c_str(), 0) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + tmp.string());
+  UniqueFd fd = open_in(d, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd.valid()) throw_errno(ENOENT, "creating " + tmp.string());
+  write_all(fd.get(), text, tmp);
+  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp.string());
   fd.reset();
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) throw_errno(errno, "replacing " + dst);
-  // The rename is durable only once the directory is synced too.
-  UniqueFd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
+  if (::renameat(d.fd.get(), tmp.filename().c_str(), d.fd.get(), dst.filename().c_str()) != 0)
+    throw_errno(errno, "replacing " + dst.string());
+  // The rename is durable only once the directory is synced too. A failure
+  // here leaves the new state in place, so it does not fail the operation.
+  ::fsync(d.fd.get());
 }
 
 void StateStore::remove() const {
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  if (ec) throw Error(Errc::failed, "removing " + dir_.string() + ": " + ec.message());
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) return;
+  // Only files live here (lock, state.json, a temp file): unlinked through
+  // the directory's fd, so nothing outside it can be reached.
+  for (const std::string& name : names_in(d, dir_))
+    if (::unlinkat(d.fd.get(), name.c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno(errno, "removing " + (dir_ / name).string());
+  if (::unlinkat(d.root.get(), dir_.filename().c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + dir_.string());
 }
 
 }  // namespace ebpfnet

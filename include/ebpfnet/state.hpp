@@ -115,6 +115,12 @@ struct NodeState {
 // a file others may have edited, so it is checked like user input.
 void validate_state(const NodeState& s, std::string_view node);
 
+// The files of one node under <root>/<node>/: lock, state.json. The node's
+// directory is opened without following a symlink, every file in it is
+// reached relative to that directory (never by path), and the directory and
+// its files must be the effective user's and writable by nobody else: a
+// local user who can write into the state root cannot redirect a write or
+// plant a state. Directories are made 0700, files 0600.
 class StateStore {
  public:
   StateStore(std::filesystem::path root, std::string node);
