@@ -104,7 +104,6 @@ struct NodeState {
   CtTimeouts ct_timeouts;
   uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
   PolicyIdCounters policy_counters;
-  uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy
