@@ -169,8 +169,9 @@ class UpgradeNode {
   std::string a() const { return name_ + "-a"; }
   std::string b() const { return name_ + "-b"; }
   std::string outside() const { return name_ + "-out"; }
+  // Asked of this build, which reads the state of either release.
   Ipv4 ip_of(const std::string& ep) {
-    json list = json::parse(ok({"-o", "json", "endpoint", "list"}).out);
+    json list = json::parse(cli({"-o", "json", "endpoint", "list"}, true, test::ebpfnet_bin()).out);
     for (const auto& e : list)
       if (e.at("name") == ep) return *Ipv4::parse(e.at("ip").get<std::string>());
     throw std::runtime_error("no endpoint " + ep);
@@ -273,6 +274,10 @@ TEST(Upgrade, FromThePreviousReleaseUnderTraffic) {
   EXPECT_EQ(add.code, 0) << add.err;
   ProbeResult p = probe_tcp(Netns::open_named(n.name() + "-c"), Netns::open_named(n.b()), n.ip_of(n.b()), 7399);
   EXPECT_TRUE(p.ok) << p.error;
+  // The previous release refuses the state this build wrote, rather than guessing.
+  CmdResult old = n.cli({"endpoint", "list"});
+  EXPECT_NE(old.code, 0);
+  EXPECT_NE(old.err.find("version"), std::string::npos) << old.err;
   // A second attach has nothing left to do.
   CmdResult again = n.cli({"-o", "json", "attach"}, true, test::ebpfnet_bin());
   ASSERT_EQ(again.code, 0) << again.err;
