@@ -20,6 +20,7 @@
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/probe.hpp"
+#include "connection.hpp"
 #include "support.hpp"
 
 namespace ebpfnet {
@@ -28,6 +29,10 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 using test::CmdResult;
+using test::Connection;
+using test::connect_tcp;
+using test::ready;
+using test::socket_in;
 using test::run;
 using test::TempStateDir;
 using test::unique;
@@ -37,51 +42,6 @@ const Ipv4 kUplink = *Ipv4::parse(kSandboxUplinkIp);
 const Ipv4 kServer = *Ipv4::parse(kSandboxServerIp);
 constexpr uint16_t kEpPort = 7301, kOutPort = 7302, kUdpPort = 7303, kNewPort = 7304;
 constexpr uint16_t kWebPort = 80, kPublished = 18080;
-
-UniqueFd socket_in(const Netns& ns, int type) {
-  NetnsGuard in(ns);
-  UniqueFd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
-  return fd;
-}
-
-bool ready(int fd, short events, std::chrono::milliseconds limit) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, static_cast<int>(limit.count())) == 1 && (p.revents & events);
-}
-
-// An established TCP connection kept open across an upgrade.
-struct Conn {
-  std::string what;
-  UniqueFd client, server;
-
-  // A round trip both ways; false when either direction is lost or reset.
-  bool echo() {
-    const char ping[] = "upgrade-ping";
-    char buf[sizeof ping];
-    if (::send(client.get(), ping, sizeof ping, MSG_NOSIGNAL) != sizeof ping) return false;
-    if (!ready(server.get(), POLLIN, 3s) || ::recv(server.get(), buf, sizeof buf, 0) != sizeof ping) return false;
-    if (::send(server.get(), buf, sizeof buf, MSG_NOSIGNAL) != sizeof buf) return false;
-    return ready(client.get(), POLLIN, 3s) && ::recv(client.get(), buf, sizeof buf, 0) == sizeof buf;
-  }
-};
-
-// Connects from `from` to dst:port, accepted by a listener on listen_ip:listen_port in `to`.
-Conn connect(std::string what, const Netns& from, Ipv4 dst, uint16_t port, const Netns& to, Ipv4 listen_ip,
-             uint16_t listen_port) {
-  Conn c{std::move(what), socket_in(from, SOCK_STREAM), {}};
-  UniqueFd listener = socket_in(to, SOCK_STREAM);
-  int one = 1;
-  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a = socket_address(listen_ip, listen_port), d = socket_address(dst, port);
-  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener.get(), 1) != 0)
-    throw std::runtime_error(c.what + ": listen: " + std::strerror(errno));
-  if (::connect(c.client.get(), reinterpret_cast<sockaddr*>(&d), sizeof d) != 0)
-    throw std::runtime_error(c.what + ": connect: " + std::strerror(errno));
-  c.server = UniqueFd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!c.server.valid()) throw std::runtime_error(c.what + ": accept: " + std::strerror(errno));
-  return c;
-}
 
 // Traffic that runs while a node is upgraded: a datagram every millisecond
 // from an endpoint, masqueraded to the outside (loss and the longest gap
@@ -105,8 +65,8 @@ class Traffic {
     receiver_ = std::thread([this] {
       auto last = Clock::now();
       unsigned seq;
-      while (!stop_ || ready(rx_.get(), POLLIN, 0ms)) {
-        if (!ready(rx_.get(), POLLIN, 50ms)) continue;
+      while (!stop_ || ready(rx_.get(), POLLIN, 0)) {
+        if (!ready(rx_.get(), POLLIN, 50)) continue;
         if (::recv(rx_.get(), &seq, sizeof seq, 0) != sizeof seq) continue;
         auto now = Clock::now();
         if (received_++) max_gap_ = std::max(max_gap_, now - last);
@@ -181,9 +141,9 @@ class UpgradeNode {
   void open_connections() {
     const Netns na = Netns::open_named(a()), nb = Netns::open_named(b()), out = Netns::open_named(outside());
     const Ipv4 ib = ip_of(b());
-    conns.push_back(connect("endpoint to endpoint", na, ib, kEpPort, nb, ib, kEpPort));
-    conns.push_back(connect("masqueraded to the outside", na, kServer, kOutPort, out, kServer, kOutPort));
-    conns.push_back(connect("outside to a published port", out, kUplink, kPublished, nb, ib, kWebPort));
+    conns.push_back(connect_tcp("endpoint to endpoint", na, ib, kEpPort, nb, ib, kEpPort));
+    conns.push_back(connect_tcp("masqueraded to the outside", na, kServer, kOutPort, out, kServer, kOutPort));
+    conns.push_back(connect_tcp("outside to a published port", out, kUplink, kPublished, nb, ib, kWebPort));
     for (auto& c : conns) ASSERT_TRUE(c.echo()) << c.what << " does not work before the upgrade";
   }
   void expect_connections_work(const std::string& when) {
@@ -209,7 +169,7 @@ class UpgradeNode {
   }
   const std::string& name() const { return name_; }
 
-  std::vector<Conn> conns;
+  std::vector<Connection> conns;
 
  private:
   TempStateDir state_;
