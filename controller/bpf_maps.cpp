@@ -243,6 +243,52 @@ size_t DatapathMaps::ct_flush() {
   return n;
 }
 
+namespace {
+
+// Deletes each flow with an entry that matches, and that entry's peer.
+template <typename Match>
+size_t ct_forget(int ct, Match matches) {
+  std::vector<ebpfnet_ct_key> doomed;
+  ebpfnet_ct_key key{}, next{};
+  ebpfnet_ct_entry e{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(ct, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(ct, &key, &e) == 0 && matches(key, e)) {
+      doomed.push_back(key);
+      doomed.push_back(e.peer);
+    }
+  }
+  size_t n = 0;
+  for (const auto& k : doomed) {
+    if (bpf_map_delete_elem(ct, &k) == 0)
+      ++n;
+    else if (errno != ENOENT)
+      throw_errno(errno, "removing a conntrack entry");
+  }
+  return n;
+}
+
+}  // namespace
+
+size_t DatapathMaps::ct_forget_address(Ipv4 ip) {
+  const __be32 a = ip.be();
+  return ct_forget(fd(kCt), [a](const ebpfnet_ct_key& k, const ebpfnet_ct_entry& e) {
+    return k.saddr == a || k.daddr == a || e.xlate.saddr == a || e.xlate.daddr == a;
+  });
+}
+
+size_t DatapathMaps::ct_forget_published(uint8_t proto, uint16_t port) {
+  const __be32 uplink = static_cast<__be32>(read_config()[EBPFNET_CFG_UPLINK_IP]);
+  const __be16 p = htons(port);
+  // Arriving for the published port, or a reply leaving as from it.
+  return ct_forget(fd(kCt), [=](const ebpfnet_ct_key& k, const ebpfnet_ct_entry& e) {
+    return (e.flags & EBPFNET_CT_F_DNAT) && k.proto == proto &&
+           ((k.daddr == uplink && k.dport == p) || (e.xlate.saddr == uplink && e.xlate.sport == p));
+  });
+}
+
 void DatapathMaps::put_policy_cidr(const ebpfnet_policy_cidr_key& key, uint32_t class_id) {
   __u32 v = class_id;
   if (bpf_map_update_elem(fd(kPolicyCidr), &key, &v, BPF_ANY) != 0)

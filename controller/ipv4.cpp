@@ -10,13 +10,36 @@
 
 namespace ebpfnet {
 
+namespace {
+
+// A decimal number as people write it: digits only (no sign, no space), no
+// leading zero, at most max. Leading zeros are refused, not ignored:
+// inet_aton reads "010" as octal 8, so such input means different things to
+// different tools.
+std::optional<uint32_t> decimal(std::string_view s, uint32_t max) {
+  if (s.empty() || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  uint32_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+    if (v > max) return std::nullopt;
+  }
+  return v;
+}
+
+}  // namespace
+
 std::optional<Ipv4> Ipv4::parse(std::string_view s) {
-  if (s.empty() || s.size() > 15) return std::nullopt;
-  std::string z(s);
-  in_addr a{};
-  // inet_pton accepts only the four-part dotted quad, no octal or short forms.
-  if (inet_pton(AF_INET, z.c_str(), &a) != 1) return std::nullopt;
-  return Ipv4(ntohl(a.s_addr));
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    size_t end = i < 3 ? s.find('.') : s.size();
+    if (end == std::string_view::npos) return std::nullopt;
+    auto octet = decimal(s.substr(0, end), 255);
+    if (!octet) return std::nullopt;
+    v = v << 8 | *octet;
+    if (i < 3) s.remove_prefix(end + 1);
+  }
+  return Ipv4(v);
 }
 
 Ipv4 Ipv4::from_be(uint32_t network_order) { return Ipv4(ntohl(network_order)); }
@@ -34,13 +57,9 @@ std::optional<Ipv4Cidr> Ipv4Cidr::parse(std::string_view s) {
   auto slash = s.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
   auto addr = Ipv4::parse(s.substr(0, slash));
-  auto len = s.substr(slash + 1);
-  int prefix = -1;
-  auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
-  if (!addr || len.empty() || ec != std::errc() || end != len.data() + len.size() || prefix < 0 ||
-      prefix > 32)
-    return std::nullopt;
-  Ipv4Cidr c{*addr, prefix};
+  auto prefix = decimal(s.substr(slash + 1), 32);
+  if (!addr || !prefix) return std::nullopt;
+  Ipv4Cidr c{*addr, static_cast<int>(*prefix)};
   if ((addr->host() & ~c.mask()) != 0) return std::nullopt;
   return c;
 }

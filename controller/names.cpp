@@ -21,9 +21,14 @@ uint32_t fnv1a(std::string_view s, unsigned salt) {
 
 }  // namespace
 
-void validate_name(std::string_view what, std::string_view name) {
+std::string printable(std::string_view name) {
   std::string shown;
   for (char c : name) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return shown;
+}
+
+void validate_name(std::string_view what, std::string_view name) {
+  std::string shown = printable(name);
   if (name.empty()) throw Error(Errc::usage, std::string(what) + " name is empty");
   if (name.size() > kMaxNameLen)
     throw Error(Errc::usage, std::string(what) + " name '" + shown + "' is longer than " +
@@ -39,10 +44,10 @@ void validate_name(std::string_view what, std::string_view name) {
 
 void validate_ifname(std::string_view name) {
   if (name.empty() || name.size() > kMaxIfnameLen || name == "." || name == "..")
-    throw Error(Errc::usage, "interface name '" + std::string(name) + "' must be 1-15 characters");
+    throw Error(Errc::usage, "interface name '" + printable(name) + "' must be 1-15 characters");
   for (char c : name)
     if (c == '/' || c == ':' || c <= ' ' || c == 0x7f)
-      throw Error(Errc::usage, "interface name '" + std::string(name) +
+      throw Error(Errc::usage, "interface name '" + printable(name) +
                                    "' must not hold '/', ':' or white space");
 }
 

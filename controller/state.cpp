@@ -1,19 +1,26 @@
 #include "ebpfnet/state.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
-#include <fstream>
+#include <cstdio>
+#include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "ebpfnet/error.hpp"
 
 namespace ebpfnet {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 std::string to_string(TcMode m) { return m == TcMode::tcx ? "tcx" : "clsact"; }
 
@@ -51,24 +58,19 @@ EndpointRecord* NodeState::find(std::string_view endpoint) {
 
 namespace {
 
-constexpr int kStateVersion = 1;
+// The schema save() writes. A change that an older file does not satisfy
+// (a new required field, a field that changes meaning) bumps it and appends
+// a migration to kMigrations.
+constexpr int kStateVersion = 2;
 
-Ipv4 ip_from(const json& j) {
-  auto a = Ipv4::parse(j.get<std::string>());
-  if (!a) throw Error(Errc::failed, "state: bad address " + j.dump());
-  return *a;
+// ---- Writing
+
+json to_json(const CtTimeouts& t) {
+  return {{"syn", t.syn}, {"tcp", t.tcp}, {"closing", t.closing}, {"udp", t.udp}, {"icmp", t.icmp}};
 }
 
-Mac mac_from(const json& j) {
-  auto m = parse_mac(j.get<std::string>());
-  if (!m) throw Error(Errc::failed, "state: bad MAC " + j.dump());
-  return *m;
-}
-
-TcMode mode_from(const json& j) {
-  auto m = parse_tc_mode(j.get<std::string>());
-  if (!m) throw Error(Errc::failed, "state: bad tc mode " + j.dump());
-  return *m;
+json to_json(const PolicyIdCounters& c) {
+  return {{"next_set", c.next_set}, {"next_class", c.next_class}};
 }
 
 json to_json(const EndpointRecord& e) {
@@ -90,103 +92,7 @@ json to_json(const EndpointRecord& e) {
           {"policy_first_classes", e.policy_ids.first_class}};
 }
 
-EndpointRecord endpoint_from(const json& j) {
-  EndpointRecord e;
-  e.name = j.at("name").get<std::string>();
-  e.netns = j.at("netns").get<std::string>();
-  e.netns_path = j.at("netns_path").get<std::string>();
-  e.netns_owned = j.at("netns_owned").get<bool>();
-  e.ifname = j.at("ifname").get<std::string>();
-  e.ip = ip_from(j.at("ip"));
-  e.mac = mac_from(j.at("mac"));
-  e.host_ifname = j.at("host_ifname").get<std::string>();
-  e.host_ifindex = j.at("host_ifindex").get<int>();
-  e.host_mac = mac_from(j.at("host_mac"));
-  e.tc_mode = mode_from(j.at("tc_mode"));
-  // Absent from state written before the CNI plugin existed.
-  e.container_id = j.value("container_id", "");
-  e.cni_network = j.value("cni_network", "");
-  // Absent from state written before policy existed.
-  if (j.contains("policy") && !j["policy"].is_null()) {
-    e.policy = policy_from_json(j["policy"]);
-    e.policy_ids.set = j.at("policy_sets").get<std::array<uint32_t, 2>>();
-    e.policy_ids.first_class = j.at("policy_first_classes").get<std::array<uint32_t, 2>>();
-  }
-  return e;
-}
-
-}  // namespace
-
-StateStore::StateStore(std::filesystem::path root, std::string node)
-    : dir_(std::move(root) / node), node_(std::move(node)) {}
-
-StateStore::Lock StateStore::lock(bool create) const {
-  std::error_code ec;
-  if (create) {
-    std::filesystem::create_directories(dir_, ec);
-    if (ec) throw Error(Errc::failed, "creating state directory " + dir_.string() + ": " + ec.message());
-  } else if (!std::filesystem::is_directory(dir_)) {
-    throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " + dir_.string() + ")");
-  }
-  std::string path = (dir_ / "lock").string();
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd.valid()) throw_errno(errno, "opening lock " + path);
-  while (::flock(fd.get(), LOCK_EX) != 0)
-    if (errno != EINTR) throw_errno(errno, "locking " + path);
-  return Lock(std::move(fd));
-}
-
-bool StateStore::exists() const { return std::filesystem::exists(dir_ / "state.json"); }
-
-NodeState StateStore::load() const {
-  std::ifstream f(dir_ / "state.json");
-  if (!f) throw Error(Errc::not_found, "node '" + node_ + "' does not exist (no state in " +
-                                           dir_.string() + ")");
-  try {
-    json j = json::parse(f);
-    if (j.at("version").get<int>() != kStateVersion)
-      throw Error(Errc::failed, "state of node '" + node_ + "' has an unknown version");
-    NodeState s;
-    s.name = j.at("name").get<std::string>();
-    s.sandbox = j.at("sandbox").get<bool>();
-    auto cidr = Ipv4Cidr::parse(j.at("cidr").get<std::string>());
-    if (!cidr) throw Error(Errc::failed, "state: bad cidr");
-    s.cidr = *cidr;
-    s.last_allocated = ip_from(j.at("last_allocated"));
-    s.attached = j.at("attached").get<bool>();
-    if (!j.at("tc_mode").is_null()) s.tc_mode = mode_from(j.at("tc_mode"));
-    for (const auto& e : j.at("endpoints")) s.endpoints.push_back(endpoint_from(e));
-    // NAT fields are absent from state written before NAT existed.
-    if (j.contains("uplink") && !j["uplink"].is_null())
-      s.uplink = UplinkRecord{j["uplink"].at("ifname").get<std::string>(),
-                              j["uplink"].at("outside").get<std::string>(),
-                              mode_from(j["uplink"].at("tc_mode")),
-                              j["uplink"].value("outside_owned", true)};
-    for (const auto& r : j.value("routes", json::array())) {
-      auto dst = Ipv4Cidr::parse(r.at("dst").get<std::string>());
-      if (!dst) throw Error(Errc::failed, "state: bad route " + r.dump());
-      s.routes.push_back({*dst, ip_from(r.at("via"))});
-    }
-    for (const auto& p : j.value("published", json::array()))
-      s.published.push_back({p.at("endpoint").get<std::string>(), p.at("proto").get<std::string>(),
-                             p.at("target_port").get<uint16_t>(), p.at("port").get<uint16_t>()});
-    if (j.contains("ct_timeouts")) {
-      const auto& t = j["ct_timeouts"];
-      s.ct_timeouts = {t.at("syn").get<uint32_t>(), t.at("tcp").get<uint32_t>(),
-                       t.at("closing").get<uint32_t>(), t.at("udp").get<uint32_t>(),
-                       t.at("icmp").get<uint32_t>()};
-    }
-    if (j.contains("policy_counters")) {
-      s.policy_counters.next_set = j["policy_counters"].at("next_set").get<uint32_t>();
-      s.policy_counters.next_class = j["policy_counters"].at("next_class").get<uint32_t>();
-    }
-    return s;
-  } catch (const json::exception& e) {
-    throw Error(Errc::failed, "reading state of node '" + node_ + "': " + e.what());
-  }
-}
-
-void StateStore::save(const NodeState& s) const {
+json to_json(const NodeState& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) eps.push_back(to_json(e));
   json pubs = json::array();
@@ -195,51 +101,426 @@ void StateStore::save(const NodeState& s) const {
                     {"port", p.port}});
   json routes = json::array();
   for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
-  json j = {{"version", kStateVersion},
-            {"name", s.name},
-            {"sandbox", s.sandbox},
-            {"cidr", s.cidr.str()},
-            {"last_allocated", s.last_allocated.str()},
-            {"attached", s.attached},
-            {"tc_mode", s.tc_mode ? json(to_string(*s.tc_mode)) : json(nullptr)},
-            {"endpoints", eps},
-            {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
-                                       {"outside", s.uplink->outside},
-                                       {"tc_mode", to_string(s.uplink->tc_mode)},
-                                       {"outside_owned", s.uplink->outside_owned}}
-                                : json(nullptr)},
-            {"routes", routes},
-            {"published", pubs},
-            {"ct_timeouts", {{"syn", s.ct_timeouts.syn},
-                             {"tcp", s.ct_timeouts.tcp},
-                             {"closing", s.ct_timeouts.closing},
-                             {"udp", s.ct_timeouts.udp},
-                             {"icmp", s.ct_timeouts.icmp}}},
-            {"policy_counters", {{"next_set", s.policy_counters.next_set},
-                                 {"next_class", s.policy_counters.next_class}}}};
-  std::string text = j.dump(2) + "\n";
-  std::string tmp = (dir_ / "state.json.tmp").string();
-  std::string dst = (dir_ / "state.json").string();
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) throw_errno(errno, "writing " + tmp);
-  for (size_t off = 0; off < text.size();) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno(errno, "writing " + tmp);
-    off += n;
+  return {{"version", kStateVersion},
+          {"name", s.name},
+          {"sandbox", s.sandbox},
+          {"cidr", s.cidr.str()},
+          {"last_allocated", s.last_allocated.str()},
+          {"attached", s.attached},
+          {"tc_mode", s.tc_mode ? json(to_string(*s.tc_mode)) : json(nullptr)},
+          {"endpoints", eps},
+          {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
+                                     {"outside", s.uplink->outside},
+                                     {"tc_mode", to_string(s.uplink->tc_mode)},
+                                     {"outside_owned", s.uplink->outside_owned}}
+                              : json(nullptr)},
+          {"routes", routes},
+          {"published", pubs},
+          {"ct_timeouts", to_json(s.ct_timeouts)},
+          {"ct_size", s.ct_size},
+          {"policy_counters", to_json(s.policy_counters)}};
+}
+
+// ---- Migrations: each turns a document of one version into the next.
+
+// Version 1 grew fields with its features (CNI, policy, NAT, routes,
+// timeouts); a file written before a feature lacks its fields, and a
+// missing field meant its default. Version 2 has them all, and ct_size.
+json v1_to_v2(json j) {
+  auto fill = [](json& obj, const char* key, json value) {
+    if (obj.is_object() && !obj.contains(key)) obj[key] = std::move(value);
+  };
+  if (j.contains("endpoints") && j["endpoints"].is_array())
+    for (auto& e : j["endpoints"]) {
+      fill(e, "container_id", "");
+      fill(e, "cni_network", "");
+      fill(e, "policy", nullptr);
+      fill(e, "policy_sets", PolicyIds{}.set);
+      fill(e, "policy_first_classes", PolicyIds{}.first_class);
+    }
+  fill(j, "uplink", nullptr);
+  fill(j["uplink"], "outside_owned", true);
+  fill(j, "routes", json::array());
+  fill(j, "published", json::array());
+  fill(j, "ct_timeouts", to_json(CtTimeouts{}));
+  fill(j, "ct_size", NodeState{}.ct_size);
+  fill(j, "policy_counters", to_json(PolicyIdCounters{}));
+  return j;
+}
+
+// kMigrations[v - 1] turns version v into version v + 1.
+using Migration = json (*)(json);
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2};
+
+json migrate(json j, int version) {
+  if (version < 1)
+    throw Error(Errc::failed, "version: " + std::to_string(version) + " is not a schema version");
+  for (int v = version; v < kStateVersion; ++v) {
+    j = kMigrations[v - 1](std::move(j));
+    j["version"] = v + 1;
   }
-  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp);
+  return j;
+}
+
+// ---- Reading: strict, and every failure names its field.
+
+// One JSON object of the state file, read field by field: each field must
+// be present and of its type, and numbers must fit the type they are read
+// into (never truncated). Failures name the field, as "endpoints[2].ip".
+class Fields {
+ public:
+  Fields(const json& j, std::string path) : j_(j), path_(std::move(path)) {
+    if (!j_.is_object())
+      throw Error(Errc::failed, (path_.empty() ? "the file" : path_) + ": is not a JSON object");
+  }
+
+  std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  Error bad(const std::string& key, const std::string& problem) const {
+    return Error(Errc::failed, name(key) + ": " + problem);
+  }
+
+  const json& at(const std::string& key) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) throw bad(key, "is missing");
+    return *it;
+  }
+  bool null(const std::string& key) const { return at(key).is_null(); }
+
+  std::string str(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_string()) throw bad(key, v.dump() + " is not a string");
+    return v.get<std::string>();
+  }
+
+  bool flag(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_boolean()) throw bad(key, v.dump() + " is not true or false");
+    return v.get<bool>();
+  }
+
+  template <typename T>
+  T number(const std::string& key) const {
+    return number_in<T>(at(key), name(key));
+  }
+
+  // An id per direction (PolicyIds).
+  std::array<uint32_t, 2> pair(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_array() || v.size() != 2) throw bad(key, v.dump() + " is not a pair of ids");
+    return {number_in<uint32_t>(v[0], name(key) + "[0]"), number_in<uint32_t>(v[1], name(key) + "[1]")};
+  }
+
+  Ipv4 ip(const std::string& key) const {
+    auto a = Ipv4::parse(str(key));
+    if (!a) throw bad(key, at(key).dump() + " is not an IPv4 address");
+    return *a;
+  }
+
+  Ipv4Cidr cidr(const std::string& key) const {
+    auto c = Ipv4Cidr::parse(str(key));
+    if (!c) throw bad(key, at(key).dump() + " is not an IPv4 prefix without host bits");
+    return *c;
+  }
+
+  Mac mac(const std::string& key) const {
+    auto m = parse_mac(str(key));
+    if (!m) throw bad(key, at(key).dump() + " is not a MAC address");
+    return *m;
+  }
+
+  TcMode mode(const std::string& key) const {
+    auto m = parse_tc_mode(str(key));
+    if (!m) throw bad(key, at(key).dump() + " is not tcx or clsact");
+    return *m;
+  }
+
+  Fields object(const std::string& key) const { return Fields(at(key), name(key)); }
+
+  std::vector<Fields> list(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_array()) throw bad(key, "is not a list");
+    std::vector<Fields> out;
+    for (size_t i = 0; i < v.size(); ++i) out.emplace_back(v[i], name(key) + "[" + std::to_string(i) + "]");
+    return out;
+  }
+
+ private:
+  template <typename T>
+  static T number_in(const json& v, const std::string& field) {
+    bool fits = v.is_number_unsigned() ? std::in_range<T>(v.get<uint64_t>())
+                                       : v.is_number_integer() && std::in_range<T>(v.get<int64_t>());
+    if (!fits)
+      throw Error(Errc::failed, field + ": " + v.dump() + " is not an integer in " +
+                                    std::to_string(std::numeric_limits<T>::min()) + ".." +
+                                    std::to_string(std::numeric_limits<T>::max()));
+    return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>()) : static_cast<T>(v.get<int64_t>());
+  }
+
+  const json& j_;
+  std::string path_;
+};
+
+EndpointRecord endpoint_from(const Fields& f) {
+  EndpointRecord e;
+  e.name = f.str("name");
+  e.netns = f.str("netns");
+  e.netns_path = f.str("netns_path");
+  e.netns_owned = f.flag("netns_owned");
+  e.ifname = f.str("ifname");
+  e.ip = f.ip("ip");
+  e.mac = f.mac("mac");
+  e.host_ifname = f.str("host_ifname");
+  e.host_ifindex = f.number<int>("host_ifindex");
+  e.host_mac = f.mac("host_mac");
+  e.tc_mode = f.mode("tc_mode");
+  e.container_id = f.str("container_id");
+  e.cni_network = f.str("cni_network");
+  if (!f.null("policy")) {
+    try {
+      e.policy = policy_from_json(f.at("policy"));
+    } catch (const std::exception& x) {
+      throw f.bad("policy", x.what());
+    }
+  }
+  e.policy_ids.set = f.pair("policy_sets");
+  e.policy_ids.first_class = f.pair("policy_first_classes");
+  return e;
+}
+
+NodeState state_from(const json& j) {
+  Fields f(j, "");
+  NodeState s;
+  s.name = f.str("name");
+  s.sandbox = f.flag("sandbox");
+  s.cidr = f.cidr("cidr");
+  s.last_allocated = f.ip("last_allocated");
+  s.attached = f.flag("attached");
+  if (!f.null("tc_mode")) s.tc_mode = f.mode("tc_mode");
+  for (const Fields& e : f.list("endpoints")) s.endpoints.push_back(endpoint_from(e));
+  if (!f.null("uplink")) {
+    Fields u = f.object("uplink");
+    s.uplink = UplinkRecord{u.str("ifname"), u.str("outside"), u.mode("tc_mode"), u.flag("outside_owned")};
+  }
+  for (const Fields& r : f.list("routes")) s.routes.push_back({r.cidr("dst"), r.ip("via")});
+  for (const Fields& p : f.list("published"))
+    s.published.push_back({p.str("endpoint"), p.str("proto"), p.number<uint16_t>("target_port"),
+                           p.number<uint16_t>("port")});
+  Fields t = f.object("ct_timeouts");
+  s.ct_timeouts = {t.number<uint32_t>("syn"), t.number<uint32_t>("tcp"), t.number<uint32_t>("closing"),
+                   t.number<uint32_t>("udp"), t.number<uint32_t>("icmp")};
+  s.ct_size = f.number<uint32_t>("ct_size");
+  Fields c = f.object("policy_counters");
+  s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
+  return s;
+}
+
+// Runs one step of reading a state file; its errors name the file.
+template <typename Step>
+auto reading(const fs::path& file, Step step) {
+  try {
+    return step();
+  } catch (const Error& e) {
+    throw Error(Errc::failed, "state " + file.string() + ": " + e.what());
+  } catch (const json::exception& e) {
+    throw Error(Errc::failed, "state " + file.string() + ": " + e.what());
+  }
+}
+
+// ---- Files: reached through the node directory's fd, never by path.
+
+// Refuses what another user could have put there or could change: the
+// directory and its files must be ours, of their type, and writable by no
+// one else.
+void check_owned(int fd, bool dir, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, "checking " + what);
+  std::string problem;
+  if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    problem = dir ? "is not a directory" : "is not a regular file";
+  } else if (st.st_uid != ::geteuid()) {
+    problem = "is owned by uid " + std::to_string(st.st_uid) + ", not " + std::to_string(::geteuid());
+  } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    problem = std::string("is writable by group or others (mode ") + mode + ")";
+  }
+  if (!problem.empty()) throw Error(Errc::failed, what + " " + problem + "; refusing to use it");
+}
+
+// mkdir -p for the state root; what it makes is 0700, as only we read it.
+void make_private_dirs(const fs::path& dir) {
+  fs::path p;
+  for (const auto& part : dir) {
+    p /= part;
+    if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
+      throw_errno(errno, "creating state directory " + p.string());
+  }
+}
+
+// A node's directory and the state root that holds it. fd is invalid when
+// the node has no directory.
+struct NodeDir {
+  UniqueFd root, fd;
+};
+
+// Opens <root>/<node> without following a symlink at the node's name (the
+// root itself may be a symlink an administrator made), making it (0700)
+// when asked, and checks that it is ours alone.
+NodeDir open_node_dir(const fs::path& dir, bool create) {
+  const fs::path root = dir.parent_path();
+  const std::string node = dir.filename();
+  if (create) make_private_dirs(root);
+  NodeDir d;
+  d.root = UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.root.valid()) {
+    if (errno == ENOENT) return d;
+    throw_errno(errno, "opening state directory " + root.string());
+  }
+  if (create && ::mkdirat(d.root.get(), node.c_str(), 0700) != 0 && errno != EEXIST)
+    throw_errno(errno, "creating state directory " + dir.string());
+  d.fd = UniqueFd(::openat(d.root.get(), node.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.fd.valid()) {
+    const int err = errno;
+    if (err == ENOENT) return d;
+    struct stat st {};
+    if ((err == ENOTDIR || err == ELOOP) &&
+        ::fstatat(d.root.get(), node.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+      throw Error(Errc::failed, "state directory " + dir.string() + " is a symbolic link; refusing to follow it");
+    throw_errno(err, "opening state directory " + dir.string());
+  }
+  check_owned(d.fd.get(), true, "state directory " + dir.string());
+  return d;
+}
+
+// Opens a file of the node's directory, never through a symlink, and checks
+// it like the directory. Invalid when it does not exist (without O_CREAT).
+UniqueFd open_in(const NodeDir& d, const fs::path& file, int flags, mode_t mode = 0) {
+  UniqueFd fd(::openat(d.fd.get(), file.filename().c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return fd;
+    if (errno == ELOOP)
+      throw Error(Errc::failed, "state file " + file.string() + " is a symbolic link; refusing to follow it");
+    throw_errno(errno, "opening " + file.string());
+  }
+  check_owned(fd.get(), false, "state file " + file.string());
+  return fd;
+}
+
+std::string read_all(int fd, const fs::path& file) {
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(errno, "reading " + file.string());
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void write_all(int fd, const std::string& text, const fs::path& file) {
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(errno, "writing " + file.string());
+    off += static_cast<size_t>(n);
+  }
+}
+
+// The names in a directory, read through its fd.
+std::vector<std::string> names_in(const NodeDir& d, const fs::path& dir) {
+  int fd = ::fcntl(d.fd.get(), F_DUPFD_CLOEXEC, 0);
+  DIR* raw = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (!raw) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw_errno(err, "listing " + dir.string());
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> entries(raw, ::closedir);
+  std::vector<std::string> out;
+  while (const dirent* e = ::readdir(entries.get())) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(name);
+  }
+  return out;
+}
+
+std::string no_node(const std::string& node, const fs::path& dir) {
+  return "node '" + node + "' does not exist (no state in " + dir.string() + ")";
+}
+
+}  // namespace
+
+StateStore::StateStore(fs::path root, std::string node) : dir_(std::move(root) / node), node_(std::move(node)) {}
+
+StateStore::Lock StateStore::lock(bool create) const {
+  NodeDir d = open_node_dir(dir_, create);
+  if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const fs::path path = dir_ / "lock";
+  UniqueFd fd = open_in(d, path, O_RDWR | O_CREAT, 0600);
+  if (!fd.valid()) throw_errno(ENOENT, "opening lock " + path.string());
+  while (::flock(fd.get(), LOCK_EX) != 0)
+    if (errno != EINTR) throw_errno(errno, "locking " + path.string());
+  return Lock(std::move(fd));
+}
+
+bool StateStore::exists() const {
+  NodeDir d = open_node_dir(dir_, false);
+  struct stat st {};
+  return d.fd.valid() && ::fstatat(d.fd.get(), "state.json", &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+NodeState StateStore::load() const {
+  const fs::path file = dir_ / "state.json";
+  NodeDir d = open_node_dir(dir_, false);
+  // O_NONBLOCK: a FIFO planted as state.json must not hang us before it is refused.
+  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
+  if (!fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const std::string text = read_all(fd.get(), file);
+  json j = reading(file, [&] { return json::parse(text); });
+  const int version = reading(file, [&] { return Fields(j, "").number<int>("version"); });
+  if (version > kStateVersion)
+    throw Error(Errc::failed, "state of node '" + node_ + "' (" + file.string() + ") has schema version " +
+                                  std::to_string(version) + "; this ebpfnet reads up to " +
+                                  std::to_string(kStateVersion) + ": upgrade ebpfnet");
+  return reading(file, [&] {
+    NodeState s = state_from(migrate(std::move(j), version));
+    validate_state(s, node_);
+    return s;
+  });
+}
+
+void StateStore::save(const NodeState& s) const {
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  const std::string text = to_json(s).dump(2) + "\n";
+  const fs::path tmp = dir_ / "state.json.tmp", dst = dir_ / "state.json";
+  // A leftover goes first: a writer that died, or a symlink someone planted
+  // (unlinking a symlink removes the link, not its target).
+  if (::unlinkat(d.fd.get(), tmp.filename().c_str(), 0) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + tmp.string());
+  UniqueFd fd = open_in(d, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd.valid()) throw_errno(ENOENT, "creating " + tmp.string());
+  write_all(fd.get(), text, tmp);
+  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp.string());
   fd.reset();
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) throw_errno(errno, "replacing " + dst);
-  // The rename is durable only once the directory is synced too.
-  UniqueFd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
+  if (::renameat(d.fd.get(), tmp.filename().c_str(), d.fd.get(), dst.filename().c_str()) != 0)
+    throw_errno(errno, "replacing " + dst.string());
+  // The rename is durable only once the directory is synced too. A failure
+  // here leaves the new state in place, so it does not fail the operation.
+  ::fsync(d.fd.get());
 }
 
 void StateStore::remove() const {
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  if (ec) throw Error(Errc::failed, "removing " + dir_.string() + ": " + ec.message());
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) return;
+  // Only files live here (lock, state.json, a temp file): unlinked through
+  // the directory's fd, so nothing outside it can be reached.
+  for (const std::string& name : names_in(d, dir_))
+    if (::unlinkat(d.fd.get(), name.c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno(errno, "removing " + (dir_ / name).string());
+  if (::unlinkat(d.root.get(), dir_.filename().c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + dir_.string());
 }
 
 }  // namespace ebpfnet

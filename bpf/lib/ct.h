@@ -17,6 +17,10 @@
 /* An entry's deadline is rewritten at most this often, so a busy flow does
  * not write its cache line on every packet. */
 #define CT_REFRESH_NS NSEC_PER_SEC
+/* How long a peer that closed first keeps the tuple in TIME_WAIT (Linux's
+ * TCP_TIMEWAIT_LEN): the masquerade port stays taken for that long after the
+ * flow's entry expires. */
+#define CT_PEER_TIME_WAIT_NS (60 * NSEC_PER_SEC)
 
 /* Conntrack's clock (CLOCK_MONOTONIC_COARSE): timeouts are seconds, and a
  * tick-resolution read costs a fraction of a precise one, which in a VM is a
@@ -155,6 +159,10 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct f
 
 	e->packets++;
 	e->bytes += len;
+	/* The peer's FIN before ours: it will wait in TIME_WAIT (a RST leaves none). */
+	if (f->key.proto == IPPROTO_TCP && state != EBPFNET_CT_CLOSING && (e->flags & EBPFNET_CT_F_REPLY) &&
+	    (f->tcp_flags & (TCP_FIN | TCP_RST)) == TCP_FIN)
+		e->flags |= EBPFNET_CT_F_PEER_WAITS;
 	if (f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_FIN | TCP_RST)))
 		state = EBPFNET_CT_CLOSING;
 	/* A new connection on the same tuple as a closed one starts over. */
@@ -184,6 +192,19 @@ static __always_inline int ct_key_equal(const struct ebpfnet_ct_key *a, const st
 	return a->saddr == b->saddr && a->daddr == b->daddr && a->sport == b->sport && a->dport == b->dport;
 }
 
+/* Whether a new flow translated with flags may not take over old's tuple:
+ * it is live (a SYN may take over a closing flow, an untranslated flow an
+ * untranslated one), or the peer of a masqueraded flow may still hold it in
+ * TIME_WAIT, where a new connection from another endpoint would stall. */
+static __always_inline int ct_tuple_taken(const struct ebpfnet_ct_entry *old, __u8 flags, __u64 now, int syn)
+{
+	if ((flags & EBPFNET_CT_F_SNAT) && (old->flags & EBPFNET_CT_F_PEER_WAITS) &&
+	    now < old->expires_ns + CT_PEER_TIME_WAIT_NS)
+		return 1;
+	return old->expires_ns >= now && !(syn && old->state == EBPFNET_CT_CLOSING) &&
+	       !(!flags && ct_untranslated(old));
+}
+
 /* Creates both entries of a new flow: fwd arrives and leaves as fwd_x; its
  * replies arrive as reverse(fwd_x) and leave as reverse(fwd). The reply entry
  * is claimed first with BPF_NOEXIST, which makes a NAT port a lock-free
@@ -209,8 +230,7 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 	entry.peer = *fwd;
 	if (bpf_map_update_elem(&ct, &rev, &entry, BPF_NOEXIST) != 0) {
 		old = bpf_map_lookup_elem(&ct, &rev);
-		if (old && old->expires_ns >= now && !(syn && old->state == EBPFNET_CT_CLOSING) &&
-		    !(!flags && ct_untranslated(old)))
+		if (old && ct_tuple_taken(old, flags, now, syn))
 			return -1;
 		/* The closed flow's other direction must not translate into ours. */
 		if (old)

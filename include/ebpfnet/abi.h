@@ -97,6 +97,10 @@ enum ebpfnet_ct_state {
 #define EBPFNET_CT_F_REPLY 0x1  /* this entry is the reply direction */
 #define EBPFNET_CT_F_SNAT 0x2   /* the flow is masqueraded */
 #define EBPFNET_CT_F_DNAT 0x4   /* the flow reached a published port */
+/* On a reply entry: the peer sent the first FIN, so it holds the tuple in
+ * TIME_WAIT after the flow closes; a masquerade port is not handed to another
+ * connection to it meanwhile. */
+#define EBPFNET_CT_F_PEER_WAITS 0x8
 
 /* Value of the LRU map "ct": one entry per direction of a flow. */
 struct ebpfnet_ct_entry {

@@ -112,6 +112,12 @@ class DatapathMaps {
   // Live entries only (expired ones are skipped), at most limit.
   std::vector<CtFlow> ct_flows(size_t limit = SIZE_MAX) const;
   size_t ct_flush();  // returns how many entries were removed
+  // Removes the flows (both entries) of an address: as it arrives or as it
+  // leaves, so masqueraded, published, hairpinned and tracked flows all go.
+  // For a removed endpoint, whose address may be handed out again.
+  size_t ct_forget_address(Ipv4 ip);
+  // Removes the flows through a published port (proto, port on the uplink).
+  size_t ct_forget_published(uint8_t proto, uint16_t port);
 
   // Policy (abi.h): rule-set entries are written before the ep_policy entry
   // that switches to them, and deleted after it no longer names them.

@@ -10,6 +10,10 @@ namespace ebpfnet {
 constexpr size_t kMaxNameLen = 64;
 constexpr size_t kMaxIfnameLen = 15;  // IFNAMSIZ - 1
 
+// name for a message: anything but printable ASCII shown as '?', so a name
+// read from a file or argv cannot split or garble a one-line error.
+std::string printable(std::string_view name);
+
 // Throws Errc::usage unless name is 1-64 of [A-Za-z0-9_.-], not starting
 // with '.' or '-'. So a name used as a path under /run/netns or
 // /var/lib/ebpfnet never escapes it ("..", "/", NUL are all refused).

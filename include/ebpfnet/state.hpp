@@ -1,5 +1,7 @@
 // What a node remembers between invocations: its configuration and its
 // endpoints, one JSON file per node, written atomically under a file lock.
+// The file carries a schema version; older versions are migrated on load,
+// and what is loaded is validated like user input before anything acts on it.
 #pragma once
 
 #include <array>
@@ -100,14 +102,26 @@ struct NodeState {
   std::vector<PublishRecord> published;
   std::vector<RouteRecord> routes;
   CtTimeouts ct_timeouts;
-  PolicyIdCounters policy_counters;
   uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
+  PolicyIdCounters policy_counters;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy
   EndpointRecord* find(std::string_view endpoint);
 };
 
+// Throws Errc::failed naming the first field (as "endpoints[2].ip") that
+// ebpfnet itself would never have written: a bad name or path, an address
+// outside the pool, a duplicate, a port or timeout of 0. State is read from
+// a file others may have edited, so it is checked like user input.
+void validate_state(const NodeState& s, std::string_view node);
+
+// The files of one node under <root>/<node>/: lock, state.json. The node's
+// directory is opened without following a symlink, every file in it is
+// reached relative to that directory (never by path), and the directory and
+// its files must be the effective user's and writable by nobody else: a
+// local user who can write into the state root cannot redirect a write or
+// plant a state. Directories are made 0700, files 0600.
 class StateStore {
  public:
   StateStore(std::filesystem::path root, std::string node);
@@ -125,8 +139,10 @@ class StateStore {
   Lock lock(bool create = false) const;
 
   bool exists() const;
-  NodeState load() const;  // throws Errc::not_found when the node has no state
-  void save(const NodeState& s) const;
+  // Throws Errc::not_found when the node has no state, Errc::failed when the
+  // state is corrupt, invalid or of a newer schema than this binary knows.
+  NodeState load() const;
+  void save(const NodeState& s) const;  // always in the current schema
   void remove() const;
   const std::filesystem::path& dir() const { return dir_; }
 

@@ -266,6 +266,62 @@ TEST_F(NatTest, SynTakesOverPortOfClosingFlow) {
       build(routed(with_dst(back, kB.ip, from_b.sport), kB.node_mac, kB.mac)), r.out));
 }
 
+// When the server closed first it holds the tuple in TIME_WAIT: its port is
+// not handed to another endpoint's connection to it, even after the flow's
+// entries expire, until that wait is over; the refused SYN is counted.
+TEST_F(NatTest, PortInThePeersTimeWaitIsNotReused) {
+  NodeConfig c = config();
+  c[EBPFNET_CFG_NAT_PORT_MAX] = c[EBPFNET_CFG_NAT_PORT_MIN];
+  dp_->maps().write_config(c);
+  const Packet from_a = sent_by(kA, L4::tcp);
+  ASSERT_EQ(masquerade(from_a, kA), kPortMin);
+  const Packet server_fin = answer(masqueraded(from_a, kPortMin), kFin | kAck);
+  ASSERT_EQ(verdict_name(run_uplink(build(server_fin)).retval), verdict_name(TC_ACT_REDIRECT));
+  Packet fin = from_a;
+  fin.tcp_flags = kFin | kAck;
+  ASSERT_EQ(verdict_name(run_endpoint(build(fin), kA).retval), verdict_name(TC_ACT_REDIRECT));
+
+  const Bytes syn_b = build(sent_by(kB, L4::tcp));
+  for (const char* when : {"closing", "expired"}) {
+    SCOPED_TRACE(when);
+    const Counters before = counters();
+    EXPECT_EQ(verdict_name(run_endpoint(syn_b, kB).retval), verdict_name(TC_ACT_SHOT));
+    EXPECT_TRUE(same_counters(
+        Counters(before).tx(kB, syn_b.size()).dropped(kB, EBPFNET_DROP_NAT_NO_PORT), counters()));
+    expire(key_of(server_fin));
+    expire(key_of(from_a));
+  }
+  // Once the server's TIME_WAIT is over, the port serves again.
+  const ebpfnet_ct_key waiting = key_of(server_fin);
+  ebpfnet_ct_entry e{};
+  ASSERT_EQ(bpf_map_lookup_elem(ct_fd(), &waiting, &e), 0);
+  EXPECT_TRUE(e.flags & EBPFNET_CT_F_PEER_WAITS);
+  e.expires_ns = monotonic_ns() - 61 * kNsPerSec;
+  ASSERT_EQ(bpf_map_update_elem(ct_fd(), &waiting, &e, BPF_EXIST), 0);
+  EXPECT_EQ(masquerade(sent_by(kB, L4::tcp), kB), kPortMin);
+}
+
+// Removing an endpoint removes exactly its flows (masqueraded, published,
+// ICMP); unpublishing a port removes the flows through it.
+TEST_F(NatTest, ForgettingAnEndpointOrAPortRemovesExactlyTheirFlows) {
+  publish(L4::tcp);
+  masquerade(sent_by(kA, L4::udp), kA);
+  masquerade(sent_by(kA, L4::icmp), kA);
+  const uint16_t b_port = masquerade(sent_by(kB, L4::udp), kB);
+  const Packet client{.l4 = L4::tcp, .smac = kRouterMac, .dmac = kUplinkMac, .src = kClient,
+                      .dst = kUplinkIp, .sport = 50000, .dport = kPublished, .tcp_flags = kSyn};
+  ASSERT_EQ(verdict_name(run_uplink(build(client)).retval), verdict_name(TC_ACT_REDIRECT));
+  ASSERT_EQ(ct_entries(), 8u) << str(dp_->maps().ct_flows());
+
+  EXPECT_EQ(dp_->maps().ct_forget_published(IPPROTO_UDP, kPublished), 0u) << "another protocol's port";
+  EXPECT_EQ(dp_->maps().ct_forget_published(IPPROTO_TCP, kPublished), 2u);
+  EXPECT_EQ(dp_->maps().ct_forget_address(kA.ip), 4u);
+  const auto left = dp_->maps().ct_flows();
+  ASSERT_EQ(left.size(), 2u) << str(left);
+  EXPECT_TRUE(find_entry(left, key_of(sent_by(kB, L4::udp))).has_value()) << "B's flow stays";
+  EXPECT_TRUE(find_entry(left, key_of(answer(masqueraded(sent_by(kB, L4::udp), b_port)))).has_value());
+}
+
 // The port search goes on past a taken port: of two ports, the second flow
 // gets whichever the first left, wherever its random start falls.
 TEST_F(NatTest, PortSearchFindsTheLastFreePort) {

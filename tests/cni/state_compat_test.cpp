@@ -10,15 +10,24 @@
 namespace ebpfnet {
 namespace {
 
+EndpointRecord endpoint(const std::string& name, const std::string& ip) {
+  EndpointRecord e;
+  e.name = name;
+  e.netns = "/run/netns/" + name;
+  e.netns_path = e.netns;
+  e.ip = *Ipv4::parse(ip);
+  e.host_ifname = "ep-" + name;
+  e.host_ifindex = 5;
+  return e;
+}
+
 TEST(CniState, StateWithoutContainerFieldsLoads) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "old");
   NodeState st;
   st.name = "old";
   st.cidr = *Ipv4Cidr::parse("10.240.0.0/24");
-  EndpointRecord e;
-  e.name = "web";
-  e.ip = *Ipv4::parse("10.240.0.2");
+  EndpointRecord e = endpoint("web", "10.240.0.2");
   e.container_id = "abc";
   e.cni_network = "net";
   st.endpoints.push_back(e);
@@ -26,9 +35,10 @@ TEST(CniState, StateWithoutContainerFieldsLoads) {
     auto lock = store.lock(true);
     store.save(st);
   }
-  // Strip what older versions did not write.
+  // Strip what older versions did not write: a version 1 file.
   auto path = store.dir() / "state.json";
   nlohmann::json j = nlohmann::json::parse(test::read_file(path));
+  j["version"] = 1;
   j["endpoints"][0].erase("container_id");
   j["endpoints"][0].erase("cni_network");
   std::ofstream(path) << j.dump();
@@ -46,8 +56,7 @@ TEST(CniState, ContainerFieldsRoundTrip) {
   NodeState st;
   st.name = "new";
   st.cidr = *Ipv4Cidr::parse("10.240.0.0/24");
-  EndpointRecord e;
-  e.name = "c1";
+  EndpointRecord e = endpoint("c1", "10.240.0.2");
   e.container_id = "0123456789abcdef";
   e.cni_network = "ebpfnet";
   e.ifname = "net1";

@@ -11,6 +11,17 @@ TEST(Ipv4, ParsesDottedQuadOnly) {
   for (const char* bad : {"", "10.240.0", "10.240.0.256", "10.240.0.5 ", "a.b.c.d", "010.1.1.1x",
                           "1.2.3.4.5", "::1"})
     EXPECT_FALSE(Ipv4::parse(bad)) << bad;
+  EXPECT_EQ(Ipv4::parse("0.0.0.0")->host(), 0u);
+  EXPECT_EQ(Ipv4::parse("255.255.255.255")->host(), 0xffffffffu);
+}
+
+// inet_aton would read "010" as octal 8: such forms are refused, not guessed.
+TEST(Ipv4, RefusesLeadingZerosSignsSpacesAndEmptyParts) {
+  for (const char* bad : {"010.1.1.1", "10.01.1.1", "10.1.1.00", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4.",
+                          "+1.2.3.4", "1.-2.3.4", " 1.2.3.4", "1.2. 3.4", "0x1.2.3.4", "1.2.3.4/24",
+                          "1.2.3.0004", "4294967296.1.1.1", "1.2.3.4\n"})
+    EXPECT_FALSE(Ipv4::parse(bad)) << bad;
+  EXPECT_FALSE(Ipv4::parse(std::string_view("1.2.3.4\0", 8)));
 }
 
 TEST(Ipv4, NetworkOrderRoundTrips) {
@@ -35,6 +46,17 @@ TEST(Ipv4Cidr, ParsesAndRejects) {
                           "10.240.0.0/", "10.240.0.0/2x", "/24"})
     EXPECT_FALSE(Ipv4Cidr::parse(bad)) << bad;
   EXPECT_EQ(Ipv4Cidr::parse("0.0.0.0/0")->mask(), 0u);
+}
+
+TEST(Ipv4Cidr, PrefixLengthIsPlainDecimal) {
+  for (const char* bad : {"10.203.70.0/024", "10.0.0.0/08", "10.0.0.0/00", "10.0.0.0/+8", "10.0.0.0/ 8",
+                          "10.0.0.0/8 ", "10.0.0.0//8", "10.0.0.0/8/8", "10.0.0.0/0x8", "10.0.0.0/4294967304",
+                          "010.0.0.0/8"})
+    EXPECT_FALSE(Ipv4Cidr::parse(bad)) << bad;
+  EXPECT_EQ(Ipv4Cidr::parse("10.203.70.0/24")->prefix, 24);
+  EXPECT_EQ(Ipv4Cidr::parse("10.0.0.0/8")->prefix, 8);
+  EXPECT_EQ(Ipv4Cidr::parse("1.2.3.4/32")->prefix, 32);
+  EXPECT_EQ(Ipv4Cidr::parse("0.0.0.0/0")->prefix, 0);
 }
 
 TEST(Mac, ParsesFormatsAndRandomIsLocalUnicast) {

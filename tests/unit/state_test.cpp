@@ -8,6 +8,7 @@
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/ipam.hpp"
+#include "ebpfnet/names.hpp"
 #include "ebpfnet/state.hpp"
 #include "support.hpp"
 
@@ -33,6 +34,7 @@ NodeState sample() {
   e.host_mac = *parse_mac("02:00:00:00:01:03");
   e.tc_mode = TcMode::clsact;
   s.endpoints.push_back(e);
+  s.ct_size = 1024;
   return s;
 }
 
@@ -54,6 +56,7 @@ TEST(StateStore, RoundTrips) {
   EXPECT_EQ(e.host_ifindex, 7);
   EXPECT_EQ(e.tc_mode, TcMode::clsact);
   EXPECT_TRUE(e.netns_owned);
+  EXPECT_EQ(s.ct_size, 1024u);
   EXPECT_NE(s.find("web"), nullptr);
   EXPECT_EQ(s.find("db"), nullptr);
 }
@@ -141,6 +144,8 @@ TEST(StateStore, ConcurrentAllocationsAreDistinct) {
         Ipam ipam(s.cidr, used, s.last_allocated);
         EndpointRecord e = sample().endpoints[0];
         e.name = "p" + std::to_string(p) + "-" + std::to_string(i);
+        e.host_ifname = host_ifname(e.name);
+        e.host_ifindex = 100 + p * kEach + i;
         e.ip = ipam.allocate();
         s.last_allocated = ipam.last();
         s.endpoints.push_back(e);

@@ -64,7 +64,8 @@ void print_status(const NodeStatus& s) {
   if (!s.prog) {
     std::cout << "not attached (ebpfnet --node " << s.state.name << " attach)\n";
   } else {
-    std::cout << "pinned at " << s.pin_dir.string() << ", ABI " << s.abi << ", build " << hex(s.build).substr(0, 8);
+    std::cout << "pinned at " << s.pin_dir.string() << ", ABI " << s.abi << ", build "
+              << (s.build ? hex(s.build).substr(0, 8) : "unknown");
     if (s.abi == EBPFNET_ABI_VERSION && s.build == s.binary_build)
       std::cout << " (this ebpfnet's)\n";
     else

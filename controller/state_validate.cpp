@@ -1,0 +1,145 @@
+// A node's state as read from its file is checked like user input: the file
+// may have been edited, and ebpfnet must not act on a bad name, path or
+// address it holds (an interface name that is a path, an address outside
+// the pool, a second endpoint on one interface).
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <utility>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/names.hpp"
+#include "ebpfnet/state.hpp"
+
+namespace ebpfnet {
+namespace {
+
+[[noreturn]] void refuse(const std::string& field, const std::string& problem) {
+  throw Error(Errc::failed, field + ": " + problem);
+}
+
+// Runs a check written for user input (validate_name, validate_ifname) on a
+// field of the state.
+template <typename Check>
+void check(const std::string& field, Check c) {
+  try {
+    c();
+  } catch (const Error& e) {
+    refuse(field, e.what());
+  }
+}
+
+std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]."; }
+
+// The fields of a list that must differ between its items: a repeat is
+// refused naming the item that had the value first.
+template <typename Key>
+class Distinct {
+ public:
+  void add(const Key& key, const std::string& field, const std::string& shown) {
+    auto [first, fresh] = seen_.emplace(key, field);
+    if (!fresh) refuse(field, shown + " is also " + first->second);
+  }
+
+ private:
+  std::map<Key, std::string> seen_;
+};
+
+// Why c is not a prefix as Ipv4Cidr::parse makes them, or "".
+std::string cidr_problem(const Ipv4Cidr& c) {
+  if (c.prefix < 0 || c.prefix > 32) return "/" + std::to_string(c.prefix) + " is not a prefix length";
+  if ((c.network.host() & ~c.mask()) != 0) return c.str() + " has host bits set";
+  return "";
+}
+
+bool plain_absolute(const std::string& path) {
+  std::filesystem::path p(path);
+  return p.is_absolute() && std::none_of(p.begin(), p.end(), [](const auto& part) { return part == ".."; });
+}
+
+void validate_endpoints(const NodeState& s) {
+  Distinct<std::string> names, host_ifnames;
+  Distinct<Ipv4> ips;
+  Distinct<int> ifindexes;
+  for (size_t i = 0; i < s.endpoints.size(); ++i) {
+    const EndpointRecord& e = s.endpoints[i];
+    const std::string at = item("endpoints", i);
+    check(at + "name", [&] { validate_name("endpoint", e.name); });
+    if (e.netns_owned)
+      check(at + "netns", [&] { validate_name("netns", e.netns); });
+    else if (e.netns.empty())
+      refuse(at + "netns", "is empty");
+    if (!plain_absolute(e.netns_path))
+      refuse(at + "netns_path", "'" + printable(e.netns_path) + "' is not an absolute path without '..'");
+    check(at + "ifname", [&] { validate_ifname(e.ifname); });
+    check(at + "host_ifname", [&] { validate_ifname(e.host_ifname); });
+    // What Ipam hands out: inside the pool, above the gateway, below broadcast.
+    if (!s.cidr.contains(e.ip) || e.ip <= s.gateway() || e.ip > s.cidr.last_host())
+      refuse(at + "ip", e.ip.str() + " is not an endpoint address of the pool " + s.cidr.str() +
+                            " (outside it, or its network, gateway or broadcast address)");
+    if (e.host_ifindex < 1)
+      refuse(at + "host_ifindex", std::to_string(e.host_ifindex) + " is not an interface index");
+    names.add(e.name, at + "name", "'" + e.name + "'");
+    ips.add(e.ip, at + "ip", e.ip.str());
+    host_ifnames.add(e.host_ifname, at + "host_ifname", "'" + e.host_ifname + "'");
+    ifindexes.add(e.host_ifindex, at + "host_ifindex", std::to_string(e.host_ifindex));
+  }
+}
+
+void validate_published(const NodeState& s) {
+  Distinct<std::pair<std::string, uint16_t>> ports;
+  for (size_t i = 0; i < s.published.size(); ++i) {
+    const PublishRecord& p = s.published[i];
+    const std::string at = item("published", i);
+    if (p.proto != "tcp" && p.proto != "udp")
+      refuse(at + "proto", "'" + printable(p.proto) + "' is not tcp or udp");
+    if (p.port == 0) refuse(at + "port", "0 is not a port");
+    if (p.target_port == 0) refuse(at + "target_port", "0 is not a port");
+    if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
+                     [&](const EndpointRecord& e) { return e.name == p.endpoint; }))
+      refuse(at + "endpoint", "'" + printable(p.endpoint) + "' is not an endpoint of this node");
+    ports.add({p.proto, p.port}, at + "port", p.proto + " port " + std::to_string(p.port));
+  }
+}
+
+void validate_routes(const NodeState& s) {
+  Distinct<std::string> dsts;
+  for (size_t i = 0; i < s.routes.size(); ++i) {
+    const RouteRecord& r = s.routes[i];
+    const std::string at = item("routes", i);
+    if (auto problem = cidr_problem(r.dst); !problem.empty()) refuse(at + "dst", problem);
+    if (r.dst.contains(s.cidr.network) || s.cidr.contains(r.dst.network))
+      refuse(at + "dst", r.dst.str() + " overlaps the node's pool " + s.cidr.str());
+    dsts.add(r.dst.str(), at + "dst", r.dst.str());
+  }
+}
+
+}  // namespace
+
+void validate_state(const NodeState& s, std::string_view node) {
+  check("name", [&] { validate_name("node", s.name); });
+  if (s.name != node)
+    refuse("name", "'" + s.name + "' is not the name of node '" + printable(node) + "'");
+  if (auto problem = cidr_problem(s.cidr); !problem.empty()) refuse("cidr", problem);
+  if (s.cidr.prefix < 8 || s.cidr.prefix > 30)
+    refuse("cidr", "pool " + s.cidr.str() + " is not between /8 and /30");
+  if (s.last_allocated != Ipv4() && !s.cidr.contains(s.last_allocated))
+    refuse("last_allocated", s.last_allocated.str() + " is outside the pool " + s.cidr.str());
+  validate_endpoints(s);
+  if (s.uplink) {
+    check("uplink.ifname", [&] { validate_ifname(s.uplink->ifname); });
+    if (!s.uplink->outside.empty()) check("uplink.outside", [&] { validate_name("netns", s.uplink->outside); });
+  }
+  validate_published(s);
+  validate_routes(s);
+  const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
+                                                       {"tcp", s.ct_timeouts.tcp},
+                                                       {"closing", s.ct_timeouts.closing},
+                                                       {"udp", s.ct_timeouts.udp},
+                                                       {"icmp", s.ct_timeouts.icmp}};
+  for (const auto& [name, seconds] : timeouts)
+    if (seconds == 0) refuse(std::string("ct_timeouts.") + name, "0 seconds is not a timeout");
+  if (s.ct_size == 0) refuse("ct_size", "a conntrack table of 0 entries holds no flow");
+}
+
+}  // namespace ebpfnet

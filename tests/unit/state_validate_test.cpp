@@ -1,0 +1,283 @@
+// State read from a file is checked like user input and migrated from older
+// schema versions: every bad record is refused naming the file and field.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/state.hpp"
+#include "support.hpp"
+
+namespace ebpfnet {
+namespace {
+
+using nlohmann::json;
+
+EndpointRecord endpoint(const std::string& name, const std::string& ip, int ifindex) {
+  EndpointRecord e;
+  e.name = name;
+  e.netns = name;
+  e.netns_path = "/run/netns/" + name;
+  e.netns_owned = true;
+  e.ip = *Ipv4::parse(ip);
+  e.mac = *parse_mac("02:00:00:00:00:01");
+  e.host_ifname = "ep-" + name;
+  e.host_ifindex = ifindex;
+  e.host_mac = *parse_mac("02:00:00:00:01:01");
+  return e;
+}
+
+// A node with something in every list, so each kind of record can be spoiled.
+NodeState rich() {
+  NodeState s;
+  s.name = "lab";
+  s.cidr = *Ipv4Cidr::parse("10.240.0.0/24");
+  s.last_allocated = *Ipv4::parse("10.240.0.3");
+  s.attached = true;
+  s.tc_mode = TcMode::tcx;
+  s.endpoints.push_back(endpoint("web", "10.240.0.2", 7));
+  s.endpoints[0].policy = Policy{};
+  s.endpoints[0].policy_ids = {{1, 2}, {1, 3}};
+  EndpointRecord db = endpoint("db", "10.240.0.3", 8);
+  db.netns = "pid:1";
+  db.netns_path = "/proc/1/ns/net";
+  db.netns_owned = false;
+  s.endpoints.push_back(db);
+  s.uplink = UplinkRecord{"eth0", "lab-out", TcMode::tcx, true};
+  s.published = {{"web", "tcp", 80, 8080}, {"db", "udp", 53, 5353}};
+  s.routes = {{*Ipv4Cidr::parse("192.168.50.0/24"), *Ipv4::parse("10.99.0.1")},
+              {*Ipv4Cidr::parse("172.16.0.0/16"), *Ipv4::parse("10.99.0.1")}};
+  s.ct_size = 65536;
+  s.policy_counters = {3, 4};
+  return s;
+}
+
+class StateFile : public testing::Test {
+ protected:
+  void SetUp() override {
+    lock_.emplace(store_.lock(true));
+    store_.save(rich());
+    good_ = read();
+  }
+  std::filesystem::path file() const { return store_.dir() / "state.json"; }
+  json read() const { return json::parse(test::read_file(file())); }
+  void write(const json& j) const { std::ofstream(file()) << j.dump(2); }
+
+  // The saved state, spoiled, must fail to load with Errc::failed, naming the
+  // file and `field`.
+  void expect_refused(const std::string& field, const std::function<void(json&)>& spoil) {
+    json j = good_;
+    spoil(j);
+    write(j);
+    try {
+      store_.load();
+      ADD_FAILURE() << field << ": spoiled state loaded";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_EQ(e.code(), Errc::failed) << msg;
+      EXPECT_NE(msg.find("state " + file().string() + ": "), std::string::npos) << msg;
+      EXPECT_NE(msg.find(field + ": "), std::string::npos) << "expected " << field << " named: " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+
+  test::TempStateDir dir_;
+  StateStore store_{dir_.path(), "lab"};
+  std::optional<StateStore::Lock> lock_;
+  json good_;
+};
+
+TEST_F(StateFile, RichStateRoundTrips) {
+  NodeState s = store_.load();
+  EXPECT_EQ(s.endpoints.size(), 2u);
+  EXPECT_TRUE(s.endpoints[0].policy);
+  EXPECT_EQ(s.endpoints[0].policy_ids.first_class[1], 3u);
+  EXPECT_FALSE(s.endpoints[1].netns_owned);
+  EXPECT_EQ(s.published.size(), 2u);
+  EXPECT_EQ(s.routes.size(), 2u);
+  EXPECT_EQ(s.ct_size, 65536u);
+  EXPECT_EQ(s.policy_counters.next_class, 4u);
+  EXPECT_EQ(read().at("version"), 2);
+}
+
+TEST_F(StateFile, RefusesABadNode) {
+  expect_refused("name", [](json& j) { j["name"] = "../lab"; });
+  expect_refused("name", [](json& j) { j["name"] = "other"; });
+  expect_refused("cidr", [](json& j) { j["cidr"] = "10.240.0.0/31"; });
+  expect_refused("cidr", [](json& j) { j["cidr"] = "10.0.0.0/7"; });
+  expect_refused("cidr", [](json& j) { j["cidr"] = "10.240.0.1/24"; });
+  expect_refused("cidr", [](json& j) { j["cidr"] = "10.240.0.0/024"; });
+  expect_refused("last_allocated", [](json& j) { j["last_allocated"] = "10.9.9.9"; });
+  expect_refused("last_allocated", [](json& j) { j["last_allocated"] = "10.240.0.03"; });
+  expect_refused("ct_size", [](json& j) { j["ct_size"] = 0; });
+  expect_refused("ct_size", [](json& j) { j["ct_size"] = -1; });
+  expect_refused("sandbox", [](json& j) { j["sandbox"] = "yes"; });
+}
+
+TEST_F(StateFile, RefusesABadEndpoint) {
+  expect_refused("endpoints[0].name", [](json& j) { j["endpoints"][0]["name"] = "a/b"; });
+  expect_refused("endpoints[0].netns", [](json& j) { j["endpoints"][0]["netns"] = "../../etc"; });
+  expect_refused("endpoints[1].netns", [](json& j) { j["endpoints"][1]["netns"] = ""; });
+  expect_refused("endpoints[0].netns_path", [](json& j) { j["endpoints"][0]["netns_path"] = "run/netns/web"; });
+  expect_refused("endpoints[0].netns_path",
+                 [](json& j) { j["endpoints"][0]["netns_path"] = "/run/netns/../../etc/x"; });
+  expect_refused("endpoints[0].ifname", [](json& j) { j["endpoints"][0]["ifname"] = "eth0/x"; });
+  expect_refused("endpoints[1].host_ifname",
+                 [](json& j) { j["endpoints"][1]["host_ifname"] = "../../../../tmp/x"; });
+  expect_refused("endpoints[0].host_ifname",
+                 [](json& j) { j["endpoints"][0]["host_ifname"] = "ep-web\nforged"; });
+  for (const char* ip : {"10.9.0.5", "10.240.0.0", "10.240.0.1", "10.240.0.255", "10.240.0.2/32"})
+    expect_refused("endpoints[0].ip", [&](json& j) { j["endpoints"][0]["ip"] = ip; });
+  expect_refused("endpoints[0].host_ifindex", [](json& j) { j["endpoints"][0]["host_ifindex"] = 0; });
+  expect_refused("endpoints[0].host_ifindex", [](json& j) { j["endpoints"][0]["host_ifindex"] = -3; });
+  // Beyond int: refused, not truncated (2^32 + 7 would become 7).
+  expect_refused("endpoints[0].host_ifindex", [](json& j) { j["endpoints"][0]["host_ifindex"] = 2147483648LL; });
+  expect_refused("endpoints[0].host_ifindex", [](json& j) { j["endpoints"][0]["host_ifindex"] = 4294967303LL; });
+  expect_refused("endpoints[0].host_ifindex", [](json& j) { j["endpoints"][0]["host_ifindex"] = 7.5; });
+  expect_refused("endpoints[0].mac", [](json& j) { j["endpoints"][0]["mac"] = "02:00:00:00:00"; });
+  expect_refused("endpoints[1].host_mac", [](json& j) { j["endpoints"][1]["host_mac"] = "zz:00:00:00:00:01"; });
+  expect_refused("endpoints[0].tc_mode", [](json& j) { j["endpoints"][0]["tc_mode"] = "xdp"; });
+  expect_refused("endpoints[0].policy_sets", [](json& j) { j["endpoints"][0]["policy_sets"] = {1}; });
+  expect_refused("endpoints[0].policy",
+                 [](json& j) { j["endpoints"][0]["policy"]["ingress"]["default"] = "maybe"; });
+  expect_refused("endpoints[1]", [](json& j) { j["endpoints"][1] = "db"; });
+}
+
+TEST_F(StateFile, RefusesTwoEndpointsWithOneNameAddressOrInterface) {
+  expect_refused("endpoints[1].name", [](json& j) { j["endpoints"][1]["name"] = "web"; });
+  expect_refused("endpoints[1].ip", [](json& j) { j["endpoints"][1]["ip"] = "10.240.0.2"; });
+  expect_refused("endpoints[1].host_ifname", [](json& j) { j["endpoints"][1]["host_ifname"] = "ep-web"; });
+  expect_refused("endpoints[1].host_ifindex", [](json& j) { j["endpoints"][1]["host_ifindex"] = 7; });
+}
+
+TEST_F(StateFile, RefusesABadUplink) {
+  expect_refused("uplink.ifname", [](json& j) { j["uplink"]["ifname"] = "eth 0"; });
+  expect_refused("uplink.outside", [](json& j) { j["uplink"]["outside"] = "../../run"; });
+  expect_refused("uplink.outside_owned", [](json& j) { j["uplink"].erase("outside_owned"); });
+}
+
+TEST_F(StateFile, RefusesABadPublishedPort) {
+  expect_refused("published[0].proto", [](json& j) { j["published"][0]["proto"] = "sctp"; });
+  expect_refused("published[0].port", [](json& j) { j["published"][0]["port"] = 0; });
+  expect_refused("published[0].port", [](json& j) { j["published"][0]["port"] = 70000; });
+  expect_refused("published[1].target_port", [](json& j) { j["published"][1]["target_port"] = 0; });
+  expect_refused("published[0].endpoint", [](json& j) { j["published"][0]["endpoint"] = "ghost"; });
+  expect_refused("published[1].port", [](json& j) {
+    j["published"][1]["proto"] = "tcp";
+    j["published"][1]["port"] = 8080;
+  });
+}
+
+TEST_F(StateFile, RefusesABadRoute) {
+  expect_refused("routes[0].dst", [](json& j) { j["routes"][0]["dst"] = "192.168.50.1/24"; });
+  expect_refused("routes[0].dst", [](json& j) { j["routes"][0]["dst"] = "10.240.0.0/16"; });
+  expect_refused("routes[1].dst", [](json& j) { j["routes"][1]["dst"] = "10.240.0.128/25"; });
+  expect_refused("routes[1].dst", [](json& j) { j["routes"][1]["dst"] = "192.168.50.0/24"; });
+  expect_refused("routes[0].via", [](json& j) { j["routes"][0]["via"] = "gateway"; });
+}
+
+TEST_F(StateFile, RefusesAZeroOrNegativeTimeout) {
+  expect_refused("ct_timeouts.udp", [](json& j) { j["ct_timeouts"]["udp"] = 0; });
+  expect_refused("ct_timeouts.tcp", [](json& j) { j["ct_timeouts"]["tcp"] = -1; });
+  expect_refused("ct_timeouts.syn", [](json& j) { j["ct_timeouts"]["syn"] = "60"; });
+}
+
+// Version 2 has every field: no defaults stand in for a missing one.
+TEST_F(StateFile, RefusesAMissingField) {
+  expect_refused("endpoints[0].container_id", [](json& j) { j["endpoints"][0].erase("container_id"); });
+  expect_refused("ct_size", [](json& j) { j.erase("ct_size"); });
+  expect_refused("routes", [](json& j) { j.erase("routes"); });
+  expect_refused("version", [](json& j) { j.erase("version"); });
+  expect_refused("version", [](json& j) { j["version"] = 0; });
+}
+
+TEST_F(StateFile, RefusesANewerSchema) {
+  json j = good_;
+  j["version"] = 3;
+  j["something_new"] = true;
+  write(j);
+  try {
+    store_.load();
+    FAIL() << "a version 3 state loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::failed);
+    EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
+                                         ") has schema version 3; this ebpfnet reads up to 2: upgrade ebpfnet");
+  }
+}
+
+// A version 1 file as written before CNI, policy, NAT, routes, timeouts and
+// ct_size existed: every field those added is missing.
+constexpr const char* kVersion1 = R"({
+  "version": 1, "name": "lab", "sandbox": true, "cidr": "10.240.0.0/24",
+  "last_allocated": "10.240.0.2", "attached": true, "tc_mode": "tcx",
+  "endpoints": [{"name": "web", "netns": "web", "netns_path": "/run/netns/web", "netns_owned": true,
+                 "ifname": "eth0", "ip": "10.240.0.2", "mac": "02:00:00:00:00:02",
+                 "host_ifname": "ep-web", "host_ifindex": 9, "host_mac": "02:00:00:00:01:02",
+                 "tc_mode": "clsact"}]
+})";
+
+TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock(true);
+  std::ofstream(store.dir() / "state.json") << kVersion1;
+  NodeState s = store.load();
+  ASSERT_EQ(s.endpoints.size(), 1u);
+  const EndpointRecord& e = s.endpoints[0];
+  EXPECT_EQ(e.host_ifindex, 9);
+  EXPECT_EQ(e.tc_mode, TcMode::clsact);
+  EXPECT_EQ(e.container_id, "");
+  EXPECT_EQ(e.cni_network, "");
+  EXPECT_FALSE(e.policy);
+  EXPECT_EQ(e.policy_ids.set, (std::array<uint32_t, 2>{0, 0}));
+  EXPECT_FALSE(s.uplink);
+  EXPECT_TRUE(s.routes.empty());
+  EXPECT_TRUE(s.published.empty());
+  EXPECT_EQ(s.ct_timeouts.tcp, CtTimeouts{}.tcp);
+  EXPECT_EQ(s.ct_timeouts.icmp, CtTimeouts{}.icmp);
+  EXPECT_EQ(s.ct_size, 262144u);
+  EXPECT_EQ(s.policy_counters.next_set, 1u);
+
+  // Saving writes the current schema, with every field.
+  store.save(s);
+  json j = json::parse(test::read_file(store.dir() / "state.json"));
+  EXPECT_EQ(j.at("version"), 2);
+  EXPECT_EQ(j.at("ct_size"), 262144);
+  EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
+}
+
+TEST(StateMigration, Version1UplinkWithoutOutsideOwnedIsOwned) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock(true);
+  json j = json::parse(kVersion1);
+  j["uplink"] = {{"ifname", "eth0"}, {"outside", "lab-out"}, {"tc_mode", "tcx"}};
+  std::ofstream(store.dir() / "state.json") << j.dump();
+  NodeState s = store.load();
+  ASSERT_TRUE(s.uplink);
+  EXPECT_TRUE(s.uplink->outside_owned);
+  EXPECT_EQ(s.uplink->outside, "lab-out");
+}
+
+// A migrated file is validated like any other.
+TEST(StateMigration, Version1IsValidatedToo) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock(true);
+  json j = json::parse(kVersion1);
+  j["endpoints"][0]["host_ifname"] = "../../../../tmp/x";
+  std::ofstream(store.dir() / "state.json") << j.dump();
+  try {
+    store.load();
+    FAIL() << "an invalid version 1 state loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::failed);
+    EXPECT_NE(std::string(e.what()).find("endpoints[0].host_ifname: "), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ebpfnet
