@@ -169,8 +169,10 @@ class UpgradeNode {
   std::string a() const { return name_ + "-a"; }
   std::string b() const { return name_ + "-b"; }
   std::string outside() const { return name_ + "-out"; }
+  // Read by this binary, like status(): the previous one cannot read the
+  // state this one writes after the upgrade.
   Ipv4 ip_of(const std::string& ep) {
-    json list = json::parse(ok({"-o", "json", "endpoint", "list"}).out);
+    json list = json::parse(ok({"-o", "json", "endpoint", "list"}, true, test::ebpfnet_bin()).out);
     for (const auto& e : list)
       if (e.at("name") == ep) return *Ipv4::parse(e.at("ip").get<std::string>());
     throw std::runtime_error("no endpoint " + ep);
@@ -195,8 +197,8 @@ class UpgradeNode {
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, "", 120);
   }
-  CmdResult ok(const std::vector<std::string>& args, bool with_node = true) {
-    CmdResult r = cli(args, with_node);
+  CmdResult ok(const std::vector<std::string>& args, bool with_node = true, const std::string& bin = "") {
+    CmdResult r = cli(args, with_node, bin);
     if (r.code != 0) throw std::runtime_error(test::joined(args) + ": exit " + std::to_string(r.code) + ": " + r.err);
     return r;
   }
