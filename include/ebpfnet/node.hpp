@@ -1,6 +1,7 @@
 // The node facade: every user-visible operation on a node, each one
 // transactional (a failure undoes what that operation did) and done under
-// the node's lock.
+// the node's lock. Each is a NodeTxn (node_txn.hpp) handed to the part that
+// owns its piece of the node (controller/node/).
 #pragma once
 
 #include <filesystem>
@@ -15,7 +16,6 @@
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/state.hpp"
-#include "ebpfnet/undo.hpp"
 
 namespace ebpfnet {
 
@@ -187,7 +187,7 @@ class Node {
   std::vector<EndpointView> endpoints();
   NodeStatus status();
 
-  // Published ports and conntrack (controller/node_nat.cpp).
+  // Published ports and conntrack.
   void expose(const PublishRecord& p);
   // port: which published port, needed when target_port is published on several.
   void unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port,
@@ -200,18 +200,18 @@ class Node {
   void route_del(const Ipv4Cidr& dst);
   std::vector<RouteRecord> routes();
 
-  // Network policy (controller/node_policy.cpp). set_policy replaces the
-  // endpoint's policy atomically: new rule sets beside the old, one switch.
+  // Network policy. set_policy replaces the endpoint's policy atomically:
+  // new rule sets beside the old, one switch.
   PolicySize set_policy(const std::string& endpoint, const PolicySource& source);
   bool delete_policy(const std::string& endpoint);  // false: it had none
   std::vector<EndpointPolicyView> policies();
-  // Streams events (controller/node_monitor.cpp) until on_event returns false
-  // or keep_going (asked every 100 ms) does. Needs no lock: it only reads.
+  // Streams events until on_event returns false or keep_going (asked every
+  // 100 ms) does. Needs no lock: it only reads.
   void monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
                const std::function<bool()>& keep_going);
 
-  // For CNI runtimes (controller/node_cni.cpp), each under the node's lock.
-  // A node that does not exist has no state and no endpoints.
+  // For CNI runtimes, each under the node's lock. A node that does not
+  // exist has no state and no endpoints.
   std::optional<NodeState> load_state();
   std::optional<EndpointRecord> find_container_endpoint(const ContainerRef& c);
   // Returns what was removed; nullopt: nothing was there.
@@ -226,34 +226,7 @@ class Node {
   std::filesystem::path pin_dir() const { return env_.pin_root / name_; }
 
  private:
-  std::filesystem::path link_pin(const EndpointRecord& e) const;
-  std::filesystem::path uplink_pin() const { return pin_dir() / "uplink_link"; }
-  // The pinned maps; Errc::not_found when the datapath is not attached.
-  DatapathMaps attached_maps() const;
-  static void create_sandbox_uplink(const std::string& node, const std::string& outside,
-                                    Undo& undo);
-  void write_config_locked(const NodeState& st, DatapathMaps& maps);
-  void advertise_pool_locked(const NodeState& st);
-  // The namespace, veth, addresses, routes, map entries and program of one
-  // endpoint; each step pushes its undo.
-  EndpointRecord wire_endpoint(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Datapath& dp,
-                               const Netns& nodens, Netlink& nl_node, Undo& undo, const Checkpoint& cp);
-  void write_policies_locked(const NodeState& st, DatapathMaps& maps);
-  AttachResult attach_locked(NodeState& st, const AttachOptions& opts, const Checkpoint& cp = {});
-  // Writes what node state puts in the maps (idempotent: a reused map holds it already).
-  void refill_locked(const NodeState& st, Datapath& dp);
-  // Switches every attachment to dp's programs where it runs another; each
-  // switch pushes its way back to old (when there is one).
-  struct Switched {
-    int endpoints = 0;
-    bool uplink = false;
-  };
-  Switched switch_attachments(NodeState& st, Datapath& dp, const std::optional<Datapath>& old, Undo& undo);
-  // Detaches, unmaps and deletes an endpoint's parts, and unpublishes its ports (in st).
-  void remove_endpoint_parts(NodeState& st, const EndpointRecord& e, DatapathMaps* maps);
-  void detach_locked(NodeState& st);
-  // Counters come from dp when given.
-  std::vector<EndpointView> views(const NodeState& st, const Datapath* dp);
+  friend class NodeTxn;  // the node's lock and state are taken only by a transaction
 
   Env env_;
   std::string name_;

@@ -1,4 +1,6 @@
 // monitor: the datapath's drop and flow events, live from its ring buffer.
+#include "status.hpp"
+
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -8,9 +10,8 @@
 #include <set>
 
 #include "ebpfnet/error.hpp"
-#include "ebpfnet/node.hpp"
 
-namespace ebpfnet {
+namespace ebpfnet::status {
 namespace {
 
 // Deadlines are renewed this often and reach this far: a monitor that dies
@@ -83,14 +84,14 @@ int on_sample(void* ctx, void* data, size_t size) {
 
 }  // namespace
 
-void Node::monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
-                   const std::function<bool()>& keep_going) {
-  DatapathMaps maps = attached_maps();
-  EventNamer namer([this] { return load_state(); });
+void monitor(Node& node, const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
+             const std::function<bool()>& keep_going) {
+  DatapathMaps maps = attached_maps(node);
+  EventNamer namer([&node] { return node.load_state(); });
   Listener listener{&namer, &on_event};
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb(
       ring_buffer__new(maps.fd("events"), on_sample, &listener, nullptr));
-  if (!rb) throw_errno(errno, "opening the events ring buffer of node " + name_);
+  if (!rb) throw_errno(errno, "opening the events ring buffer of node " + node.name());
 
   auto renewed = std::chrono::steady_clock::time_point{};
   while (!listener.stop && keep_going()) {
@@ -100,8 +101,8 @@ void Node::monitor(const MonitorOptions& opts, const std::function<bool(const Mo
       renewed = now;
     }
     int n = ring_buffer__poll(rb.get(), kPollMs);
-    if (n < 0 && n != -EINTR) throw_errno(-n, "reading events of node " + name_);
+    if (n < 0 && n != -EINTR) throw_errno(-n, "reading events of node " + node.name());
   }
 }
 
-}  // namespace ebpfnet
+}  // namespace ebpfnet::status

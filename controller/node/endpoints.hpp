@@ -1,0 +1,29 @@
+// The node's endpoints: wiring them (namespace, veth, addresses, routes, map
+// entries, program), finding them, and taking them apart again.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ebpfnet/node_txn.hpp"
+
+namespace ebpfnet::endpoints {
+
+// Requests that are wrong whatever the node holds, refused before it is locked.
+void check(const std::vector<EndpointRequest>& reqs);
+// All or none; attaches the datapath first when it is not (committed on its
+// own, and not one of cp's steps).
+std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>& reqs, const Checkpoint& cp);
+// Errc::not_found when the node has no such endpoint.
+EndpointRecord& find(NodeTxn& txn, const std::string& name);
+void del(NodeTxn& txn, const std::string& name);
+// Detaches, unmaps and deletes an endpoint's parts (maps: those to unmap it
+// from, if any), and unpublishes its ports; the caller drops its record.
+void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps);
+// Counters come from dp when given.
+std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp);
+std::vector<EndpointView> list(NodeTxn& txn);
+// Writes every endpoint into maps made new.
+void refill(const NodeState& st, DatapathMaps& maps);
+
+}  // namespace ebpfnet::endpoints

@@ -1,0 +1,55 @@
+#include "lifecycle.hpp"
+
+#include "datapath.hpp"
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/netlink.hpp"
+#include "endpoints.hpp"
+#include "uplink.hpp"
+
+namespace ebpfnet::lifecycle {
+
+void check(const Node& node, const Ipv4Cidr& cidr) {
+  if (node.is_root())
+    throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
+  if (cidr.prefix > 30 || cidr.prefix < 8)
+    throw Error(Errc::usage, "pool " + cidr.str() + " must be between /8 and /30");
+}
+
+void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside) {
+  const std::string& name = txn.node().name();
+  if (txn.has_state()) throw Error(Errc::exists, "node '" + name + "' already exists");
+  txn.step("netns");
+  netns::add(name);
+  txn.undo("netns " + name, [name] { netns::del(name); });
+  txn.step("loopback");
+  Netns ns = Netns::open_named(name);
+  Netlink nl = Netlink::in(ns);
+  if (auto lo = nl.link("lo")) nl.set_up(lo->ifindex);
+  NodeState& st = txn.state();
+  if (uplink_sandbox) {
+    txn.step("uplink");
+    st.uplink = uplink::create_sandbox(txn, outside);
+  }
+  st.name = name;
+  st.sandbox = true;
+  st.cidr = cidr;
+  txn.commit();
+}
+
+void destroy(NodeTxn& txn) {
+  const Node& node = txn.node();
+  NodeState& st = txn.state();
+  // Maps of another ABI go with their pins; their entries need no removal.
+  auto maps = Datapath::abi_of(Datapath::open_map_pins(node.pin_dir())) == EBPFNET_ABI_VERSION
+                  ? Datapath::open_pinned_maps(node.pin_dir())
+                  : std::nullopt;
+  for (const auto& e : st.endpoints) endpoints::remove(txn, e, maps ? &*maps : nullptr);
+  st.endpoints.clear();
+  datapath::detach(txn);
+  if (st.sandbox && netns::exists(node.name())) netns::del(node.name());
+  if (st.uplink && st.uplink->outside_owned && !st.uplink->outside.empty() && netns::exists(st.uplink->outside))
+    netns::del(st.uplink->outside);
+  txn.commit_removal();
+}
+
+}  // namespace ebpfnet::lifecycle

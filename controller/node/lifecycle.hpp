@@ -1,0 +1,17 @@
+// A node coming and going: a sandbox node made with its namespace (and
+// uplink), any node taken apart with everything on it.
+#pragma once
+
+#include <string>
+
+#include "ebpfnet/node_txn.hpp"
+
+namespace ebpfnet::lifecycle {
+
+// Refused before anything is locked or made.
+void check(const Node& node, const Ipv4Cidr& cidr);
+// Node::create, in a transaction begun with Begin::create.
+void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside);
+void destroy(NodeTxn& txn);
+
+}  // namespace ebpfnet::lifecycle

@@ -1,0 +1,153 @@
+// The facade: each operation begins a transaction and hands it to the part
+// that owns its piece of the node.
+#include "ebpfnet/node.hpp"
+
+#include <algorithm>
+
+#include "containers.hpp"
+#include "datapath.hpp"
+#include "ebpfnet/names.hpp"
+#include "ebpfnet/node_txn.hpp"
+#include "endpoints.hpp"
+#include "lifecycle.hpp"
+#include "policy.hpp"
+#include "routes.hpp"
+#include "status.hpp"
+#include "uplink.hpp"
+
+namespace ebpfnet {
+
+using Begin = NodeTxn::Begin;
+
+Node::Node(Env env, std::string name)
+    : env_(std::move(env)), name_(std::move(name)), store_(env_.state_root, name_) {
+  validate_name("node", name_);
+}
+
+Netns Node::netns() const {
+  if (is_root()) return Netns::open_path("/proc/1/ns/net");
+  return Netns::open_named(name_);
+}
+
+void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp,
+                  bool uplink_sandbox, const std::string& outside) {
+  Node node(env, name);
+  lifecycle::check(node, cidr);
+  NodeTxn txn(node, Begin::create, cp);
+  lifecycle::create(txn, cidr, uplink_sandbox, outside);
+}
+
+void Node::destroy(const Env& env, const std::string& name) {
+  Node node(env, name);
+  NodeTxn txn(node);
+  lifecycle::destroy(txn);
+}
+
+std::vector<std::string> Node::list(const Env& env) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator(env.state_root, ec))
+    if (std::filesystem::exists(d.path() / "state.json")) out.push_back(d.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+AttachResult Node::attach(const AttachOptions& opts, const Checkpoint& cp) {
+  datapath::check(*this, store_.exists(), opts);
+  NodeTxn txn(*this, opts.dry_run ? Begin::existing : Begin::create, cp);
+  return datapath::attach(txn, opts);
+}
+
+EndpointRecord Node::add_endpoint(const EndpointRequest& req, const Checkpoint& cp) {
+  return add_endpoints({req}, cp).front();
+}
+
+std::vector<EndpointRecord> Node::add_endpoints(const std::vector<EndpointRequest>& reqs, const Checkpoint& cp) {
+  endpoints::check(reqs);
+  NodeTxn txn(*this);
+  return endpoints::add(txn, reqs, cp);
+}
+
+void Node::del_endpoint(const std::string& name) {
+  NodeTxn txn(*this);
+  endpoints::del(txn, name);
+}
+
+std::vector<EndpointView> Node::endpoints() {
+  NodeTxn txn(*this);
+  return endpoints::list(txn);
+}
+
+NodeStatus Node::status() {
+  NodeTxn txn(*this);
+  return status::read(txn);
+}
+
+void Node::expose(const PublishRecord& p) {
+  NodeTxn txn(*this);
+  uplink::expose(txn, p);
+}
+
+void Node::unexpose(const std::string& endpoint, const std::string& proto, uint16_t target_port,
+                    std::optional<uint16_t> port) {
+  NodeTxn txn(*this);
+  uplink::unexpose(txn, endpoint, proto, target_port, port);
+}
+
+std::vector<PublishRecord> Node::published() { return NodeTxn(*this).state().published; }
+
+std::vector<CtFlow> Node::conntrack() { return NodeTxn(*this).maps().ct_flows(); }
+
+size_t Node::conntrack_flush() { return NodeTxn(*this).maps().ct_flush(); }
+
+void Node::route_add(const RouteRecord& r) {
+  NodeTxn txn(*this);
+  routes::add(txn, r);
+}
+
+void Node::route_del(const Ipv4Cidr& dst) {
+  NodeTxn txn(*this);
+  routes::del(txn, dst);
+}
+
+std::vector<RouteRecord> Node::routes() { return NodeTxn(*this).state().routes; }
+
+PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& source) {
+  NodeTxn txn(*this);
+  return policies::set(txn, endpoint, source);
+}
+
+bool Node::delete_policy(const std::string& endpoint) {
+  NodeTxn txn(*this);
+  return policies::del(txn, endpoint);
+}
+
+std::vector<EndpointPolicyView> Node::policies() { return policies::list(NodeTxn(*this).state()); }
+
+void Node::monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
+                   const std::function<bool()>& keep_going) {
+  status::monitor(*this, opts, on_event, keep_going);
+}
+
+std::optional<NodeState> Node::load_state() {
+  NodeTxn txn(*this, Begin::if_exists);
+  return txn.has_state() ? std::optional(txn.state()) : std::nullopt;
+}
+
+std::optional<EndpointRecord> Node::find_container_endpoint(const ContainerRef& c) {
+  NodeTxn txn(*this, Begin::if_exists);
+  return containers::find(txn, c);
+}
+
+std::optional<EndpointRecord> Node::del_container_endpoint(const ContainerRef& c) {
+  NodeTxn txn(*this, Begin::if_exists);
+  return containers::del(txn, c);
+}
+
+std::vector<EndpointRecord> Node::gc_container_endpoints(const std::string& network,
+                                                         const std::vector<ContainerRef>& keep) {
+  NodeTxn txn(*this, Begin::if_exists);
+  return containers::gc(txn, network, keep);
+}
+
+}  // namespace ebpfnet

@@ -1,0 +1,15 @@
+// Where the node's attachments pin their links.
+#pragma once
+
+#include <filesystem>
+
+#include "ebpfnet/node.hpp"
+
+namespace ebpfnet {
+
+inline std::filesystem::path link_pin(const Node& node, const EndpointRecord& e) {
+  return node.pin_dir() / "links" / e.host_ifname;
+}
+inline std::filesystem::path uplink_pin(const Node& node) { return node.pin_dir() / "uplink_link"; }
+
+}  // namespace ebpfnet

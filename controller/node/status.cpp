@@ -1,0 +1,82 @@
+#include "status.hpp"
+
+#include <bpf/bpf.h>
+
+#include "ebpfnet/netlink.hpp"
+#include "ebpfnet/tc_attach.hpp"
+#include "endpoints.hpp"
+#include "pins.hpp"
+
+namespace ebpfnet::status {
+namespace {
+
+size_t count_keys(int fd, uint32_t key_size) {
+  std::vector<char> key(key_size), next(key_size);
+  size_t n = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    ++n;
+    key.swap(next);
+    prev = key.data();
+  }
+  return n;
+}
+
+}  // namespace
+
+NodeStatus read(NodeTxn& txn) {
+  const Node& node = txn.node();
+  NodeStatus s;
+  s.state = txn.state();
+  s.pin_dir = node.pin_dir();
+  s.binary_build = Datapath::build_id();
+  MapFds pins = Datapath::open_map_pins(s.pin_dir);
+  s.abi = Datapath::abi_of(pins);
+  s.build = Datapath::build_of(pins);
+  auto dp = Datapath::open_pinned(s.pin_dir, true);
+  // Counters and config are read only in this binary's layouts.
+  const bool ours = dp && s.abi == EBPFNET_ABI_VERSION;
+  if (dp) {
+    s.prog = dp->from_endpoint_info();
+    if (ours) {
+      NodeConfig cfg = dp->maps().read_config();
+      if (cfg[EBPFNET_CFG_UPLINK_IFINDEX]) s.uplink_ip = Ipv4::from_be(static_cast<uint32_t>(cfg[EBPFNET_CFG_UPLINK_IP]));
+      s.node_drops = dp->maps().node_drops();
+    }
+    if (s.state.uplink) s.uplink_prog = dp->from_uplink_info();
+    for (size_t i = 0; i < kMapNames.size(); ++i) {
+      bpf_map_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(dp->maps().fd(i), &info, &len) != 0) continue;
+      MapInfo m{kMapNames[i], map_type_name(info.type), info.id, info.max_entries, 0};
+      if (info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+          info.type == BPF_MAP_TYPE_LRU_HASH)
+        m.entries = count_keys(dp->maps().fd(i), info.key_size);
+      s.maps.push_back(m);
+    }
+  }
+  s.endpoints = endpoints::views(node, s.state, ours ? &*dp : nullptr);
+  // An attachment is stale when it runs another program than the pinned
+  // one, or the pinned one is not this binary's.
+  const bool pinned_current = s.build == s.binary_build;
+  auto view = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
+    AttachmentView a{std::move(owner), std::move(ifname), mode, {}, true};
+    if (auto p = Datapath::prog_info_by_id(id)) a.prog = *p;
+    a.stale = id == 0 || id != want || !pinned_current;
+    s.attachments.push_back(std::move(a));
+  };
+  for (const auto& v : s.endpoints)
+    view(v.rec.name, v.rec.host_ifname, v.rec.tc_mode, v.prog_id, s.prog ? s.prog->id : 0);
+  if (s.state.uplink) {
+    Netns ns = node.netns();
+    NetnsGuard in(ns);
+    auto l = Netlink().link(s.state.uplink->ifname);
+    uint32_t id = l ? attached_prog_id(s.state.uplink->tc_mode, l->ifindex, uplink_pin(node)) : 0;
+    view("uplink", s.state.uplink->ifname, s.state.uplink->tc_mode, id, s.uplink_prog ? s.uplink_prog->id : 0);
+  }
+  for (const auto& l : Netlink::in(node.netns()).links())
+    if (l.kind == "bridge") s.bridges.push_back(l.name);
+  return s;
+}
+
+}  // namespace ebpfnet::status
