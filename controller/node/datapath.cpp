@@ -15,6 +15,7 @@
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/tc_attach.hpp"
 #include "endpoints.hpp"
+#include "lifecycle.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
 #include "uplink.hpp"
@@ -88,6 +89,7 @@ NodeState& state_to_attach(NodeTxn& txn, const AttachOptions& opts) {
       throw Error(Errc::usage, "node '" + node.name() + "' has pool " + st.cidr.str() + ", not " +
                                    opts.cidr->str());
   } else if (node.is_root() && opts.cidr) {
+    lifecycle::check_pool(*opts.cidr);
     st.name = node.name();
     st.sandbox = false;
     st.cidr = *opts.cidr;

@@ -57,9 +57,11 @@ EndpointRecord wire(NodeTxn& txn, const EndpointRequest& req, Ipv4 ip, Datapath&
   txn.step("netns");
   if (req.netns) {
     rec.netns = *req.netns;
+    // A path is kept absolute: the state store refuses a relative one.
     rec.netns_path = req.netns->rfind("pid:", 0) == 0 ? "/proc/" + req.netns->substr(4) + "/ns/net"
-                     : req.netns->find('/') != std::string::npos ? *req.netns
-                                                                  : netns::path_of(*req.netns);
+                     : req.netns->find('/') != std::string::npos
+                         ? std::filesystem::absolute(*req.netns).lexically_normal().string()
+                         : netns::path_of(*req.netns);
   } else {
     netns::add(req.name);
     txn.undo("netns " + req.name, [name = req.name] { netns::del(name); });
@@ -203,7 +205,11 @@ void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps) {
     detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(node, e));
   }
   if (maps) policies::remove_endpoint(txn.state(), e, *maps);
-  if (maps) maps->delete_endpoint(e.host_ifindex, e.ip);
+  if (maps) {
+    maps->delete_endpoint(e.host_ifindex, e.ip);
+    // Its address may be handed out again: no flow may still lead to it.
+    maps->ct_forget_address(e.ip);
+  }
   // Deleting one side deletes the pair, with its addresses, routes and neighbour.
   Netlink nl = Netlink::in(nodens);
   auto l = nl.link(e.host_ifname);

@@ -11,6 +11,10 @@ namespace ebpfnet::lifecycle {
 void check(const Node& node, const Ipv4Cidr& cidr) {
   if (node.is_root())
     throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
+  check_pool(cidr);
+}
+
+void check_pool(const Ipv4Cidr& cidr) {
   if (cidr.prefix > 30 || cidr.prefix < 8)
     throw Error(Errc::usage, "pool " + cidr.str() + " must be between /8 and /30");
 }

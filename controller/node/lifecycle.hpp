@@ -10,6 +10,8 @@ namespace ebpfnet::lifecycle {
 
 // Refused before anything is locked or made.
 void check(const Node& node, const Ipv4Cidr& cidr);
+// A node's pool: /8 to /30 (what the state store accepts).
+void check_pool(const Ipv4Cidr& cidr);
 // Node::create, in a transaction begun with Begin::create.
 void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside);
 void destroy(NodeTxn& txn);

@@ -144,7 +144,10 @@ void unexpose(NodeTxn& txn, const std::string& endpoint, const std::string& prot
     throw Error(Errc::usage, endpoint + " " + std::to_string(target_port) + "/" + proto +
                                  " is published on several ports; say which with --port");
   DatapathMaps* maps = txn.maps_if_attached();
-  if (maps) maps->delete_published(number, it->port);
+  if (maps) {
+    maps->delete_published(number, it->port);
+    maps->ct_forget_published(number, it->port);
+  }
   st.published.erase(it);
   if (maps) write_config(txn, *maps);
   txn.commit();

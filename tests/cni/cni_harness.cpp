@@ -252,6 +252,7 @@ void expect_node_empty(SandboxNode& sb) {
   auto maps = Datapath::open_pinned_maps(sb.node().pin_dir());
   if (maps) {
     EXPECT_EQ(maps->endpoint_count(), 0u);
+    EXPECT_TRUE(maps->ct_flows().empty()) << "conntrack still holds flows";
   }
   EXPECT_TRUE(entries(sb.node().pin_dir() / "links").empty());
 }

@@ -112,7 +112,8 @@ void expect_cni_error(const CniReply& r, int code, const std::string& msg_part);
 
 // The record of a container's endpoint, if the node has one.
 std::optional<EndpointRecord> endpoint_of(SandboxNode& sb, const Attachment& a);
-// Nothing of any endpoint is left on the node: state, veths, map entries, link pins.
+// Nothing of any endpoint is left on the node: state, veths, map entries,
+// conntrack flows, link pins.
 void expect_node_empty(SandboxNode& sb);
 // The interfaces of a namespace other than lo.
 std::vector<std::string> links_besides_lo(const Netns& ns);

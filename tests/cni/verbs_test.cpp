@@ -272,6 +272,25 @@ TEST(CniVerbs, DelWithEmptyNetnsCleansUpFromTheNodeSide) {
   EXPECT_TRUE(links_besides_lo(c.netns()).empty());
 }
 
+// The container's masqueraded flows go with it, though its namespace is
+// not given: its address may go to the next container.
+TEST(CniVerbs, DelWithEmptyNetnsRemovesTheContainersFlows) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb("10.240.0.0/24", true, true);
+  CniNet net(sb);
+  Container c;
+  ASSERT_EQ(net.add(c.attachment()).code, 0);
+  ProbeResult ping = probe_icmp(c.netns(), *Ipv4::parse(kSandboxServerIp));
+  ASSERT_TRUE(ping.ok) << ping.error;
+  ASSERT_FALSE(sb.node().conntrack().empty());
+  Attachment a = c.attachment();
+  a.netns = "";
+  CniReply del = net.del(a);
+  EXPECT_EQ(del.code, 0) << del.out;
+  EXPECT_TRUE(sb.node().endpoints().empty());
+  EXPECT_TRUE(sb.node().conntrack().empty()) << "the removed container's flows stay in conntrack";
+}
+
 TEST(CniVerbs, ChainedPrevResultIsPassedThrough) {
   EBPFNET_REQUIRE_ROOT();
   SandboxNode sb;
