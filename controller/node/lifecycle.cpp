@@ -1,5 +1,7 @@
 #include "lifecycle.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "datapath.hpp"
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
@@ -19,9 +21,32 @@ void check_pool(const Ipv4Cidr& cidr) {
     throw Error(Errc::usage, "pool " + cidr.str() + " must be between /8 and /30");
 }
 
+namespace {
+
+// Nodes on one outside route to each other's pools, so no two may overlap.
+void check_pools_on(const Node& node, const Ipv4Cidr& cidr, const std::string& outside) {
+  for (const auto& other : Node::list(node.env())) {
+    if (other == node.name()) continue;
+    NodeState st;
+    try {
+      st = StateStore(node.env().state_root, other).load();
+    } catch (const Error& e) {
+      spdlog::warn("node {}: not checked for an overlapping pool: {}", other, e.what());
+      continue;
+    }
+    if (st.uplink && st.uplink->outside == outside &&
+        (st.cidr.contains(cidr.network) || cidr.contains(st.cidr.network)))
+      throw Error(Errc::exists, "pool " + cidr.str() + " overlaps pool " + st.cidr.str() + " of node '" + other +
+                                    "', which is on outside " + outside + " too");
+  }
+}
+
+}  // namespace
+
 void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside) {
   const std::string& name = txn.node().name();
   if (txn.has_state()) throw Error(Errc::exists, "node '" + name + "' already exists");
+  if (uplink_sandbox && !outside.empty()) check_pools_on(txn.node(), cidr, outside);
   txn.step("netns");
   netns::add(name);
   txn.undo("netns " + name, [name] { netns::del(name); });

@@ -221,6 +221,7 @@ class Node {
                                                      const std::vector<ContainerRef>& keep);
 
   const std::string& name() const { return name_; }
+  const Env& env() const { return env_; }
   bool is_root() const { return name_ == kRootNode; }
   Netns netns() const;
   std::filesystem::path pin_dir() const { return env_.pin_root / name_; }

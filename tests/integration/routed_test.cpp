@@ -88,3 +88,32 @@ TEST_F(Routed, BadRoutesAreRefusedAndChangeNothing) {
 
 }  // namespace
 }  // namespace ebpfnet
+
+namespace ebpfnet {
+namespace {
+
+// Nodes sharing an outside route to each other's pools: a pool overlapping
+// another node's there is refused, and nothing of the new node is made.
+TEST(RoutedPools, OverlappingPoolOnTheSameOutsideIsRefused) {
+  EBPFNET_REQUIRE_ROOT();
+  test::SandboxNode lan1("10.203.80.0/24", true, true);
+  const std::string name = test::unique("ov");
+  for (const char* pool : {"10.203.80.0/25", "10.203.0.0/16"}) {
+    try {
+      Node::create(lan1.env(), name, *Ipv4Cidr::parse(pool), {}, true, lan1.outside());
+      Node::destroy(lan1.env(), name);
+      ADD_FAILURE() << pool << " overlapping " << lan1.name() << "'s 10.203.80.0/24 was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::exists) << e.what();
+      EXPECT_NE(std::string(e.what()).find(lan1.name()), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(netns::exists(name)) << pool;
+    EXPECT_FALSE(std::filesystem::exists(lan1.env().state_root / name)) << pool;
+  }
+  // A pool beside it joins.
+  Node::create(lan1.env(), name, *Ipv4Cidr::parse("10.203.81.0/24"), {}, true, lan1.outside());
+  Node::destroy(lan1.env(), name);
+}
+
+}  // namespace
+}  // namespace ebpfnet
