@@ -130,15 +130,11 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
   // Held by the transaction: undo steps switch back to old.
   std::optional<Datapath>& old = txn.hold(Datapath::open_pinned(pin_dir, true));
 
-  // What a reload would do with each map.
-  std::array<bool, kMapNames.size()> fresh{};
-  bool maps_differ = false;
+  // What a reload would do with each map that cannot be reused as it is.
   for (size_t i = 0; i < kMapNames.size(); ++i) {
     std::optional<MapLayout> have;
     if (pins[i].valid()) have = MapLayout::of_fd(pins[i].get());
     if (have == wanted[i]) continue;
-    fresh[i] = true;
-    maps_differ = true;
     MapMigration m{kMapNames[i], have ? have->str() : "", wanted[i].str(), "created", 0};
     const bool same_entries = have && have->key_size == wanted[i].key_size && have->value_size == wanted[i].value_size;
     if (have) {
@@ -158,7 +154,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     r.maps.push_back(m);
   }
   const bool programs_differ = !old || Datapath::build_of(pins) != Datapath::build_id();
-  r.loaded = !old || maps_differ || programs_differ;
+  r.loaded = !old || !r.maps.empty() || programs_differ;
 
   if (opts.dry_run) {
     if (r.loaded)
@@ -182,13 +178,11 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     txn.step("load");
     loaded = Datapath::load(cfg, &pins);
     txn.step("migrate");
-    for (size_t i = 0; i < kMapNames.size(); ++i) {
-      if (!fresh[i] || !pins[i].valid() || kMapRefill[i] == Refill::state || kMapRefill[i] == Refill::none)
-        continue;
-      for (auto& m : r.maps)
-        if (m.name == kMapNames[i] && m.how == "copied")
-          m.entries = copy_entries(pins[i].get(), loaded->maps().fd(i), false);
-    }
+    for (auto& m : r.maps)
+      if (m.how == "copied") {
+        const size_t i = map_index(m.name);
+        m.entries = copy_entries(pins[i].get(), loaded->maps().fd(i), false);
+      }
     refill(st, *loaded);
   }
   Datapath& dp = r.loaded ? *loaded : *old;
@@ -200,10 +194,9 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
   const Switched switched = switch_attachments(txn, dp, old);
   if (r.loaded) {
     // Flows the old programs made while the attachments switched over.
-    for (size_t i = 0; i < kMapNames.size(); ++i)
-      if (fresh[i] && pins[i].valid() && kMapRefill[i] == Refill::flows)
-        for (auto& m : r.maps)
-          if (m.name == kMapNames[i]) m.entries += copy_entries(pins[i].get(), dp.maps().fd(i), true);
+    for (auto& m : r.maps)
+      if (const size_t i = map_index(m.name); m.how == "copied" && kMapRefill[i] == Refill::flows)
+        m.entries += copy_entries(pins[i].get(), dp.maps().fd(i), true);
     r.programs.push_back({"from_endpoint", program_tag(pin_dir / "from_endpoint"), dp.from_endpoint_info().tag,
                           switched.endpoints});
     r.programs.push_back({"from_uplink", program_tag(pin_dir / "from_uplink"), dp.from_uplink_info().tag,
@@ -216,7 +209,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     });
     dp.maps().write_slot(EBPFNET_CFG_ABI_VERSION, EBPFNET_ABI_VERSION);
     dp.maps().write_slot(EBPFNET_CFG_BUILD, Datapath::build_id());
-    // Undone by pinning the old objects again, or by removing what was new.
+    // Undone by pinning the old objects again (a first load's directory goes with the step above).
     if (old) txn.undo("pins", [pin_dir, &old] { old->pin(pin_dir); });
     dp.pin(pin_dir);
     spdlog::info("node {}: datapath {} at {}", node.name(), old ? "upgraded" : "loaded and pinned", pin_dir.string());
