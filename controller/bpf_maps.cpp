@@ -69,6 +69,27 @@ int DatapathMaps::fd(std::string_view name) const {
   throw Error(Errc::failed, "no map named " + std::string(name));
 }
 
+size_t DatapathMaps::prune(std::string_view map, size_t key_size, const std::function<bool(const void*)>& keep) {
+  const int f = fd(map);
+  const std::string name(map);
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(f, &info, &len) != 0) throw_errno(errno, "reading map " + name);
+  if (info.key_size != key_size)
+    throw Error(Errc::failed, "map " + name + " has keys of " + std::to_string(info.key_size) + " bytes, not " +
+                                  std::to_string(key_size));
+  // Keys are collected first: deleting while walking a hash can restart the walk.
+  std::vector<std::vector<uint8_t>> doomed;
+  std::vector<uint8_t> key(key_size), next(key_size);
+  for (const void* prev = nullptr; bpf_map_get_next_key(f, prev, next.data()) == 0; prev = key.data()) {
+    if (!keep(next.data())) doomed.push_back(next);
+    key.swap(next);
+  }
+  for (const auto& k : doomed)
+    if (bpf_map_delete_elem(f, k.data()) != 0 && errno != ENOENT) throw_errno(errno, "deleting from map " + name);
+  return doomed.size();
+}
+
 void DatapathMaps::put_endpoint(const ebpfnet_endpoint& ep, bool keep_counters) {
   __u32 ifindex = ep.ifindex;
   __be32 ip = ep.ip;

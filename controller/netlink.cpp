@@ -71,6 +71,7 @@ Link parse_link(const nlmsghdr* nlh) {
   l.up = (ifi->ifi_flags & IFF_UP) != 0;
   if (tb[IFLA_IFNAME]) l.name = mnl_attr_get_str(tb[IFLA_IFNAME]);
   if (tb[IFLA_ADDRESS]) l.mac = get_mac(tb[IFLA_ADDRESS]);
+  if (tb[IFLA_IFALIAS]) l.alias = mnl_attr_get_str(tb[IFLA_IFALIAS]);
   if (tb[IFLA_LINKINFO]) {
     AttrTable info(IFLA_INFO_MAX);
     mnl_attr_parse_nested(tb[IFLA_LINKINFO], collect_attr, &info);
@@ -116,6 +117,13 @@ nlmsghdr* set_link_up(char* buf, uint32_t seq, int ifindex, bool up) {
   ifinfomsg* ifi = put_ifinfo(nlh, ifindex);
   ifi->ifi_change = IFF_UP;
   ifi->ifi_flags = up ? IFF_UP : 0;
+  return nlh;
+}
+
+nlmsghdr* set_alias(char* buf, uint32_t seq, int ifindex, const std::string& alias) {
+  nlmsghdr* nlh = put_header(buf, RTM_NEWLINK, NLM_F_ACK, seq);
+  put_ifinfo(nlh, ifindex);
+  mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias.c_str());
   return nlh;
 }
 
@@ -261,6 +269,11 @@ void Netlink::set_up(int ifindex, bool up) {
   char buf[kRequestSize];
   request(nlmsg::set_link_up(buf, ++seq_, ifindex, up),
           std::string("setting link ") + std::to_string(ifindex) + (up ? " up" : " down"));
+}
+
+void Netlink::set_alias(int ifindex, const std::string& alias) {
+  char buf[kRequestSize];
+  request(nlmsg::set_alias(buf, ++seq_, ifindex, alias), "setting the alias of link " + std::to_string(ifindex));
 }
 
 void Netlink::add_address(const Address& a) {

@@ -92,13 +92,16 @@ json to_json(const EndpointRecord& e) {
           {"policy_first_classes", e.policy_ids.first_class}};
 }
 
+json to_json(const PublishRecord& p) {
+  return {{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port}, {"port", p.port}};
+}
+
 json to_json(const NodeState& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) eps.push_back(to_json(e));
   json pubs = json::array();
   for (const auto& p : s.published)
-    pubs.push_back({{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port},
-                    {"port", p.port}});
+    pubs.push_back(to_json(p));
   json routes = json::array();
   for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
   return {{"version", kStateVersion},
@@ -119,6 +122,14 @@ json to_json(const NodeState& s) {
           {"ct_timeouts", to_json(s.ct_timeouts)},
           {"ct_size", s.ct_size},
           {"policy_counters", to_json(s.policy_counters)}};
+}
+
+json to_json(const Journal& j) {
+  json adding = json::array(), unpublishing = json::array();
+  for (const auto& e : j.adding) adding.push_back(to_json(e));
+  for (const auto& p : j.unpublishing) unpublishing.push_back(to_json(p));
+  return {{"op", j.op},           {"pid", j.pid},       {"adding", adding}, {"removing", j.removing},
+          {"unpublishing", unpublishing}, {"netns", j.netns}};
 }
 
 // ---- Migrations: each turns a document of one version into the next.
@@ -201,6 +212,17 @@ class Fields {
   template <typename T>
   T number(const std::string& key) const {
     return number_in<T>(at(key), name(key));
+  }
+
+  std::vector<std::string> strings(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_array()) throw bad(key, "is not a list");
+    std::vector<std::string> out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) throw bad(key, v[i].dump() + " is not a string");
+      out.push_back(v[i].get<std::string>());
+    }
+    return out;
   }
 
   // An id per direction (PolicyIds).
@@ -287,6 +309,22 @@ EndpointRecord endpoint_from(const Fields& f) {
   return e;
 }
 
+PublishRecord published_from(const Fields& p) {
+  return {p.str("endpoint"), p.str("proto"), p.number<uint16_t>("target_port"), p.number<uint16_t>("port")};
+}
+
+Journal journal_from(const json& doc) {
+  Fields f(doc, "");
+  Journal j;
+  j.op = f.str("op");
+  j.pid = f.number<int>("pid");
+  for (const Fields& e : f.list("adding")) j.adding.push_back(endpoint_from(e));
+  j.removing = f.strings("removing");
+  for (const Fields& p : f.list("unpublishing")) j.unpublishing.push_back(published_from(p));
+  j.netns = f.strings("netns");
+  return j;
+}
+
 NodeState state_from(const json& j) {
   Fields f(j, "");
   NodeState s;
@@ -302,9 +340,7 @@ NodeState state_from(const json& j) {
     s.uplink = UplinkRecord{u.str("ifname"), u.str("outside"), u.mode("tc_mode"), u.flag("outside_owned")};
   }
   for (const Fields& r : f.list("routes")) s.routes.push_back({r.cidr("dst"), r.ip("via")});
-  for (const Fields& p : f.list("published"))
-    s.published.push_back({p.str("endpoint"), p.str("proto"), p.number<uint16_t>("target_port"),
-                           p.number<uint16_t>("port")});
+  for (const Fields& p : f.list("published")) s.published.push_back(published_from(p));
   Fields t = f.object("ct_timeouts");
   s.ct_timeouts = {t.number<uint32_t>("syn"), t.number<uint32_t>("tcp"), t.number<uint32_t>("closing"),
                    t.number<uint32_t>("udp"), t.number<uint32_t>("icmp")};
@@ -472,12 +508,9 @@ bool StateStore::exists() const {
 
 NodeState StateStore::load() const {
   const fs::path file = dir_ / "state.json";
-  NodeDir d = open_node_dir(dir_, false);
-  // O_NONBLOCK: a FIFO planted as state.json must not hang us before it is refused.
-  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
-  if (!fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
-  const std::string text = read_all(fd.get(), file);
-  json j = reading(file, [&] { return json::parse(text); });
+  auto text = read_file("state.json");
+  if (!text) throw Error(Errc::not_found, no_node(node_, dir_));
+  json j = reading(file, [&] { return json::parse(*text); });
   const int version = reading(file, [&] { return Fields(j, "").number<int>("version"); });
   if (version > kStateVersion)
     throw Error(Errc::failed, "state of node '" + node_ + "' (" + file.string() + ") has schema version " +
@@ -490,11 +523,12 @@ NodeState StateStore::load() const {
   });
 }
 
-void StateStore::save(const NodeState& s) const {
+void StateStore::save(const NodeState& s) const { write_file("state.json", to_json(s).dump(2) + "\n", true); }
+
+void StateStore::write_file(const std::string& name, const std::string& text, bool durable) const {
   NodeDir d = open_node_dir(dir_, false);
   if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
-  const std::string text = to_json(s).dump(2) + "\n";
-  const fs::path tmp = dir_ / "state.json.tmp", dst = dir_ / "state.json";
+  const fs::path dst = dir_ / name, tmp = dir_ / (name + ".tmp");
   // A leftover goes first: a writer that died, or a symlink someone planted
   // (unlinking a symlink removes the link, not its target).
   if (::unlinkat(d.fd.get(), tmp.filename().c_str(), 0) != 0 && errno != ENOENT)
@@ -502,13 +536,41 @@ void StateStore::save(const NodeState& s) const {
   UniqueFd fd = open_in(d, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!fd.valid()) throw_errno(ENOENT, "creating " + tmp.string());
   write_all(fd.get(), text, tmp);
-  if (::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp.string());
+  if (durable && ::fsync(fd.get()) != 0) throw_errno(errno, "syncing " + tmp.string());
   fd.reset();
   if (::renameat(d.fd.get(), tmp.filename().c_str(), d.fd.get(), dst.filename().c_str()) != 0)
     throw_errno(errno, "replacing " + dst.string());
   // The rename is durable only once the directory is synced too. A failure
-  // here leaves the new state in place, so it does not fail the operation.
-  ::fsync(d.fd.get());
+  // here leaves the new file in place, so it does not fail the operation.
+  if (durable) ::fsync(d.fd.get());
+}
+
+std::optional<std::string> StateStore::read_file(const std::string& name) const {
+  const fs::path file = dir_ / name;
+  NodeDir d = open_node_dir(dir_, false);
+  // O_NONBLOCK: a FIFO planted here must not hang us before it is refused.
+  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
+  if (!fd.valid()) return std::nullopt;
+  return read_all(fd.get(), file);
+}
+
+void StateStore::save_journal(const Journal& j) const { write_file("journal.json", to_json(j).dump() + "\n", false); }
+
+std::optional<Journal> StateStore::load_journal() const {
+  const fs::path file = dir_ / "journal.json";
+  auto text = read_file("journal.json");
+  if (!text) return std::nullopt;
+  return reading(file, [&] {
+    Journal j = journal_from(json::parse(*text));
+    validate_journal(j);
+    return j;
+  });
+}
+
+void StateStore::remove_journal() const {
+  NodeDir d = open_node_dir(dir_, false);
+  if (d.fd.valid() && ::unlinkat(d.fd.get(), "journal.json", 0) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + (dir_ / "journal.json").string());
 }
 
 void StateStore::remove() const {

@@ -57,6 +57,20 @@ bool plain_absolute(const std::string& path) {
   return p.is_absolute() && std::none_of(p.begin(), p.end(), [](const auto& part) { return part == ".."; });
 }
 
+// What names a namespace, a path or an interface: a journal's planned
+// endpoints have these before anything else.
+void validate_endpoint_names(const EndpointRecord& e, const std::string& at) {
+  check(at + "name", [&] { validate_name("endpoint", e.name); });
+  if (e.netns_owned)
+    check(at + "netns", [&] { validate_name("netns", e.netns); });
+  else if (e.netns.empty())
+    refuse(at + "netns", "is empty");
+  if (!plain_absolute(e.netns_path))
+    refuse(at + "netns_path", "'" + printable(e.netns_path) + "' is not an absolute path without '..'");
+  check(at + "ifname", [&] { validate_ifname(e.ifname); });
+  check(at + "host_ifname", [&] { validate_ifname(e.host_ifname); });
+}
+
 void validate_endpoints(const NodeState& s) {
   Distinct<std::string> names, host_ifnames;
   Distinct<Ipv4> ips;
@@ -64,15 +78,7 @@ void validate_endpoints(const NodeState& s) {
   for (size_t i = 0; i < s.endpoints.size(); ++i) {
     const EndpointRecord& e = s.endpoints[i];
     const std::string at = item("endpoints", i);
-    check(at + "name", [&] { validate_name("endpoint", e.name); });
-    if (e.netns_owned)
-      check(at + "netns", [&] { validate_name("netns", e.netns); });
-    else if (e.netns.empty())
-      refuse(at + "netns", "is empty");
-    if (!plain_absolute(e.netns_path))
-      refuse(at + "netns_path", "'" + printable(e.netns_path) + "' is not an absolute path without '..'");
-    check(at + "ifname", [&] { validate_ifname(e.ifname); });
-    check(at + "host_ifname", [&] { validate_ifname(e.host_ifname); });
+    validate_endpoint_names(e, at);
     // What Ipam hands out: inside the pool, above the gateway, below broadcast.
     if (!s.cidr.contains(e.ip) || e.ip <= s.gateway() || e.ip > s.cidr.last_host())
       refuse(at + "ip", e.ip.str() + " is not an endpoint address of the pool " + s.cidr.str() +
@@ -140,6 +146,21 @@ void validate_state(const NodeState& s, std::string_view node) {
   for (const auto& [name, seconds] : timeouts)
     if (seconds == 0) refuse(std::string("ct_timeouts.") + name, "0 seconds is not a timeout");
   if (s.ct_size == 0) refuse("ct_size", "a conntrack table of 0 entries holds no flow");
+}
+
+void validate_journal(const Journal& j) {
+  for (size_t i = 0; i < j.adding.size(); ++i) validate_endpoint_names(j.adding[i], item("adding", i));
+  for (size_t i = 0; i < j.removing.size(); ++i)
+    check("removing[" + std::to_string(i) + "]", [&] { validate_name("endpoint", j.removing[i]); });
+  for (size_t i = 0; i < j.unpublishing.size(); ++i) {
+    const PublishRecord& p = j.unpublishing[i];
+    const std::string at = item("unpublishing", i);
+    if (p.proto != "tcp" && p.proto != "udp")
+      refuse(at + "proto", "'" + printable(p.proto) + "' is not tcp or udp");
+    if (p.port == 0) refuse(at + "port", "0 is not a port");
+  }
+  for (size_t i = 0; i < j.netns.size(); ++i)
+    check("netns[" + std::to_string(i) + "]", [&] { validate_name("netns", j.netns[i]); });
 }
 
 }  // namespace ebpfnet

@@ -31,6 +31,7 @@ std::optional<EndpointRecord> del(NodeTxn& txn, const ContainerRef& c) {
   if (it == st.endpoints.end()) return std::nullopt;
   // Everything is found from the record and the node side, so this works
   // when the container's namespace is already gone.
+  txn.journal({.op = "CNI DEL", .removing = {it->name}});
   endpoints::remove(txn, *it, txn.maps_if_attached());
   EndpointRecord removed = std::move(*it);
   st.endpoints.erase(it);
@@ -43,12 +44,19 @@ std::vector<EndpointRecord> gc(NodeTxn& txn, const std::string& network, const s
   if (!txn.has_state()) return removed;
   NodeState& st = txn.state();
   DatapathMaps* maps = txn.maps_if_attached();
+  auto stale = [&](const EndpointRecord& e) {
+    return e.cni_network == network && !e.container_id.empty() &&
+           std::none_of(keep.begin(), keep.end(), [&](const ContainerRef& c) { return belongs_to(e, c); });
+  };
   std::optional<Error> first_error;
   std::vector<EndpointRecord> left;
+  Journal j{.op = "CNI GC"};
+  for (const auto& e : st.endpoints)
+    if (stale(e)) j.removing.push_back(e.name);
+  if (j.removing.empty()) return removed;
+  txn.journal(std::move(j));
   for (auto& e : st.endpoints) {
-    bool stale = e.cni_network == network && !e.container_id.empty() &&
-                 std::none_of(keep.begin(), keep.end(), [&](const ContainerRef& c) { return belongs_to(e, c); });
-    if (!stale) {
+    if (!stale(e)) {
       left.push_back(std::move(e));
       continue;
     }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "datapath.hpp"
@@ -10,6 +11,7 @@
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/tc_attach.hpp"
+#include "marks.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
 #include "uplink.hpp"
@@ -41,20 +43,17 @@ Datapath open_or_attach(NodeTxn& txn) {
   return std::move(*dp);
 }
 
-// The namespace, veth, addresses, routes, map entries and program of one
-// endpoint; each step pushes its undo.
-EndpointRecord wire(NodeTxn& txn, const EndpointRequest& req, Ipv4 ip, Datapath& dp, const Netns& nodens,
-                    Netlink& nl_node) {
-  const Node& node = txn.node();
-  const NodeState& st = txn.state();
+// What an endpoint will be, decided before anything is made, so the journal
+// names everything a killed add may leave: its namespace, its veth's name, its address.
+EndpointRecord plan(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Netlink& nl_node,
+                    const std::vector<EndpointRecord>& planned) {
   EndpointRecord rec;
   rec.name = req.name;
   rec.ifname = req.ifname;
   rec.ip = ip;
   rec.container_id = req.container_id;
   rec.cni_network = req.cni_network;
-
-  txn.step("netns");
+  rec.tc_mode = st.tc_mode.value_or(TcMode::tcx);
   if (req.netns) {
     rec.netns = *req.netns;
     // A path is kept absolute: the state store refuses a relative one.
@@ -63,43 +62,60 @@ EndpointRecord wire(NodeTxn& txn, const EndpointRequest& req, Ipv4 ip, Datapath&
                          ? std::filesystem::absolute(*req.netns).lexically_normal().string()
                          : netns::path_of(*req.netns);
   } else {
-    netns::add(req.name);
-    txn.undo("netns " + req.name, [name = req.name] { netns::del(name); });
     rec.netns = req.name;
     rec.netns_path = netns::path_of(req.name);
     rec.netns_owned = true;
   }
-  Netns epns = req.netns ? Netns::open_spec(*req.netns) : Netns::open_named(req.name);
-  if (epns.same_as(nodens))
-    throw Error(Errc::usage, "endpoint '" + req.name + "' cannot live in the node's own namespace");
-  Netlink nl_ep = Netlink::in(epns);
-  if (nl_ep.link(req.ifname))
-    throw Error(Errc::exists, "interface " + req.ifname + " already exists in netns " + rec.netns);
-
+  auto taken = [&](const std::string& ifname) {
+    return nl_node.link(ifname) || std::any_of(planned.begin(), planned.end(), [&](const EndpointRecord& p) {
+             return p.host_ifname == ifname;
+           });
+  };
   for (unsigned attempt = 0;; ++attempt) {
     rec.host_ifname = host_ifname(req.name, attempt);
-    if (!nl_node.link(rec.host_ifname)) break;
-    if (attempt == 16)
-      throw Error(Errc::exists, "no free interface name for endpoint " + req.name);
+    if (!taken(rec.host_ifname)) break;
+    if (attempt == 16) throw Error(Errc::exists, "no free interface name for endpoint " + req.name);
   }
-
-  txn.step("veth");
   rec.mac = random_mac();
   rec.host_mac = random_mac();
+  return rec;
+}
+
+// The namespace, veth, addresses, routes, map entries and program of one
+// planned endpoint; each step pushes its undo.
+void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, Netlink& nl_node) {
+  const Node& node = txn.node();
+  const NodeState& st = txn.state();
+  const std::string mark = marks::of(node, rec.name);
+
+  txn.step("netns");
+  if (rec.netns_owned) {
+    netns::add(rec.name);
+    txn.undo("netns " + rec.name, [name = rec.name] { netns::del(name); });
+    marks::mark_netns(Netns::open_named(rec.name), mark);
+  }
+  Netns epns = rec.netns_owned ? Netns::open_named(rec.name) : Netns::open_spec(rec.netns);
+  if (epns.same_as(nodens))
+    throw Error(Errc::usage, "endpoint '" + rec.name + "' cannot live in the node's own namespace");
+  Netlink nl_ep = Netlink::in(epns);
+  if (nl_ep.link(rec.ifname))
+    throw Error(Errc::exists, "interface " + rec.ifname + " already exists in netns " + rec.netns);
+
+  txn.step("veth");
   try {
-    rec.host_ifindex = nl_node.create_veth(
-        {rec.host_ifname, rec.host_mac, req.ifname, rec.mac, epns.fd()});
+    rec.host_ifindex = nl_node.create_veth({rec.host_ifname, rec.host_mac, rec.ifname, rec.mac, epns.fd()});
   } catch (const Error& e) {
     throw Error(e.code(), std::string(e.what()) + " (in netns " + rec.netns + ")");
   }
   txn.undo("veth " + rec.host_ifname, [&nl_node, idx = rec.host_ifindex] { nl_node.delete_link(idx); });
+  nl_node.set_alias(rec.host_ifindex, mark);
 
   txn.step("endpoint-config");
-  disable_ipv6(epns, req.ifname);
+  disable_ipv6(epns, rec.ifname);
   if (auto lo = nl_ep.link("lo")) nl_ep.set_up(lo->ifindex);
-  auto eth = nl_ep.link(req.ifname);
-  if (!eth) throw Error(Errc::failed, req.ifname + " is missing in netns " + rec.netns);
-  nl_ep.add_address({eth->ifindex, ip, 32});
+  auto eth = nl_ep.link(rec.ifname);
+  if (!eth) throw Error(Errc::failed, rec.ifname + " is missing in netns " + rec.netns);
+  nl_ep.add_address({eth->ifindex, rec.ip, 32});
   nl_ep.set_up(eth->ifindex);
   Ipv4 gw = st.gateway();
   nl_ep.add_route({{gw, 32}, std::nullopt, eth->ifindex, std::nullopt, true});
@@ -114,12 +130,12 @@ EndpointRecord wire(NodeTxn& txn, const EndpointRequest& req, Ipv4 ip, Datapath&
   // the node answers and sources from it, and it goes away with the veth.
   nl_node.add_address({rec.host_ifindex, gw, 32});
   nl_node.set_up(rec.host_ifindex);
-  nl_node.add_route({{ip, 32}, std::nullopt, rec.host_ifindex, gw, true});
-  nl_node.add_neighbor({rec.host_ifindex, ip, rec.mac});
+  nl_node.add_route({{rec.ip, 32}, std::nullopt, rec.host_ifindex, gw, true});
+  nl_node.add_neighbor({rec.host_ifindex, rec.ip, rec.mac});
 
   txn.step("maps");
-  dp.maps().put_endpoint(make_endpoint(rec.host_ifindex, ip, rec.mac, rec.host_mac));
-  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip] { dp.maps().delete_endpoint(idx, ip); });
+  dp.maps().put_endpoint(make_endpoint(rec.host_ifindex, rec.ip, rec.mac, rec.host_mac));
+  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip = rec.ip] { dp.maps().delete_endpoint(idx, ip); });
 
   txn.step("attach");
   {
@@ -130,8 +146,6 @@ EndpointRecord wire(NodeTxn& txn, const EndpointRequest& req, Ipv4 ip, Datapath&
     NetnsGuard in(nodens);
     detach_tc_ingress(rec.tc_mode, rec.host_ifindex, link_pin(node, rec));
   });
-
-  return rec;
 }
 
 }  // namespace
@@ -170,7 +184,9 @@ std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>
   Netlink& nl_node = txn.hold(Netlink::in(nodens));
   txn.set_checkpoint(cp);
   std::vector<EndpointRecord> added;
-  for (size_t i = 0; i < reqs.size(); ++i) added.push_back(wire(txn, reqs[i], ips[i], dp, nodens, nl_node));
+  for (size_t i = 0; i < reqs.size(); ++i) added.push_back(plan(st, reqs[i], ips[i], nl_node, added));
+  txn.journal({.op = "endpoint add", .adding = added});
+  for (auto& rec : added) wire(txn, rec, dp, nodens, nl_node);
 
   st.endpoints.insert(st.endpoints.end(), added.begin(), added.end());
   st.last_allocated = ipam.last();
@@ -190,7 +206,14 @@ EndpointRecord& find(NodeTxn& txn, const std::string& name) {
 void del(NodeTxn& txn, const std::string& name) {
   validate_name("endpoint", name);
   NodeState& st = txn.state();
+  // A killed add or del of it, just recovered, leaves nothing to remove: done.
+  const Journal* killed = txn.recovered() ? &*txn.recovered() : nullptr;
+  if (!st.find(name) && killed &&
+      (std::any_of(killed->adding.begin(), killed->adding.end(), [&](const auto& e) { return e.name == name; }) ||
+       std::find(killed->removing.begin(), killed->removing.end(), name) != killed->removing.end()))
+    return;
   const EndpointRecord& e = find(txn, name);
+  txn.journal({.op = "endpoint del", .removing = {name}});
   remove(txn, e, txn.maps_if_attached());
   st.endpoints.erase(st.endpoints.begin() + (&e - st.endpoints.data()));
   txn.commit();
@@ -200,25 +223,34 @@ void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps) {
   const Node& node = txn.node();
   uplink::unpublish_endpoint(txn, e, maps);
   Netns nodens = node.netns();
-  {
+  Netlink nl = Netlink::in(nodens);
+  auto l = nl.link(e.host_ifname);
+  // A planned record (a killed add's) has no ifindex yet: its veth, if it
+  // was made, is the one of its name that carries its mark.
+  const bool planned = e.host_ifindex == 0;
+  if (planned && l && l->alias != marks::of(node, e.name) && !l->alias.empty()) l.reset();
+  const int ifindex = planned ? (l ? l->ifindex : 0) : e.host_ifindex;
+  txn.step("detach");
+  if (ifindex || e.tc_mode == TcMode::tcx) {
     NetnsGuard in(nodens);
-    detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(node, e));
+    detach_tc_ingress(e.tc_mode, ifindex, link_pin(node, e));
   }
+  txn.step("unmap");
   if (maps) policies::remove_endpoint(txn.state(), e, *maps);
   if (maps) {
-    maps->delete_endpoint(e.host_ifindex, e.ip);
+    maps->delete_endpoint(ifindex, e.ip);
     // Its address may be handed out again: no flow may still lead to it.
     maps->ct_forget_address(e.ip);
   }
   // Deleting one side deletes the pair, with its addresses, routes and neighbour.
-  Netlink nl = Netlink::in(nodens);
-  auto l = nl.link(e.host_ifname);
+  txn.step("unlink");
   try {
-    if (l && l->ifindex == e.host_ifindex) nl.delete_link(l->ifindex);
+    if (l && l->ifindex == ifindex) nl.delete_link(l->ifindex);
   } catch (const Error& err) {
     // The endpoint's namespace is being torn down and takes the pair with it.
     if (err.code() != Errc::not_found) throw;
   }
+  txn.step("netns-del");
   if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
 }
 

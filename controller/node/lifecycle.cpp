@@ -6,6 +6,7 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "endpoints.hpp"
+#include "marks.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::lifecycle {
@@ -47,11 +48,15 @@ void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::
   const std::string& name = txn.node().name();
   if (txn.has_state()) throw Error(Errc::exists, "node '" + name + "' already exists");
   if (uplink_sandbox && !outside.empty()) check_pools_on(txn.node(), cidr, outside);
+  Journal j{.op = "node create", .netns = {name}};
+  if (uplink_sandbox && outside.empty()) j.netns.push_back(name + "-out");
+  txn.journal(std::move(j));
   txn.step("netns");
   netns::add(name);
   txn.undo("netns " + name, [name] { netns::del(name); });
   txn.step("loopback");
   Netns ns = Netns::open_named(name);
+  marks::mark_netns(ns, marks::of(txn.node()));
   Netlink nl = Netlink::in(ns);
   if (auto lo = nl.link("lo")) nl.set_up(lo->ifindex);
   NodeState& st = txn.state();
@@ -68,6 +73,12 @@ void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::
 void destroy(NodeTxn& txn) {
   const Node& node = txn.node();
   NodeState& st = txn.state();
+  if (!txn.has_state()) {
+    // A node whose create was killed: recovery took its namespaces.
+    if (!txn.recovered()) throw Error(Errc::not_found, "node '" + node.name() + "' does not exist");
+    txn.commit_removal();
+    return;
+  }
   // Maps of another ABI go with their pins; their entries need no removal.
   auto maps = Datapath::abi_of(Datapath::open_map_pins(node.pin_dir())) == EBPFNET_ABI_VERSION
                   ? Datapath::open_pinned_maps(node.pin_dir())
@@ -78,6 +89,12 @@ void destroy(NodeTxn& txn) {
   if (st.sandbox && netns::exists(node.name())) netns::del(node.name());
   if (st.uplink && st.uplink->outside_owned && !st.uplink->outside.empty() && netns::exists(st.uplink->outside))
     netns::del(st.uplink->outside);
+  // What no record names (made by a command killed before it wrote one, or
+  // in a state that was lost) still carries the node's mark.
+  for (const auto& name : marks::netns_of(node)) {
+    spdlog::info("node {}: deleting namespace {}, which it made but did not record", node.name(), name);
+    netns::del(name);
+  }
   txn.commit_removal();
 }
 

@@ -39,7 +39,7 @@ void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const 
 
 void Node::destroy(const Env& env, const std::string& name) {
   Node node(env, name);
-  NodeTxn txn(node);
+  NodeTxn txn(node, Begin::if_exists);
   lifecycle::destroy(txn);
 }
 

@@ -15,6 +15,8 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
   DatapathMaps& maps = txn.maps();
 
   PolicyIds ids = allocate_policy_ids(p, st.policy_counters);
+  txn.journal({.op = "policy set"});
+  txn.step("rule-sets");
   write_rule_sets(maps, p, ids);
   // Values, not references: undo runs after the operation's locals are gone.
   txn.undo("new rule sets", [&maps, p, ids] { erase_rule_sets(maps, p, ids); });
@@ -22,6 +24,7 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
   const size_t policed = st.policed_endpoints();
   maps.write_slot(EBPFNET_CFG_POLICIES, policed + (e.policy ? 0 : 1));
   txn.undo("policy count", [&maps, policed] { maps.write_slot(EBPFNET_CFG_POLICIES, policed); });
+  txn.step("switch");
   switch_policy(maps, e.ip, p, ids);
   const std::optional<Policy> old = e.policy;
   const PolicyIds old_ids = e.policy_ids;
@@ -33,9 +36,11 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
   });
   e.policy = p;
   e.policy_ids = ids;
-  txn.commit();
-  // Only now is nothing able to reach the old rule sets.
-  if (old) erase_rule_sets(maps, *old, old_ids);
+  // Only once saved is nothing able to reach the old rule sets.
+  txn.commit_then([&] {
+    txn.step("old-rule-sets");
+    if (old) erase_rule_sets(maps, *old, old_ids);
+  });
   const PolicySize size = policy_size(p, ids);
   spdlog::info("node {}: endpoint {} has a new policy ({} ingress, {} egress rules; {} + {} map entries)",
                txn.node().name(), endpoint, p.ingress.rules.size(), p.egress.rules.size(), size.cidr_entries,
@@ -48,6 +53,7 @@ bool del(NodeTxn& txn, const std::string& endpoint) {
   EndpointRecord& e = endpoints::find(txn, endpoint);
   if (!e.policy) return false;
   DatapathMaps& maps = txn.maps();
+  txn.journal({.op = "policy del"});
   remove_policy(maps, e.ip, *e.policy, e.policy_ids);
   e.policy.reset();
   e.policy_ids = {};

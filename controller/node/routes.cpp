@@ -36,8 +36,13 @@ void add(NodeTxn& txn, const RouteRecord& r) {
   DatapathMaps& maps = txn.maps();
 
   Netlink& nl = txn.hold(Netlink::in(txn.node().netns()));
-  nl.add_route({r.dst, r.via, 0, std::nullopt, false});
-  txn.undo("route", [&nl, r] { nl.del_route({r.dst, r.via, 0, std::nullopt, false}); });
+  txn.journal({.op = "route add"});
+  // One a killed route add made is taken as it is.
+  const auto kernel = nl.routes();
+  if (std::none_of(kernel.begin(), kernel.end(), [&](const Route& k) { return k.dst == r.dst && k.via == r.via; })) {
+    nl.add_route({r.dst, r.via, 0, std::nullopt, false});
+    txn.undo("route", [&nl, r] { nl.del_route({r.dst, r.via, 0, std::nullopt, false}); });
+  }
   maps.put_routed(r.dst);
   txn.undo("routed prefix", [&maps, r] { maps.delete_routed(r.dst); });
   if (!st.uplink->outside.empty()) advertise_pool(txn);
@@ -49,6 +54,7 @@ void del(NodeTxn& txn, const Ipv4Cidr& dst) {
   NodeState& st = txn.state();
   auto it = std::find_if(st.routes.begin(), st.routes.end(), [&](const RouteRecord& r) { return r.dst == dst; });
   if (it == st.routes.end()) throw Error(Errc::not_found, "no route to " + dst.str());
+  txn.journal({.op = "route del"});
   if (DatapathMaps* maps = txn.maps_if_attached()) maps->delete_routed(dst);
   try {
     Netlink::in(txn.node().netns()).del_route({it->dst, it->via, 0, std::nullopt, false});

@@ -9,23 +9,24 @@
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "endpoints.hpp"
+#include "marks.hpp"
 
 namespace ebpfnet::uplink {
 namespace {
 
 Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
 
-uint8_t proto_number(const std::string& proto) {
-  if (proto == "tcp") return IPPROTO_TCP;
-  if (proto == "udp") return IPPROTO_UDP;
-  throw Error(Errc::usage, "protocol '" + proto + "' is not tcp or udp");
-}
-
 void check_port(uint16_t port, const char* what) {
   if (port == 0) throw Error(Errc::usage, std::string(what) + " 0 is not a port");
 }
 
 }  // namespace
+
+uint8_t proto_number(const std::string& proto) {
+  if (proto == "tcp") return IPPROTO_TCP;
+  if (proto == "udp") return IPPROTO_UDP;
+  throw Error(Errc::usage, "protocol '" + proto + "' is not tcp or udp");
+}
 
 UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside) {
   const std::string& node = txn.node().name();
@@ -39,6 +40,7 @@ UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside) {
     txn.undo("netns " + out_name, [out_name] { netns::del(out_name); });
   }
   Netns out = Netns::open_named(out_name);
+  if (!join) marks::mark_netns(out, marks::of(txn.node()));
   Netns ns = Netns::open_named(node);
   Netlink nl_out = Netlink::in(out);
   Netlink nl_node = Netlink::in(ns);
@@ -118,6 +120,8 @@ void expose(NodeTxn& txn, const PublishRecord& p) {
       throw Error(Errc::exists, p.proto + " port " + std::to_string(p.port) + " is already published for " +
                                     q.endpoint + ":" + std::to_string(q.target_port));
   DatapathMaps& maps = txn.maps();
+  txn.journal({.op = "expose"});
+  txn.step("publish");
   txn.undo("config", [&maps, before = maps.read_config()] { maps.write_config(before); });
   maps.put_published({proto, p.port, e.ip, p.target_port});
   txn.undo("published port", [&maps, proto, port = p.port] { maps.delete_published(proto, port); });
@@ -144,6 +148,8 @@ void unexpose(NodeTxn& txn, const std::string& endpoint, const std::string& prot
     throw Error(Errc::usage, endpoint + " " + std::to_string(target_port) + "/" + proto +
                                  " is published on several ports; say which with --port");
   DatapathMaps* maps = txn.maps_if_attached();
+  txn.journal({.op = "unexpose", .unpublishing = {*it}});
+  txn.step("unpublish");
   if (maps) {
     maps->delete_published(number, it->port);
     maps->ct_forget_published(number, it->port);

@@ -10,6 +10,9 @@
 
 namespace ebpfnet::uplink {
 
+// IPPROTO_TCP or IPPROTO_UDP for "tcp" or "udp"; Errc::usage otherwise.
+uint8_t proto_number(const std::string& proto);
+
 // A veth from the sandbox node into outside, or into a new namespace
 // "<node>-out" playing the internet when outside is "".
 UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside);

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -132,6 +133,11 @@ class DatapathMaps {
   // Moves the monitor deadlines (CLOCK_MONOTONIC ns) to at least these; 0
   // leaves a deadline as it is, so monitors of either kind coexist.
   void extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns);
+
+  // Deletes every entry whose key keep() refuses (keys of key_size bytes,
+  // checked against the map's); returns how many went. For making the maps
+  // follow the state again after a killed command.
+  size_t prune(std::string_view map, size_t key_size, const std::function<bool(const void* key)>& keep);
 
   int fd(size_t i) const;  // in kMapNames order
   int fd(std::string_view name) const;

@@ -22,6 +22,7 @@ struct Link {
   std::string kind;  // "veth", "bridge", ... ("" when the kernel gives none)
   Mac mac{};
   bool up = false;
+  std::string alias;  // IFLA_IFALIAS: ebpfnet marks what it made with it
 };
 
 struct VethSpec {
@@ -58,6 +59,7 @@ namespace nlmsg {
 nlmsghdr* new_veth(char* buf, uint32_t seq, const VethSpec& spec);
 nlmsghdr* del_link(char* buf, uint32_t seq, int ifindex);
 nlmsghdr* set_link_up(char* buf, uint32_t seq, int ifindex, bool up);
+nlmsghdr* set_alias(char* buf, uint32_t seq, int ifindex, const std::string& alias);
 nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add);
 nlmsghdr* route(char* buf, uint32_t seq, const Route& r, bool add);
 nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add);
@@ -79,6 +81,8 @@ class Netlink {
   int create_veth(const VethSpec& spec);
   void delete_link(int ifindex);
   void set_up(int ifindex, bool up = true);
+  // The kernel takes an alias only on an existing link, not with its creation.
+  void set_alias(int ifindex, const std::string& alias);
 
   void add_address(const Address& a);
   void del_address(const Address& a);

@@ -1,7 +1,14 @@
-// One operation on a node: its lock, its state, its pinned maps, the undo of
-// what the operation did so far, and the commit that saves the state. Every
-// operation begins here (the constructor) and ends here (commit), so what
-// every transaction must do is added in one place, not in each operation.
+// One operation on a node: its lock, its state, its pinned maps, its journal,
+// the undo of what the operation did so far, and the commit that saves the
+// state. Every operation begins here (the constructor) and ends here
+// (commit), so what every transaction must do is added in one place, not in
+// each operation.
+//
+// Crash safety: an operation that changes anything beyond the state writes
+// a journal first (journal()); commit saves the state, then drops the
+// journal. A journal found when a transaction begins was left by a killed
+// process (the lock says no one else holds the node), and recovery takes
+// back or finishes that operation before this one starts.
 #pragma once
 
 #include <functional>
@@ -29,6 +36,7 @@ class NodeTxn {
     if_exists,  // a node without state is no error: nothing is locked, has_state() is false
   };
   explicit NodeTxn(const Node& node, Begin how = Begin::existing, Checkpoint cp = {});
+  ~NodeTxn();
   NodeTxn(const NodeTxn&) = delete;
   NodeTxn& operator=(const NodeTxn&) = delete;
 
@@ -40,8 +48,14 @@ class NodeTxn {
   // nullptr when the datapath is not attached: removals go on without it.
   DatapathMaps* maps_if_attached();
 
-  // Called before each step, with the step's name (tests fail an operation there).
+  // Called before each step, with the step's name: tests fail an operation
+  // there (the checkpoint) or kill the process there (EBPFNET_FAILPOINT,
+  // "STEP" or "STEP#N" for its Nth time).
   void step(std::string_view name) const;
+  // Records what the operation is about to do, before it does any of it.
+  void journal(Journal j);
+  // The journal of a killed operation this transaction recovered from.
+  const std::optional<Journal>& recovered() const { return recovered_; }
   // An operation that runs another first (add_endpoint attaching) checks only its own steps.
   void set_checkpoint(Checkpoint cp) { cp_ = std::move(cp); }
   void undo(std::string what, std::function<void()> step) { undo_.push(std::move(what), std::move(step)); }
@@ -56,14 +70,22 @@ class NodeTxn {
   // Saves the state and keeps what was done. Later steps may follow and
   // commit again: each commit makes what came before it last.
   void commit();
+  // Commits, then runs cleanup that only the saved state allows (old rule
+  // sets nothing points at any more) before the journal goes: a kill during
+  // the cleanup is recovered like one before the commit.
+  void commit_then(const std::function<void()>& cleanup);
   // Ends the node instead: its state goes.
   void commit_removal();
 
  private:
   const Node& node_;
   const StateStore& store_;
+  void recover();
+
   std::optional<StateStore::Lock> lock_;
   bool has_state_ = false;
+  bool journaled_ = false;
+  std::optional<Journal> recovered_;
   NodeState state_;
   Checkpoint cp_;
   bool maps_opened_ = false;

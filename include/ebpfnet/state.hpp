@@ -110,11 +110,26 @@ struct NodeState {
   EndpointRecord* find(std::string_view endpoint);
 };
 
+// An operation in progress: written before the operation changes anything
+// beyond the node's state, removed once its state is saved (or its undo has
+// run). Found by a later command, under the node's lock, it means the
+// operation was killed, and recovery takes back or finishes what it was doing.
+struct Journal {
+  std::string op;                           // "endpoint add", for the log
+  int pid = 0;                              // of the process that wrote it
+  std::vector<EndpointRecord> adding;       // planned; made in part, maybe: taken back unless saved
+  std::vector<std::string> removing;        // endpoints whose removal recovery finishes
+  std::vector<PublishRecord> unpublishing;  // published ports whose flows recovery forgets
+  std::vector<std::string> netns;           // namespaces being made: removed unless the node's state has them
+};
+
 // Throws Errc::failed naming the first field (as "endpoints[2].ip") that
 // ebpfnet itself would never have written: a bad name or path, an address
 // outside the pool, a duplicate, a port or timeout of 0. State is read from
 // a file others may have edited, so it is checked like user input.
 void validate_state(const NodeState& s, std::string_view node);
+// The same for a journal: every name recovery would act on is checked.
+void validate_journal(const Journal& j);
 
 // The files of one node under <root>/<node>/: lock, state.json. The node's
 // directory is opened without following a symlink, every file in it is
@@ -144,9 +159,20 @@ class StateStore {
   NodeState load() const;
   void save(const NodeState& s) const;  // always in the current schema
   void remove() const;
+
+  // journal.json beside the state, read and written like it. A journal
+  // guards kernel objects, which a power loss takes with it, so it is
+  // written without fsync: it has to survive a killed process only.
+  void save_journal(const Journal& j) const;
+  std::optional<Journal> load_journal() const;
+  void remove_journal() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  // Atomic replace of one file of the node's directory (temp file, rename).
+  void write_file(const std::string& name, const std::string& text, bool durable) const;
+  std::optional<std::string> read_file(const std::string& name) const;  // nullopt: no such file
+
   std::filesystem::path dir_;
   std::string node_;
 };

@@ -18,6 +18,8 @@ class Undo {
 
   void push(std::string what, std::function<void()> step);
   void commit() { steps_.clear(); }
+  // Runs the steps now; false when one of them failed.
+  bool rollback();
 
  private:
   std::vector<std::pair<std::string, std::function<void()>>> steps_;

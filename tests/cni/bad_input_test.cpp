@@ -199,7 +199,18 @@ TEST(CniBadInput, SecondAddOfTheSameAttachment) {
   Scene s;
   CniReply first = s.net.add(s.c.attachment());
   ASSERT_EQ(first.code, 0) << first.out;
-  expect_cni_error(s.net.add(s.c.attachment()), 104, "already exists");
+  // Again into the same namespace (a runtime retrying an ADD it killed):
+  // answered with the same result, nothing made twice.
+  CniReply again = s.net.add(s.c.attachment());
+  ASSERT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_EQ(again.result()["ips"], first.result()["ips"]);
+  EXPECT_EQ(again.result()["interfaces"], first.result()["interfaces"]);
+  // The same container ID and interface in another namespace is refused.
+  Container elsewhere;
+  Attachment moved = elsewhere.attachment();
+  moved.id = s.c.id();
+  expect_cni_error(s.net.add(moved), 104, "in another network namespace");
+  EXPECT_TRUE(links_besides_lo(elsewhere.netns()).empty());
   // The first attachment is untouched and still works.
   auto rec = endpoint_of(s.sb, s.c.attachment());
   ASSERT_TRUE(rec);

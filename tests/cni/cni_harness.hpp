@@ -91,7 +91,9 @@ class CniNet {
   const std::string& name() const { return name_; }
   std::string log() const;
 
-  CniReply call(const std::string& verb, const Attachment& a, const json& conf) const;
+  // extra_env: more KEY=VALUE for the plugin (EBPFNET_FAILPOINT).
+  CniReply call(const std::string& verb, const Attachment& a, const json& conf,
+                const std::vector<std::string>& extra_env = {}) const;
   CniReply add(const Attachment& a) const { return call("ADD", a, conf()); }
   CniReply del(const Attachment& a) const { return call("DEL", a, conf()); }
   CniReply check(const Attachment& a, const json& prev_result) const;

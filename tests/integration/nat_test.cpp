@@ -11,14 +11,19 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
+#include "ebpfnet/datapath.hpp"
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/probe.hpp"
 #include "support.hpp"
@@ -532,6 +537,101 @@ TEST_F(Nat, ThousandConcurrentOutboundConnections) {
       EXPECT_EQ(e.at("stats").at("drops").at("nat-no-port"), 0);
       EXPECT_EQ(e.at("stats").at("drops").at("ct-full"), 0);
     }
+}
+
+// Drops the datapath counted, by reason: the endpoint's and the node's.
+std::map<std::string, uint64_t> counted_drops(SandboxNode& sb, const std::string& endpoint) {
+  auto maps = Datapath::open_pinned_maps(sb.node().pin_dir());
+  if (!maps) throw std::runtime_error("node has no pinned maps");
+  DropCounts sum = maps->node_drops();
+  for (const auto& v : sb.node().endpoints())
+    if (v.rec.name == endpoint && v.stats)
+      for (size_t r = 0; r < sum.size(); ++r) sum[r] += v.stats->drops[r];
+  std::map<std::string, uint64_t> out;
+  for (size_t r = 0; r < sum.size(); ++r)
+    if (sum[r]) out[std::string(drop_reason_name(static_cast<int>(r)))] = sum[r];
+  return out;
+}
+
+// Short connections through masquerade to one server that closes first, so
+// it holds each tuple in TIME_WAIT: a NAT port handed out again while the
+// server still waits on it would stall the handshake. Every connection
+// either completes or is counted as a drop with a reason.
+TEST_F(Nat, EightThousandShortConnectionsEveryFailureCounted) {
+  constexpr size_t kConns = 8000;
+  Netns ep = Netns::open_named(a_.name), out = Netns::open_named(outside());
+  UniqueFd listener = tcp_socket_in(out);
+  sockaddr_in addr = socket_address(kOutside, kBulkPort);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener.get(), 1024), 0);
+
+  std::atomic<bool> stop{false};
+  std::thread server([&] {
+    while (!stop) {
+      pollfd p{listener.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      UniqueFd c(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!c.valid()) continue;
+      pollfd r{c.get(), POLLIN, 0};
+      char byte = 0;
+      if (::poll(&r, 1, 3000) == 1 && ::read(c.get(), &byte, 1) == 1) (void)!::write(c.get(), &byte, 1);
+    }  // closed here, first: the server side waits in TIME_WAIT
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, server};
+
+  auto drops_before = counted_drops(*sb_, a_.name);
+  std::map<std::string, size_t> failures;
+  const auto started = Clock::now();
+  for (size_t i = 0; i < kConns; ++i) {
+    UniqueFd c = tcp_socket_in(ep);
+    auto fail = [&](const std::string& why) { ++failures[why]; };
+    if (::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) {
+      fail(std::string("connect: ") + strerror(errno));
+      continue;
+    }
+    pollfd w{c.get(), POLLOUT, 0};
+    if (::poll(&w, 1, 3000) != 1) {
+      fail("handshake timed out (3 s)");
+      continue;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(c.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      fail(std::string("connect: ") + strerror(err));
+      continue;
+    }
+    char byte = 'x';
+    pollfd r{c.get(), POLLIN, 0};
+    if (::write(c.get(), &byte, 1) != 1 || ::poll(&r, 1, 3000) != 1 || ::read(c.get(), &byte, 1) != 1)
+      fail("no answer within 3 s");
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  uint64_t counted = 0;
+  std::string counted_reasons;
+  for (const auto& [why, n] : counted_drops(*sb_, a_.name)) {
+    const uint64_t d = n - drops_before[why];
+    counted += d;
+    if (d) counted_reasons += " " + std::to_string(d) + " x " + why + ";";
+  }
+  size_t failed = 0;
+  std::string reasons;
+  for (const auto& [why, n] : failures) {
+    failed += n;
+    reasons += " " + std::to_string(n) + " x " + why + ";";
+  }
+  std::cout << kConns - failed << " of " << kConns << " short connections in " << seconds << " s; failed:"
+            << (reasons.empty() ? " none" : reasons) << " drops counted:" << (counted_reasons.empty() ? " none" : counted_reasons)
+            << "\n";
+  EXPECT_TRUE(failed == 0 || counted >= failed)
+      << failed << " connections failed (" << reasons << ") but only " << counted << " drops were counted";
 }
 
 }  // namespace

@@ -20,9 +20,16 @@ using test::read_file;
 using test::SandboxNode;
 using test::unique;
 
+// The steps an operation can fail at and be undone; after "state" comes only
+// "journal-end", when the operation is done and saved.
 const std::vector<std::string> kAddSteps = {
-    "netns", "veth", "endpoint-config", "node-config", "maps", "attach", "state"};
-const std::vector<std::string> kCreateSteps = {"netns", "loopback", "state"};
+    "journal", "netns", "veth", "endpoint-config", "node-config", "maps", "attach", "state"};
+const std::vector<std::string> kCreateSteps = {"journal", "netns", "loopback", "state"};
+
+std::vector<std::string> all_steps(std::vector<std::string> steps) {
+  steps.push_back("journal-end");
+  return steps;
+}
 
 // Thrown by the checkpoint, so a test knows the failure it sees is the injected one.
 struct Injected : std::runtime_error {
@@ -105,7 +112,7 @@ TEST(AddEndpointSteps, CheckpointSeesEveryDocumentedStep) {
   SandboxNode sb;
   FailAt none{"(none)", {}};
   sb.node().add_endpoint({unique("rs"), std::nullopt, std::nullopt, "eth0"}, none.checkpoint());
-  EXPECT_EQ(none.seen, kAddSteps);
+  EXPECT_EQ(none.seen, all_steps(kAddSteps));
 }
 
 TEST_P(AddEndpointRollback, OwnNamespace) {
@@ -175,7 +182,7 @@ TEST(CreateNodeSteps, CheckpointSeesEveryDocumentedStep) {
   FailAt none{"(none)", {}};
   Node::create(env, name, *Ipv4Cidr::parse("10.247.0.0/24"), none.checkpoint());
   Node::destroy(env, name);
-  EXPECT_EQ(none.seen, kCreateSteps);
+  EXPECT_EQ(none.seen, all_steps(kCreateSteps));
 }
 
 class CreateNodeRollback : public testing::TestWithParam<std::string> {};

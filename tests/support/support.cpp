@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +15,8 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+
+#include "ebpfnet/error.hpp"
 
 extern char** environ;
 
@@ -199,6 +202,9 @@ SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandb
 SandboxNode::~SandboxNode() {
   try {
     Node::destroy(env_, name_);
+  } catch (const Error& e) {
+    // A test may have deleted the node itself (`ebpfnet node delete`).
+    if (e.code() != Errc::not_found) ADD_FAILURE() << "destroying sandbox node " << name_ << ": " << e.what();
   } catch (const std::exception& e) {
     ADD_FAILURE() << "destroying sandbox node " << name_ << ": " << e.what();
   }

@@ -162,5 +162,64 @@ TEST_F(StateSafety, RemoveTakesSymlinksNotTheirTargets) {
   EXPECT_NO_THROW(store_.remove()) << "removing what is gone is not an error";
 }
 
+TEST_F(StateSafety, JournalRoundTripAndRemoval) {
+  EXPECT_FALSE(store_.load_journal());
+  Journal j{.op = "endpoint add", .pid = 42};
+  EndpointRecord e;
+  e.name = "web";
+  e.netns = "web";
+  e.netns_path = "/run/netns/web";
+  e.netns_owned = true;
+  e.host_ifname = "ep-web";
+  e.ip = *Ipv4::parse("10.240.0.2");
+  j.adding.push_back(e);
+  j.removing = {"db"};
+  j.unpublishing.push_back({"db", "tcp", 80, 8080});
+  j.netns = {"lab-out"};
+  store_.save_journal(j);
+  EXPECT_EQ(mode_of(in_node("journal.json")), 0600u);
+  auto back = store_.load_journal();
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->op, "endpoint add");
+  EXPECT_EQ(back->pid, 42);
+  ASSERT_EQ(back->adding.size(), 1u);
+  EXPECT_EQ(back->adding[0].host_ifname, "ep-web");
+  EXPECT_EQ(back->adding[0].ip.str(), "10.240.0.2");
+  EXPECT_TRUE(back->adding[0].netns_owned);
+  EXPECT_EQ(back->removing, std::vector<std::string>{"db"});
+  ASSERT_EQ(back->unpublishing.size(), 1u);
+  EXPECT_EQ(back->unpublishing[0].port, 8080);
+  EXPECT_EQ(back->netns, std::vector<std::string>{"lab-out"});
+  store_.remove_journal();
+  EXPECT_FALSE(store_.load_journal());
+  EXPECT_FALSE(fs::exists(in_node("journal.json")));
+}
+
+TEST_F(StateSafety, JournalIsValidatedLikeState) {
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"op":"x","pid":1,"adding":[],"removing":["../../tmp/x"],"unpublishing":[],"netns":[]})", "removing[0]"},
+      {R"({"op":"x","pid":1,"adding":[],"removing":[],"unpublishing":[],"netns":["a/b"]})", "netns[0]"},
+      {R"({"op":"x","pid":1,"adding":[],"removing":[],"unpublishing":[{"endpoint":"a","proto":"sctp",)"
+       R"("target_port":1,"port":1}],"netns":[]})",
+       "unpublishing[0].proto"},
+      {R"({"op":"x","pid":1,"removing":[],"unpublishing":[],"netns":[]})", "adding"},
+  };
+  for (const auto& [text, field] : bad) {
+    std::ofstream(in_node("journal.json"), std::ios::trunc) << text;
+    fs::permissions(in_node("journal.json"), fs::perms::owner_read | fs::perms::owner_write);
+    expect_refused([&] { store_.load_journal(); }, {"journal.json", field});
+  }
+}
+
+TEST_F(StateSafety, JournalSymlinkIsRefused) {
+  std::ofstream(target(), std::ios::trunc) << R"({"op":"x","pid":1,"adding":[],"removing":[],"unpublishing":[],"netns":[]})";
+  fs::create_symlink(target(), in_node("journal.json"));
+  expect_refused([&] { store_.load_journal(); }, {in_node("journal.json").string(), "symbolic link"});
+  fs::create_symlink(target(), in_node("journal.json.tmp"));
+  store_.save_journal({.op = "expose"});  // replaces the planted temp file, never writes through it
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(in_node("journal.json"))));
+  EXPECT_NE(test::read_file(target()).find("\"op\":\"x\""), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ebpfnet

@@ -6,10 +6,13 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <cstring>
 
 #include "cni.hpp"
+#include "ebpfnet/error.hpp"
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/netlink.hpp"
 
@@ -72,6 +75,20 @@ void check_no_default_route(const std::string& path) {
                      "container's first (primary) network");
 }
 
+bool same_netns(const std::string& a, const std::string& b) {
+  try {
+    return Netns::open_path(a).same_as(Netns::open_path(b));
+  } catch (const Error&) {
+    return false;  // one of them is gone
+  }
+}
+
+bool published(const NodeState& st, const PublishRecord& p) {
+  return std::any_of(st.published.begin(), st.published.end(), [&](const PublishRecord& q) {
+    return q.endpoint == p.endpoint && q.proto == p.proto && q.port == p.port && q.target_port == p.target_port;
+  });
+}
+
 }  // namespace
 
 // runtimeConfig.portMappings, checked before anything is made.
@@ -114,13 +131,20 @@ void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
   check_netns(inv.netns);
   Node node(conf.env(), conf.node);
   NodeState st = node_state(node, conf);
+  std::optional<EndpointRecord> done;
   for (const auto& e : st.endpoints)
-    if (e.container_id == inv.container_id && e.ifname == inv.ifname)
-      throw CniError(kInUse,
-                     "container " + inv.container_id + " " + inv.ifname +
-                         " already exists as endpoint " + e.name + " (" + e.ip.str() + ")",
-                     "a runtime must DEL an attachment before it ADDs it again");
-  check_no_default_route(inv.netns);
+    if (e.container_id == inv.container_id && e.ifname == inv.ifname) {
+      // The same attachment again (an ADD killed after the endpoint was
+      // made, then retried): it is answered as done. Another namespace
+      // under the same ID is a runtime's mistake.
+      if (!same_netns(e.netns_path, inv.netns))
+        throw CniError(kInUse,
+                       "container " + inv.container_id + " " + inv.ifname + " already exists as endpoint " +
+                           e.name + " (" + e.ip.str() + ") in another network namespace",
+                       "a runtime must DEL an attachment before it ADDs it again");
+      done = e;
+    }
+  if (!done) check_no_default_route(inv.netns);
 
   EndpointRequest req;
   req.name = endpoint_name(inv.container());
@@ -129,13 +153,13 @@ void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
   req.container_id = inv.container_id;
   req.cni_network = conf.name;
   // Attaches the node's datapath first if it is not (and logs that).
-  EndpointRecord rec = node.add_endpoint(req);
+  EndpointRecord rec = done ? *done : node.add_endpoint(req);
   // Published through ebpfnet's NAT on the uplink, like `docker -p`; a port
   // that cannot be published takes the whole ADD back.
   try {
     for (auto& p : publish) {
       p.endpoint = rec.name;
-      node.expose(p);
+      if (!published(st, p)) node.expose(p);
     }
   } catch (...) {
     node.del_container_endpoint(inv.container());

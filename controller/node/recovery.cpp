@@ -1,0 +1,128 @@
+#include "recovery.hpp"
+
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <utility>
+
+#include "ebpfnet/datapath.hpp"
+#include "endpoints.hpp"
+#include "marks.hpp"
+#include "policy.hpp"
+#include "uplink.hpp"
+
+namespace ebpfnet::recovery {
+namespace {
+
+// The node's maps when they are of this binary's layout. Maps of another
+// ABI are left alone: attach rebuilds them from the state anyway.
+DatapathMaps* current_maps(NodeTxn& txn) {
+  if (Datapath::abi_of(Datapath::open_map_pins(txn.node().pin_dir())) != EBPFNET_ABI_VERSION) return nullptr;
+  return txn.maps_if_attached();
+}
+
+template <typename K, typename Keep>
+size_t prune(DatapathMaps& maps, std::string_view map, Keep keep) {
+  return maps.prune(map, sizeof(K), [&](const void* raw) {
+    K key;
+    std::memcpy(&key, raw, sizeof key);
+    return keep(key);
+  });
+}
+
+template <typename T>
+std::string bytes_of(const T& v) {
+  return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+// The rule-set keys of every policy the state holds.
+std::pair<std::set<std::string>, std::set<std::string>> policy_keys(const NodeState& st) {
+  std::set<std::string> cidrs, ports;
+  for (const auto& e : st.endpoints) {
+    if (!e.policy) continue;
+    for (PolicyDir d : {PolicyDir::ingress, PolicyDir::egress}) {
+      const int i = static_cast<int>(d);
+      if (!e.policy_ids.set[i]) continue;
+      const CompiledSet c = compile_policy(e.policy->dir(d), e.policy_ids.set[i], e.policy_ids.first_class[i]);
+      for (const auto& [key, cls] : c.cidrs) cidrs.insert(bytes_of(key));
+      for (const auto& [key, v] : c.ports) ports.insert(bytes_of(key));
+    }
+  }
+  return {std::move(cidrs), std::move(ports)};
+}
+
+// Every map rebuilt from the state (Refill::state) says what the state says:
+// entries it does not name go, and what it names is written again.
+void reconcile(NodeTxn& txn, DatapathMaps& maps) {
+  const NodeState& st = txn.state();
+  std::set<uint32_t> ifindexes, ips, policed;
+  for (const auto& e : st.endpoints) {
+    ifindexes.insert(static_cast<uint32_t>(e.host_ifindex));
+    ips.insert(e.ip.be());
+    if (e.policy) policed.insert(e.ip.be());
+  }
+  std::set<std::pair<uint8_t, uint16_t>> published;
+  for (const auto& p : st.published) published.insert({uplink::proto_number(p.proto), p.port});
+  std::set<std::pair<uint32_t, uint32_t>> routed;
+  for (const auto& r : st.routes) routed.insert({static_cast<uint32_t>(r.dst.prefix), r.dst.network.be()});
+  const auto [cidr_keys, port_keys] = policy_keys(st);
+
+  size_t gone = 0;
+  gone += prune<uint32_t>(maps, "ep_by_ip", [&](uint32_t ip) { return ips.count(ip) > 0; });
+  gone += prune<uint32_t>(maps, "ep_by_ifindex", [&](uint32_t i) { return ifindexes.count(i) > 0; });
+  gone += prune<uint32_t>(maps, "ep_stats", [&](uint32_t i) { return ifindexes.count(i) > 0; });
+  gone += prune<ebpfnet_pub_key>(maps, "published", [&](const ebpfnet_pub_key& k) {
+    return published.count({k.proto, ntohs(k.port)}) > 0;
+  });
+  gone += prune<ebpfnet_prefix>(maps, "routed",
+                                [&](const ebpfnet_prefix& k) { return routed.count({k.prefixlen, k.addr}) > 0; });
+  gone += prune<uint32_t>(maps, "ep_policy", [&](uint32_t ip) { return policed.count(ip) > 0; });
+  gone += prune<ebpfnet_policy_cidr_key>(
+      maps, "policy_cidr", [&](const ebpfnet_policy_cidr_key& k) { return cidr_keys.count(bytes_of(k)) > 0; });
+  gone += prune<ebpfnet_policy_port_key>(
+      maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
+  endpoints::refill(st, maps);
+  policies::refill(st, maps);
+  uplink::write_config(txn, maps);
+  if (gone) spdlog::info("node {}: {} map entries the state does not hold removed", txn.node().name(), gone);
+}
+
+}  // namespace
+
+void run(NodeTxn& txn, const Journal& j) {
+  const Node& node = txn.node();
+  NodeState& st = txn.state();
+  DatapathMaps* maps = txn.has_state() ? current_maps(txn) : nullptr;
+
+  for (const auto& name : j.removing) {
+    EndpointRecord* e = st.find(name);
+    if (!e) continue;
+    endpoints::remove(txn, *e, maps);
+    st.endpoints.erase(st.endpoints.begin() + (e - st.endpoints.data()));
+    spdlog::info("node {}: removal of endpoint {} finished", node.name(), name);
+  }
+  for (EndpointRecord planned : j.adding) {
+    const EndpointRecord* saved = st.find(planned.name);
+    if (saved && saved->host_ifname == planned.host_ifname) continue;  // it was saved: done
+    // Its namespace goes only when it is the one that operation made.
+    if (planned.netns_owned)
+      planned.netns_owned = marks::netns_is(planned.netns, marks::of(node, planned.name), true);
+    endpoints::remove(txn, planned, maps);
+    spdlog::info("node {}: what was made of endpoint {} is taken back", node.name(), planned.name);
+  }
+  // A port the state still publishes keeps its flows (killed before it was saved).
+  for (const auto& p : j.unpublishing) {
+    const bool kept = std::any_of(st.published.begin(), st.published.end(),
+                                  [&](const PublishRecord& q) { return q.proto == p.proto && q.port == p.port; });
+    if (maps && !kept) maps->ct_forget_published(uplink::proto_number(p.proto), p.port);
+  }
+  if (!txn.has_state())
+    for (const auto& name : j.netns)
+      if (marks::netns_is(name, marks::of(node), true)) netns::del(name);
+  if (maps) reconcile(txn, *maps);
+}
+
+}  // namespace ebpfnet::recovery
