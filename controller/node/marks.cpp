@@ -1,18 +1,21 @@
 #include "marks.hpp"
 
+#include <optional>
+
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 
 namespace ebpfnet::marks {
 namespace {
 
-// The namespace's links, or nothing when it went away meanwhile.
-std::vector<Link> links_of(std::string_view name) {
+// The namespace's links; nothing when it cannot be entered: gone meanwhile,
+// or a name another process is making or removing this moment (the file
+// under /run/netns exists, not yet or no longer a namespace).
+std::optional<std::vector<Link>> links_of(std::string_view name) {
   try {
     return Netlink::in(Netns::open_named(name)).links();
-  } catch (const Error& e) {
-    if (e.code() == Errc::not_found) return {};
-    throw;
+  } catch (const Error&) {
+    return std::nullopt;
   }
 }
 
@@ -39,17 +42,20 @@ void mark_netns(const Netns& ns, const std::string& mark) {
 
 bool netns_is(std::string_view name, const std::string& mark, bool fresh_too) {
   if (!netns::exists(name)) return false;
-  const std::vector<Link> links = links_of(name);
-  const std::string found = loopback_mark(links);
+  const auto links = links_of(name);
+  // Not a namespace (yet): the placeholder file of one killed while being made.
+  if (!links) return fresh_too;
+  const std::string found = loopback_mark(*links);
   if (!found.empty()) return found == mark;
-  return fresh_too && links.size() == 1;
+  return fresh_too && links->size() == 1;
 }
 
 std::vector<std::string> netns_of(const Node& node) {
   const std::string own = of(node);
   std::vector<std::string> out;
   for (const auto& name : netns::list()) {
-    const std::string m = loopback_mark(links_of(name));
+    const auto links = links_of(name);
+    const std::string m = links ? loopback_mark(*links) : "";
     if (m == own || m.rfind(own + " ", 0) == 0) out.push_back(name);
   }
   return out;
