@@ -83,10 +83,21 @@ void destroy(NodeTxn& txn) {
   auto maps = Datapath::abi_of(Datapath::open_map_pins(node.pin_dir())) == EBPFNET_ABI_VERSION
                   ? Datapath::open_pinned_maps(node.pin_dir())
                   : std::nullopt;
-  for (const auto& e : st.endpoints) endpoints::remove(txn, e, maps ? &*maps : nullptr);
+  // A delete killed after the node's namespace went took every veth with
+  // it: what is left is the endpoints' own namespaces, the pins and the state.
+  if (st.sandbox && !netns::exists(node.name())) {
+    spdlog::info("node {}: its namespace is gone (an interrupted delete); removing the rest", node.name());
+    for (const auto& e : st.endpoints)
+      if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
+    remove_pins(node.pin_dir());
+  } else {
+    for (const auto& e : st.endpoints) endpoints::remove(txn, e, maps ? &*maps : nullptr);
+    datapath::detach(txn);
+  }
   st.endpoints.clear();
-  datapath::detach(txn);
+  txn.step("node-netns");
   if (st.sandbox && netns::exists(node.name())) netns::del(node.name());
+  txn.step("outside");
   if (st.uplink && st.uplink->outside_owned && !st.uplink->outside.empty() && netns::exists(st.uplink->outside))
     netns::del(st.uplink->outside);
   // What no record names (made by a command killed before it wrote one, or
@@ -95,6 +106,7 @@ void destroy(NodeTxn& txn) {
     spdlog::info("node {}: deleting namespace {}, which it made but did not record", node.name(), name);
     netns::del(name);
   }
+  txn.step("state-removal");
   txn.commit_removal();
 }
 

@@ -278,6 +278,29 @@ INSTANTIATE_TEST_SUITE_P(Points, KilledPolicySet,
                          testing::Values("journal", "rule-sets", "switch", "state", "old-rule-sets", "journal-end"),
                          step_name);
 
+// ---- node delete
+
+class KilledNodeDelete : public Killed {
+ protected:
+  KilledNodeDelete() { uplink_ = true; }
+};
+
+TEST_P(KilledNodeDelete, RunAgainFinishesIt) {
+  const std::string second = unique("kd");
+  cli_ok(*sb_, {"endpoint", "add", second});
+  const std::string outside = sb_->outside();
+  const auto pins = sb_->node().pin_dir();
+  CmdResult k = killed_at(*sb_, GetParam(), {"node", "delete", sb_->name()});
+  ASSERT_EQ(k.code, kKilled) << k.err;
+  cli_ok(*sb_, {"node", "delete", sb_->name()});
+  for (const auto& ns : {sb_->name(), outside, keep_.name, second}) EXPECT_FALSE(netns::exists(ns)) << ns;
+  EXPECT_FALSE(std::filesystem::exists(pins));
+  EXPECT_FALSE(std::filesystem::exists(sb_->env().state_root / sb_->name()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, KilledNodeDelete,
+                         testing::Values("detach", "unlink#2", "node-netns", "outside", "state-removal"), step_name);
+
 // ---- killed at arbitrary moments, not only between steps
 
 TEST(KilledAnywhere, EndpointAddAtEveryMillisecond) {
