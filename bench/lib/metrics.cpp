@@ -132,7 +132,7 @@ json summarize_samples(const json& samples) {
         if (!r.is_null()) ratios["bridge-iptables"] = r;
       }
     } else {
-      for (std::string b : {"direct", "bridge"})
+      for (std::string b : {"direct", "tc-peer", "bridge"})
         if (b != dp) {
           auto r = ratio(v, {metric, b, rules});
           if (!r.is_null()) ratios[b] = r;

@@ -1,14 +1,23 @@
 // The baseline datapaths, built with the standard tools (`ip`, sysctl,
-// iptables-restore), as DESIGN.md allows for baselines only; and ebpfnet,
-// built in-process through the controller library.
+// iptables-restore), as DESIGN.md allows for baselines only, plus tc-peer's
+// bare BPF program; and ebpfnet, built in-process through the controller library.
 #include "bench/topology.hpp"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 
 #include "bench/process.hpp"
+#include "ebpfnet/fd.hpp"
+#include "ebpfnet/netlink.hpp"
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/node.hpp"
+#include "ebpfnet/skeleton.hpp"
+#include "tc_peer.skel.h"
 
 namespace ebpfnet::bench {
 namespace {
@@ -152,6 +161,76 @@ class Bridge : public Baseline {
   std::string node_ns_, subnet_, iptables_variant_;
 };
 
+// The floor of ebpfnet's technique: node-side veths in a node namespace with
+// a bare bpf_redirect_peer program on each (bench/bpf/tc_peer.bpf.c), static
+// neighbours, one subnet. No conntrack, NAT, policy, lookups or counters.
+class TcPeer : public Baseline {
+ public:
+  explicit TcPeer(const TopologyConfig& cfg) : skel_("tc-peer") {
+    node_ns_ = cfg.prefix + "p-n";
+    client_ns_ = cfg.prefix + "p-c";
+    server_ns_ = cfg.prefix + "p-s";
+    client_ip_ = "10.205.0.2";
+    server_ip_ = "10.205.0.3";
+    construct([&] {
+      add_ns(node_ns_);
+      add_ns(client_ns_);
+      add_ns(server_ns_);
+      std::vector<Link> eth0;
+      for (auto [ns, addr, port] : {std::tuple{client_ns_, client_ip_, "vc"}, std::tuple{server_ns_, server_ip_, "vs"}}) {
+        ip({"-n", node_ns_, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns});
+        ip({"-n", node_ns_, "link", "set", port, "up"});
+        ip({"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"});
+        ip({"-n", ns, "link", "set", "eth0", "up"});
+        eth0.push_back(*Netlink::in(Netns::open_named(ns)).link("eth0"));
+      }
+      // Each side knows the other's MAC: the frames need no rewrite and no ARP.
+      Netlink::in(Netns::open_named(client_ns_)).add_neighbor({eth0[0].ifindex, *Ipv4::parse(server_ip_), eth0[1].mac});
+      Netlink::in(Netns::open_named(server_ns_)).add_neighbor({eth0[1].ifindex, *Ipv4::parse(client_ip_), eth0[0].mac});
+      attach();
+    });
+  }
+  std::string name() const override { return "tc-peer"; }
+  std::string description() const override {
+    return "the floor of ebpfnet's technique: a bare bpf_redirect_peer TC program (" + mode_ +
+           ") on each node-side veth, static neighbours, no conntrack, NAT, policy or lookups";
+  }
+
+ private:
+  // Loads the program with the two node-side ifindexes and attaches it to
+  // both, from inside the node namespace (where those ifindexes mean them).
+  void attach() {
+    NetnsGuard in(Netns::open_named(node_ns_));
+    Netlink nl;
+    const int a = nl.link("vc")->ifindex, b = nl.link("vs")->ifindex;
+    skel_->rodata->ifindex_a = static_cast<uint32_t>(a);
+    skel_->rodata->ifindex_b = static_cast<uint32_t>(b);
+    skel_.load();
+    const int prog = bpf_program__fd(skel_->progs.tc_peer);
+    for (int ifindex : {a, b}) {
+      // TCX where the kernel has it, as ebpfnet picks; the links go with the veths.
+      UniqueFd link(bpf_link_create(prog, ifindex, static_cast<bpf_attach_type>(kTcxIngress), nullptr));
+      if (link.valid()) {
+        links_.push_back(std::move(link));
+        mode_ = "tcx";
+        continue;
+      }
+      bpf_tc_hook hook{.sz = sizeof(bpf_tc_hook), .ifindex = ifindex, .attach_point = BPF_TC_INGRESS};
+      bpf_tc_opts opts{.sz = sizeof(bpf_tc_opts), .prog_fd = prog};
+      int err = bpf_tc_hook_create(&hook);
+      if ((err && err != -EEXIST) || (err = bpf_tc_attach(&hook, &opts)) != 0)
+        throw std::runtime_error("tc-peer: attaching to ifindex " + std::to_string(ifindex) + ": " +
+                                 std::strerror(-err));
+      mode_ = "clsact";
+    }
+  }
+
+  static constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (6.6+), newer than Debian's headers
+  std::string node_ns_, mode_ = "tc";
+  Skeleton<tc_peer_bpf> skel_;
+  std::vector<UniqueFd> links_;
+};
+
 // ebpfnet: a sandbox node with an uplink sandbox (masquerade and conntrack on
 // the way out), two endpoints, policy on the server's ingress.
 class Ebpfnet : public Topology {
@@ -251,12 +330,13 @@ class Ebpfnet : public Topology {
 }  // namespace
 
 const std::vector<std::string>& known_datapaths() {
-  static const std::vector<std::string> v = {"direct", "bridge", "bridge-iptables", "ebpfnet"};
+  static const std::vector<std::string> v = {"direct", "tc-peer", "bridge", "bridge-iptables", "ebpfnet"};
   return v;
 }
 
 std::unique_ptr<Topology> make_topology(const std::string& dp, const TopologyConfig& cfg) {
   if (dp == "direct") return std::make_unique<Direct>(cfg);
+  if (dp == "tc-peer") return std::make_unique<TcPeer>(cfg);
   if (dp == "bridge") return std::make_unique<Bridge>(cfg, false);
   if (dp == "bridge-iptables") return std::make_unique<Bridge>(cfg, true);
   if (dp == "ebpfnet") return std::make_unique<Ebpfnet>(cfg);

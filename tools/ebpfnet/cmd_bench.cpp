@@ -30,6 +30,8 @@ std::string help_text() {
   std::string h =
       "Runs every datapath side by side in sandbox namespaces it creates and removes:\n"
       "  direct           one veth pair between the two namespaces (the limit)\n"
+      "  tc-peer          a bare bpf_redirect_peer program on the node-side veths: the floor\n"
+      "                   of ebpfnet's technique (no conntrack, NAT, policy or lookups)\n"
       "  bridge           veths on a Linux bridge (Docker's default)\n"
       "  bridge-iptables  bridge + br_netfilter, conntrack, MASQUERADE, N FORWARD rules\n"
       "  ebpfnet          ebpfnet's TC datapath: sandbox node with uplink (NAT, conntrack),\n"
@@ -38,8 +40,8 @@ std::string help_text() {
       "Metrics (--only):\n";
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(8 - g.size(), ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
-       "round by round against direct and bridge (rules: against 0 rules and bridge-iptables;\n"
-       "cp: against ip commands and ip -batch).\n";
+       "round by round against direct, tc-peer and bridge (rules: against 0 rules and\n"
+       "bridge-iptables; cp: against ip commands and ip -batch).\n";
   h += "Writes results.json, results.md and one PNG per metric to -o DIR; prints a table\n"
        "(or, with the global -o json, results.json) on stdout; progress on stderr.\n";
   return h;
@@ -72,13 +74,13 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "datapath benchmark: ebpfnet against direct veth, "
-                                          "bridge and bridge+iptables, in one run");
+                                          "a bare redirect_peer program, bridge and bridge+iptables, in one run");
   cmd->footer(help_text());
   cmd->add_flag("--quick", a->quick, "CI smoke: 1 round of 1 s, rules 0 and 1000, 10 endpoints (< 1 min)");
   cmd->add_option("--only", a->only, "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp")
       ->type_name("LIST");
   cmd->add_option("--datapaths", a->datapaths,
-                  "datapaths, comma-separated: direct,bridge,bridge-iptables,ebpfnet")
+                  "datapaths, comma-separated: direct,tc-peer,bridge,bridge-iptables,ebpfnet")
       ->type_name("LIST");
   cmd->add_option("--rounds", a->rounds, "rounds (datapaths interleaved in each); default 3, quick 1")
       ->check(CLI::Range(1, 100));

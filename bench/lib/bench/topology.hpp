@@ -46,7 +46,7 @@ class Topology {
   std::string client_ns_, server_ns_, client_ip_, server_ip_;
 };
 
-// "direct", "bridge", "bridge-iptables", "ebpfnet".
+// "direct", "tc-peer", "bridge", "bridge-iptables", "ebpfnet".
 const std::vector<std::string>& known_datapaths();
 std::unique_ptr<Topology> make_topology(const std::string& datapath, const TopologyConfig& cfg);
 
