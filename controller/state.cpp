@@ -511,6 +511,38 @@ void StateStore::save(const NodeState& s) const {
   ::fsync(d.fd.get());
 }
 
+std::optional<std::string> StateStore::read_file(std::string_view name) const {
+  const fs::path file = dir_ / name;
+  NodeDir d = open_node_dir(dir_, false);
+  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
+  if (!fd.valid()) return std::nullopt;
+  return read_all(fd.get(), file);
+}
+
+bool StateStore::update_file(std::string_view name,
+                             const std::function<std::string(const std::optional<std::string>&)>& update) const {
+  const fs::path file = dir_ / name, tmp = dir_ / (std::string(name) + ".tmp"),
+                 lock_path = dir_ / (std::string(name) + ".lock");
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) return false;
+  UniqueFd lock = open_in(d, lock_path, O_RDWR | O_CREAT, 0600);
+  if (!lock.valid()) throw_errno(ENOENT, "opening lock " + lock_path.string());
+  while (::flock(lock.get(), LOCK_EX) != 0)
+    if (errno != EINTR) throw_errno(errno, "locking " + lock_path.string());
+  std::optional<std::string> old;
+  if (UniqueFd fd = open_in(d, file, O_RDONLY | O_NONBLOCK); fd.valid()) old = read_all(fd.get(), file);
+  const std::string text = update(old);
+  if (::unlinkat(d.fd.get(), tmp.filename().c_str(), 0) != 0 && errno != ENOENT)
+    throw_errno(errno, "removing " + tmp.string());
+  UniqueFd fd = open_in(d, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd.valid()) throw_errno(ENOENT, "creating " + tmp.string());
+  write_all(fd.get(), text, tmp);
+  fd.reset();
+  if (::renameat(d.fd.get(), tmp.filename().c_str(), d.fd.get(), file.filename().c_str()) != 0)
+    throw_errno(errno, "replacing " + file.string());
+  return true;
+}
+
 void StateStore::remove() const {
   NodeDir d = open_node_dir(dir_, false);
   if (!d.fd.valid()) return;

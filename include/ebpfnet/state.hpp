@@ -6,8 +6,10 @@
 
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ebpfnet/fd.hpp"
@@ -144,6 +146,17 @@ class StateStore {
   NodeState load() const;
   void save(const NodeState& s) const;  // always in the current schema
   void remove() const;
+
+  // A small file of the node's beside its state (ops.json: the operation
+  // counts `metrics` exports), reached as the state is: never through a
+  // symlink, ours alone. nullopt when it or the node's directory is missing.
+  std::optional<std::string> read_file(std::string_view name) const;
+  // Replaces it by update(what it held), through a temp file and rename,
+  // under a lock of its own (<name>.lock), not the node's: it never waits
+  // for an operation. Without fsync: a crash may lose the last update, never
+  // leave a part. false when the node has no directory.
+  bool update_file(std::string_view name,
+                   const std::function<std::string(const std::optional<std::string>&)>& update) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
