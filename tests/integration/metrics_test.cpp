@@ -129,7 +129,13 @@ TEST(MetricsPrometheus, ServerScrapesTheNodeAndSeesADrop) {
                     "--config.file=" + (prom_dir.path() / "prometheus.yml").string(),
                     "--storage.tsdb.path=" + (prom_dir.path() / "data").string(),
                     "--web.listen-address=" + kOutsideAddr + ":" + std::to_string(kPrometheusPort)});
-  ASSERT_TRUE(test::listening(sb.outside(), "-t", kPrometheusPort)) << "prometheus did not start";
+  // Its start (TSDB, rules, web) takes a second or two, more on a busy machine.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return !run_in(sb.outside(), {"ss", "-Hltn", "sport = :" + std::to_string(kPrometheusPort)}, 5).out.empty();
+      },
+      30s))
+      << "prometheus did not start listening within 30 s";
 
   const std::string node = "node=\"" + sb.name() + "\"";
   ASSERT_TRUE(wait_until([&] { return promql(sb.outside(), kOutsideAddr, "up{job=\"ebpfnet\"}") == 1.0; }, 30s))
