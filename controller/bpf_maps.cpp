@@ -364,6 +364,18 @@ void DatapathMaps::extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_
 
 namespace ebpfnet {
 
+size_t count_keys(int map_fd, uint32_t key_size) {
+  std::vector<char> key(key_size), next(key_size);
+  size_t n = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(map_fd, prev, next.data()) == 0) {
+    ++n;
+    key.swap(next);
+    prev = key.data();
+  }
+  return n;
+}
+
 size_t copy_entries(int from, int to, bool only_missing) {
   bpf_map_info info{};
   __u32 len = sizeof(info);

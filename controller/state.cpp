@@ -545,15 +545,6 @@ void StateStore::write_file(const std::string& name, const std::string& text, bo
   if (durable) ::fsync(d.fd.get());
 }
 
-std::optional<std::string> StateStore::read_file(const std::string& name) const {
-  const fs::path file = dir_ / name;
-  NodeDir d = open_node_dir(dir_, false);
-  // O_NONBLOCK: a FIFO planted here must not hang us before it is refused.
-  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
-  if (!fd.valid()) return std::nullopt;
-  return read_all(fd.get(), file);
-}
-
 void StateStore::save_journal(const Journal& j) const { write_file("journal.json", to_json(j).dump() + "\n", false); }
 
 std::optional<Journal> StateStore::load_journal() const {
@@ -571,6 +562,30 @@ void StateStore::remove_journal() const {
   NodeDir d = open_node_dir(dir_, false);
   if (d.fd.valid() && ::unlinkat(d.fd.get(), "journal.json", 0) != 0 && errno != ENOENT)
     throw_errno(errno, "removing " + (dir_ / "journal.json").string());
+}
+
+std::optional<std::string> StateStore::read_file(std::string_view name) const {
+  const fs::path file = dir_ / name;
+  NodeDir d = open_node_dir(dir_, false);
+  // O_NONBLOCK: a FIFO planted here must not hang us before it is refused.
+  UniqueFd fd = d.fd.valid() ? open_in(d, file, O_RDONLY | O_NONBLOCK) : UniqueFd();
+  if (!fd.valid()) return std::nullopt;
+  return read_all(fd.get(), file);
+}
+
+bool StateStore::update_file(std::string_view name,
+                             const std::function<std::string(const std::optional<std::string>&)>& update) const {
+  const fs::path file = dir_ / name, lock_path = dir_ / (std::string(name) + ".lock");
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) return false;
+  UniqueFd lock = open_in(d, lock_path, O_RDWR | O_CREAT, 0600);
+  if (!lock.valid()) throw_errno(ENOENT, "opening lock " + lock_path.string());
+  while (::flock(lock.get(), LOCK_EX) != 0)
+    if (errno != EINTR) throw_errno(errno, "locking " + lock_path.string());
+  std::optional<std::string> old;
+  if (UniqueFd fd = open_in(d, file, O_RDONLY | O_NONBLOCK); fd.valid()) old = read_all(fd.get(), file);
+  write_file(std::string(name), update(old), false);
+  return true;
 }
 
 void StateStore::remove() const {

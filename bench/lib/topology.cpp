@@ -170,8 +170,8 @@ class TcPeer : public Baseline {
     node_ns_ = cfg.prefix + "p-n";
     client_ns_ = cfg.prefix + "p-c";
     server_ns_ = cfg.prefix + "p-s";
-    client_ip_ = "10.205.0.2";
-    server_ip_ = "10.205.0.3";
+    client_ip_ = "10.207.0.2";
+    server_ip_ = "10.207.0.3";
     construct([&] {
       add_ns(node_ns_);
       add_ns(client_ns_);

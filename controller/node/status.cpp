@@ -8,21 +8,6 @@
 #include "pins.hpp"
 
 namespace ebpfnet::status {
-namespace {
-
-size_t count_keys(int fd, uint32_t key_size) {
-  std::vector<char> key(key_size), next(key_size);
-  size_t n = 0;
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-    ++n;
-    key.swap(next);
-    prev = key.data();
-  }
-  return n;
-}
-
-}  // namespace
 
 NodeStatus read(NodeTxn& txn) {
   const Node& node = txn.node();

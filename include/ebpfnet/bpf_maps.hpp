@@ -55,6 +55,10 @@ inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
     Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
     Refill::none};
 
+// The entries of a hash map or a trie, whatever its layout: walks the keys
+// (key_size from the map's info), so maps of another ABI are counted too.
+size_t count_keys(int map_fd, uint32_t key_size);
+
 // Copies every entry of map from into map to (same key and value sizes);
 // only_missing keeps what to has. Returns the entries written.
 size_t copy_entries(int from, int to, bool only_missing);

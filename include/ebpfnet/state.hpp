@@ -6,8 +6,10 @@
 
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ebpfnet/fd.hpp"
@@ -166,12 +168,22 @@ class StateStore {
   void save_journal(const Journal& j) const;
   std::optional<Journal> load_journal() const;
   void remove_journal() const;
+
+  // A small file of the node's beside its state (ops.json: the operation
+  // counts `metrics` exports), reached as the state is: never through a
+  // symlink, ours alone. nullopt when it or the node's directory is missing.
+  std::optional<std::string> read_file(std::string_view name) const;
+  // Replaces it by update(what it held), through a temp file and rename,
+  // under a lock of its own (<name>.lock), not the node's: it never waits
+  // for an operation. Without fsync: a crash may lose the last update, never
+  // leave a part. false when the node has no directory.
+  bool update_file(std::string_view name,
+                   const std::function<std::string(const std::optional<std::string>&)>& update) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   // Atomic replace of one file of the node's directory (temp file, rename).
   void write_file(const std::string& name, const std::string& text, bool durable) const;
-  std::optional<std::string> read_file(const std::string& name) const;  // nullopt: no such file
 
   std::filesystem::path dir_;
   std::string node_;

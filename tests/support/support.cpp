@@ -141,8 +141,18 @@ Child::Child(const std::vector<std::string>& argv) {
 }
 
 Child::~Child() {
+  if (reaped_) return;
   ::kill(-pid_, SIGKILL);
   ::waitpid(pid_, nullptr, 0);
+}
+
+int Child::stop(int sig, std::chrono::milliseconds limit) {
+  ::kill(pid_, sig);
+  int status = 0;
+  const bool ended = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit);
+  if (!ended) return -1;  // the destructor kills and reaps it
+  reaped_ = true;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
@@ -184,9 +194,9 @@ Env env_at(const std::filesystem::path& state) {
 }  // namespace
 
 SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandbox,
-                         const std::string& join)
+                         const std::string& join, std::string_view name_prefix)
     : env_(env_at(state_.path())),
-      name_(unique("tn")),
+      name_(unique(name_prefix)),
       outside_(!uplink_sandbox ? "" : join.empty() ? name_ + "-out" : join),
       node_(env_, name_) {
   Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox, join);

@@ -50,9 +50,14 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
   pid_t pid() const { return pid_; }
+  // Sends sig to the process (not its group) and waits for it to end, at
+  // most limit; returns its exit code, 128 + the signal that ended it, or -1
+  // when it did not end in time (it is then killed with its group).
+  int stop(int sig, std::chrono::milliseconds limit);
 
  private:
   pid_t pid_ = -1;
+  bool reaped_ = false;
 };
 
 // Polls done() every 20 ms until it holds (true) or limit passes (false).
@@ -80,8 +85,10 @@ class SandboxNode {
  public:
   // join: with uplink_sandbox, join that outside namespace (another
   // sandbox's) instead of making one; destroy this node before that one.
+  // name_prefix: the node's name is it plus a unique suffix (unique()).
   explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true,
-                       bool uplink_sandbox = false, const std::string& join = "");
+                       bool uplink_sandbox = false, const std::string& join = "",
+                       std::string_view name_prefix = "tn");
   ~SandboxNode();
   SandboxNode(const SandboxNode&) = delete;
   SandboxNode& operator=(const SandboxNode&) = delete;

@@ -303,6 +303,33 @@ TEST_P(FailedReload, LeavesTheOldDatapathForwarding) {
   EXPECT_TRUE(p.ok) << p.error;
 }
 
+// `metrics` of this build on a node the previous release pinned (ABI 1:
+// other layouts, fewer maps): no crash, the info metric and the layout-free
+// series, no counters read with layouts they do not have.
+TEST(Upgrade, MetricsOfAPreviousReleaseNodeExportWhatIsSafe) {
+  EBPFNET_REQUIRE_ROOT();
+  UpgradeNode n(EBPFNET_PREV_BIN);
+  TempStateDir out;
+  const std::string file = (out.path() / "ebpfnet.prom").string();
+  CmdResult r = n.cli({"metrics", "--textfile", file, "--per-endpoint"}, true, test::ebpfnet_bin());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = test::read_file(file);
+  CmdResult check = run({"promtool", "check", "metrics"}, text, 30);
+  EXPECT_EQ(check.code, 0) << "promtool (Debian package prometheus): " << check.out << check.err << "\n" << text;
+  const std::string node = "node=\"" + n.name() + "\"";
+  EXPECT_NE(text.find("ebpfnet_datapath_info{" + node + ",abi=\"1\",build=\"\",binary_abi=\"" +
+                      std::to_string(EBPFNET_ABI_VERSION) + "\""),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ebpfnet_datapath_counters_readable{" + node + "} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("ebpfnet_program_info{" + node + ",program=\"from_endpoint\",tag=\""), std::string::npos) << text;
+  EXPECT_NE(text.find("ebpfnet_endpoints{" + node + "} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("ebpfnet_published_ports{" + node + "} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("ebpfnet_map_entries{" + node + ",map=\"ep_by_ip\"} 2"), std::string::npos) << text;
+  for (const char* absent : {"ebpfnet_forwarded_", "ebpfnet_dropped_", "ebpfnet_conntrack_live", "ebpfnet_endpoint_"})
+    EXPECT_EQ(text.find(absent), std::string::npos) << absent << "\n" << text;
+}
+
 INSTANTIATE_TEST_SUITE_P(Upgrade, FailedReload, ::testing::Values("load", "migrate", "switch", "pin", "state"));
 
 TEST(Upgrade, DowngradeIsRefusedAndDryRunChangesNothing) {

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "op_count.hpp"
 #include "ebpfnet/error.hpp"
 
 namespace {
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
   cli::add_policy_commands(app, ctx, action);
   cli::add_demo_command(app, ctx, action);
   cli::add_bench_command(app, ctx, action);
+  cli::add_metrics_command(app, ctx, action);
 
   try {
     app.parse(argc, argv);
@@ -76,7 +78,10 @@ int main(int argc, char** argv) {
   try {
     if (::geteuid() != 0)
       throw Error(Errc::environment, "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF)");
-    return action();
+    cli::OperationCount count(app, ctx);
+    const int rc = action();
+    count.done(rc == 0);
+    return rc;
   } catch (const Error& e) {
     std::cerr << "ebpfnet: " << e.what() << "\n";
     return static_cast<int>(e.code());
