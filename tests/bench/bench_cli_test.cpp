@@ -43,10 +43,10 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
   EXPECT_TRUE(j["tools"].contains("iperf3"));
   std::set<std::string> dps;
   for (const auto& d : j["datapaths"]) dps.insert(d["name"].get<std::string>());
-  EXPECT_EQ(dps, (std::set<std::string>{"direct", "bridge", "bridge-iptables", "ebpfnet"}));
+  EXPECT_EQ(dps, (std::set<std::string>{"direct", "tc-peer", "bridge", "bridge-iptables", "ebpfnet"}));
 
   // Every datapath has a positive numeric sample of every traffic metric.
-  for (std::string dp : {"direct", "bridge", "bridge-iptables", "ebpfnet"})
+  for (std::string dp : {"direct", "tc-peer", "bridge", "bridge-iptables", "ebpfnet"})
     for (std::string metric : {"tput1_gbps", "tput4_gbps", "pps_rx", "rr_tps", "crr_cps"}) {
       bool found = false;
       for (const auto& s : j["samples"])
@@ -82,6 +82,7 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
     EXPECT_TRUE(row["median"].is_number());
     if (row["datapath"] == "ebpfnet" && row["metric"] == "rr_tps") {
       EXPECT_TRUE(row["ratios"].contains("direct"));
+      EXPECT_TRUE(row["ratios"].contains("tc-peer"));
       EXPECT_TRUE(row["ratios"].contains("bridge"));
     }
   }
