@@ -23,28 +23,20 @@
 //
 // A one-line rule is "ACTION [PROTO [PORT|LO-HI]] [from PEER]" for ingress,
 // "... [to PEER]" for egress, e.g. "allow tcp 80 from 10.0.0.0/8".
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/policy.hpp"
+#include "policy_yaml.hpp"
+#include "yaml_file.hpp"
 
 namespace ebpfnet {
 
 using nlohmann::json;
 
 namespace {
-
-// A reason without its context; the caller adds the file line or the rule.
-struct Invalid {
-  std::string reason;
-};
-
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 bool takes_ports(PolicyProto p) { return p == PolicyProto::tcp || p == PolicyProto::udp; }
 
@@ -160,112 +152,71 @@ std::vector<std::string_view> words(std::string_view s) {
 // Reads a parsed YAML document, naming the file line of whatever is wrong.
 class YamlReader {
  public:
-  YamlReader(const std::string& source, const PeerResolver& resolve)
-      : source_(source), resolve_(resolve) {}
+  // where: how errors name the policy's own level ("at the top level" of a policy file).
+  YamlReader(const YamlFile& file, const PeerResolver& resolve, std::string where)
+      : file_(file), resolve_(resolve), where_(std::move(where)) {}
 
   Policy policy(const YAML::Node& doc) const {
     Policy p;
     if (doc.IsNull()) return p;
-    if (!doc.IsMap()) fail(doc, "a policy is a mapping with the keys ingress and egress");
-    for_each_entry(doc, "at the top level", {"ingress", "egress"},
-                   [&](const std::string& key, const YAML::Node& value, const YAML::Node&) {
-                     auto dir = key == "ingress" ? PolicyDir::ingress : PolicyDir::egress;
-                     p.dir(dir) = direction(key, value);
-                   });
+    if (!doc.IsMap()) file_.fail(doc, "a policy is a mapping with the keys ingress and egress");
+    file_.for_each_entry(doc, where_, {"ingress", "egress"},
+                         [&](const std::string& key, const YAML::Node& value, const YAML::Node&) {
+                           auto dir = key == "ingress" ? PolicyDir::ingress : PolicyDir::egress;
+                           p.dir(dir) = direction(key, value);
+                         });
     return p;
   }
 
-  [[noreturn]] void fail(const YAML::Mark& m, const std::string& reason) const {
-    throw Error(Errc::usage, source_ + ":" + std::to_string(m.line + 1) + ": " + reason);
-  }
-  [[noreturn]] void fail(const YAML::Node& n, const std::string& reason) const {
-    fail(n.Mark(), reason);
-  }
-
  private:
-  // Runs f, placing an Invalid it throws on the line of n.
-  template <class F>
-  auto at(const YAML::Node& n, F f) const {
-    try {
-      return f();
-    } catch (const Invalid& e) {
-      fail(n, e.reason);
-    }
-  }
-
-  // Calls f(key, value, key node) for each entry of a mapping, refusing
-  // unknown and repeated keys.
-  template <class F>
-  void for_each_entry(const YAML::Node& map, const std::string& where,
-                      std::initializer_list<std::string_view> allowed, F f) const {
-    std::set<std::string> seen;
-    for (const auto& kv : map) {
-      const YAML::Node& k = kv.first;
-      if (!k.IsScalar()) fail(k, "keys " + where + " must be names");
-      const std::string& key = k.Scalar();
-      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        std::string list;
-        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        fail(k, "unknown key " + in_quotes(key) + " " + where + " (allowed: " + list + ")");
-      }
-      if (!seen.insert(key).second) fail(k, "duplicate key " + in_quotes(key));
-      f(key, kv.second, k);
-    }
-  }
-
-  // A single value; a missing one is reported on its key's line.
-  std::string scalar(const std::string& key, const YAML::Node& value, const YAML::Node& k) const {
-    if (!value.IsScalar()) fail(value.IsNull() ? k : value, key + " must be a single value");
-    return value.Scalar();
-  }
-
   DirectionPolicy direction(const std::string& name, const YAML::Node& n) const {
     DirectionPolicy d;
     if (n.IsNull()) return d;
-    if (!n.IsMap()) fail(n, name + " must be a mapping with the keys default and rules");
-    for_each_entry(n, "in " + name, {"default", "rules"},
-                   [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
-                     if (key == "default") {
-                       auto s = scalar(key, v, k);
-                       d.default_action = at(v, [&] { return action_of(s); });
-                       return;
-                     }
-                     if (v.IsNull()) return;
-                     if (!v.IsSequence()) fail(v, "rules must be a list");
-                     for (const auto& item : v) d.rules.push_back(rule(item));
-                   });
+    if (!n.IsMap()) file_.fail(n, name + " must be a mapping with the keys default and rules");
+    file_.for_each_entry(n, "in " + name, {"default", "rules"},
+                         [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
+                           if (key == "default") {
+                             auto s = file_.scalar(key, v, k);
+                             d.default_action = file_.at(v, [&] { return action_of(s); });
+                             return;
+                           }
+                           if (v.IsNull()) return;
+                           if (!v.IsSequence()) file_.fail(v, "rules must be a list");
+                           for (const auto& item : v) d.rules.push_back(rule(item));
+                         });
     return d;
   }
 
   PolicyRule rule(const YAML::Node& n) const {
-    if (!n.IsMap()) fail(n, "a rule must be a mapping with the keys action, proto, port, peer");
+    if (!n.IsMap()) file_.fail(n, "a rule must be a mapping with the keys action, proto, port, peer");
     PolicyRule r;
     bool has_action = false;
     std::optional<YAML::Node> port;
-    for_each_entry(n, "in a rule", {"action", "proto", "port", "peer"},
-                   [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
-                     auto s = scalar(key, v, k);
-                     if (key == "action") {
-                       r.action = at(v, [&] { return action_of(s); });
-                       has_action = true;
-                     } else if (key == "proto") {
-                       r.proto = at(v, [&] { return proto_of(s); });
-                     } else if (key == "port") {
-                       at(v, [&] { set_ports(r, s); });
-                       port.emplace(v);
-                     } else {
-                       r.cidr = at(v, [&] { return resolve_peer(s, resolve_); });
-                       r.peer = s;
-                     }
-                   });
-    if (!has_action) fail(n, "a rule needs an action (allow or deny)");
+    file_.for_each_entry(n, "in a rule", {"action", "proto", "port", "peer"},
+                         [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
+                           auto s = file_.scalar(key, v, k);
+                           if (key == "action") {
+                             r.action = file_.at(v, [&] { return action_of(s); });
+                             has_action = true;
+                           } else if (key == "proto") {
+                             r.proto = file_.at(v, [&] { return proto_of(s); });
+                           } else if (key == "port") {
+                             file_.at(v, [&] { set_ports(r, s); });
+                             port.emplace(v);
+                           } else {
+                             r.cidr = file_.at(v, [&] { return resolve_peer(s, resolve_); });
+                             r.peer = s;
+                           }
+                         });
+    if (!has_action) file_.fail(n, "a rule needs an action (allow or deny)");
     // Checked after all keys, since proto may come after port.
-    if (port) at(*port, [&] { check_port_allowed(r.proto); });
+    if (port) file_.at(*port, [&] { check_port_allowed(r.proto); });
     return r;
   }
 
-  const std::string& source_;
+  const YamlFile& file_;
   const PeerResolver& resolve_;
+  std::string where_;
 };
 
 json rule_json(const PolicyRule& r) {
@@ -318,16 +269,12 @@ std::optional<PolicyAction> parse_policy_action(std::string_view s) {
 
 Policy parse_policy_yaml(std::string_view text, const std::string& source,
                          const PeerResolver& resolve) {
-  YamlReader reader(source, resolve);
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    reader.fail(e.mark, e.msg);
-  }
-  if (docs.empty()) return {};
-  if (docs.size() > 1) reader.fail(docs[1], "more than one YAML document");
-  return reader.policy(docs[0]);
+  YamlFile file(source);
+  return YamlReader(file, resolve, "at the top level").policy(file.load(text));
+}
+
+Policy parse_policy_node(const YAML::Node& n, const YamlFile& file, const PeerResolver& resolve) {
+  return YamlReader(file, resolve, "in a policy").policy(n);
 }
 
 PolicyRule parse_policy_rule(std::string_view text, PolicyDir dir, const PeerResolver& resolve) {
