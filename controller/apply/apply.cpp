@@ -1,0 +1,103 @@
+// The applying part: reads the node a node.yaml names, and makes the plan's
+// changes through the Node facade.
+#include <spdlog/spdlog.h>
+
+#include "ebpfnet/apply.hpp"
+#include "ebpfnet/error.hpp"
+
+namespace ebpfnet::apply {
+namespace {
+
+PeerResolver resolver_of(const std::optional<NodeState>& st) {
+  return [&st](std::string_view name) -> std::optional<Ipv4> {
+    if (st)
+      for (const auto& e : st->endpoints)
+        if (e.name == name) return e.ip;
+    return std::nullopt;
+  };
+}
+
+DatapathFacts facts_of(const NodeStatus& s) {
+  DatapathFacts f;
+  f.abi = s.abi;
+  f.current = s.abi == EBPFNET_ABI_VERSION && s.build == s.binary_build;
+  f.stale = std::count_if(s.attachments.begin(), s.attachments.end(), [](const AttachmentView& a) { return a.stale; });
+  return f;
+}
+
+bool names_endpoint(const std::string& peer) {
+  return peer != "any" && !Ipv4::parse(peer) && peer.find('/') == std::string::npos;
+}
+
+// The planned policy with its endpoint peers resolved again under the
+// node's lock: an endpoint re-made since the plan has its new address.
+Policy resolve_again(Policy p, const PeerResolver& resolve) {
+  for (PolicyDir d : {PolicyDir::ingress, PolicyDir::egress})
+    for (auto& r : p.dir(d).rules) {
+      if (!names_endpoint(r.peer)) continue;
+      auto ip = resolve(r.peer);
+      if (!ip) throw Error(Errc::not_found, "peer endpoint '" + r.peer + "' no longer exists");
+      r.cidr = {*ip, 32};
+    }
+  return p;
+}
+
+}  // namespace
+
+Plan plan_file(const Env& env, std::string_view text, const std::string& source,
+               const std::optional<std::string>& node) {
+  std::optional<NodeState> have;
+  NodeSpec want = parse_node_yaml(text, source, [&](const std::string& name) {
+    have = Node(env, name).load_state();
+    return resolver_of(have);
+  });
+  if (node && *node != want.node)
+    throw Error(Errc::usage, source + ":" + std::to_string(want.node_line) + ": the file describes node " +
+                                 want.node + ", not " + *node + " (--node)");
+  // Parsing read the node only when the file has policies.
+  if (want.policies.empty()) have = Node(env, want.node).load_state();
+  DatapathFacts dp;
+  if (have) {
+    NodeStatus s = Node(env, want.node).status();
+    dp = facts_of(s);
+    have = std::move(s.state);
+  }
+  return make_plan(want, have, dp);
+}
+
+void carry_out(const Env& env, const Plan& plan) {
+  std::string doing;
+  size_t done = 0;
+  // Each step is one operation of the facade: it undoes itself when it fails.
+  auto step = [&](std::string what, const std::function<void()>& f) {
+    doing = std::move(what);
+    spdlog::info("apply {}: {}", plan.node, doing);
+    f();
+    ++done;
+  };
+  try {
+    if (plan.create)
+      step("create the node", [&] { Node::create(env, plan.node, plan.pool, {}, plan.uplink_sandbox, plan.outside); });
+    Node node(env, plan.node);
+    if (plan.attach) step("attach", [&] { node.attach(*plan.attach); });
+    for (const auto& p : plan.unexpose)
+      step("unexpose " + p.endpoint + " " + std::to_string(p.target_port) + "/" + p.proto,
+           [&] { node.unexpose(p.endpoint, p.proto, p.target_port, p.port); });
+    for (const auto& dst : plan.route_del) step("route del " + dst.str(), [&] { node.route_del(dst); });
+    for (const auto& e : plan.policy_del) step("policy del " + e, [&] { node.delete_policy(e); });
+    for (const auto& r : plan.route_add) step("route add " + r.dst.str(), [&] { node.route_add(r); });
+    for (const auto& p : plan.expose)
+      step("expose " + p.endpoint + " " + std::to_string(p.target_port) + "/" + p.proto,
+           [&] { node.expose(p); });
+    for (const auto& [endpoint, policy] : plan.policy_set)
+      step("policy set " + endpoint, [&] {
+        node.set_policy(endpoint, [&](const PeerResolver& r) { return resolve_again(policy, r); });
+      });
+  } catch (const Error& e) {
+    throw Error(e.code(), "apply to node " + plan.node + " stopped at '" + doing + "' after " +
+                              std::to_string(done) + " step(s), which stay applied: " + e.what() +
+                              " (apply again to finish)");
+  }
+}
+
+}  // namespace ebpfnet::apply
