@@ -94,9 +94,12 @@ void carry_out(const Env& env, const Plan& plan) {
         node.set_policy(endpoint, [&](const PeerResolver& r) { return resolve_again(policy, r); });
       });
   } catch (const Error& e) {
-    throw Error(e.code(), "apply to node " + plan.node + " stopped at '" + doing + "' after " +
-                              std::to_string(done) + " step(s), which stay applied: " + e.what() +
-                              " (apply again to finish)");
+    const size_t total = plan.create + plan.attach.has_value() + plan.unexpose.size() + plan.route_del.size() +
+                         plan.policy_del.size() + plan.route_add.size() + plan.expose.size() +
+                         plan.policy_set.size();
+    throw Error(e.code(), "apply to node " + plan.node + ": '" + doing + "' failed after " + std::to_string(done) +
+                              " of " + std::to_string(total) + " step(s), which stay made: " + e.what() +
+                              " (once the cause is fixed, apply again: it plans anew)");
   }
 }
 

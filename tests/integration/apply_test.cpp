@@ -178,7 +178,7 @@ TEST_F(Apply, DiffChangesNothing) {
   EXPECT_NE(none.out.find("+ node " + name_), std::string::npos) << none.out;
   EXPECT_NE(none.out.find("(--diff: nothing changed)"), std::string::npos) << none.out;
   EXPECT_FALSE(netns::exists(name_));
-  EXPECT_FALSE(std::filesystem::exists(env_.state_root / name_ / "state.json"));
+  EXPECT_FALSE(std::filesystem::exists(env_.state_root / name_)) << "--diff made the node's state directory";
 
   apply_ok(file(""));
   add_endpoints();
