@@ -2,6 +2,8 @@
 // changes through the Node facade.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "ebpfnet/apply.hpp"
 #include "ebpfnet/error.hpp"
 
@@ -47,15 +49,17 @@ Policy resolve_again(Policy p, const PeerResolver& resolve) {
 Plan plan_file(const Env& env, std::string_view text, const std::string& source,
                const std::optional<std::string>& node) {
   std::optional<NodeState> have;
+  bool loaded = false;
   NodeSpec want = parse_node_yaml(text, source, [&](const std::string& name) {
     have = Node(env, name).load_state();
+    loaded = true;
     return resolver_of(have);
   });
   if (node && *node != want.node)
     throw Error(Errc::usage, source + ":" + std::to_string(want.node_line) + ": the file describes node " +
                                  want.node + ", not " + *node + " (--node)");
-  // Parsing read the node only when the file has policies.
-  if (want.policies.empty()) have = Node(env, want.node).load_state();
+  // Parsing reads the node only for a file with policies.
+  if (!loaded) have = Node(env, want.node).load_state();
   DatapathFacts dp;
   if (have) {
     NodeStatus s = Node(env, want.node).status();

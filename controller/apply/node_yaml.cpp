@@ -200,7 +200,6 @@ class NodeYaml {
 
   void conntrack(const YAML::Node& v, const YAML::Node& k) {
     if (!v.IsMap()) f_.fail(v.IsNull() ? k : v, "conntrack must be a mapping with the keys size and timeouts");
-    spec_.conntrack_line = line_of(k);
     f_.for_each_entry(v, "in conntrack", {"size", "timeouts"},
                       [&](const std::string& key, const YAML::Node& val, const YAML::Node& kk) {
                         if (key == "size") {

@@ -54,7 +54,6 @@ struct NodeSpec {
   UplinkSpec uplink;
   uint32_t ct_size = NodeState{}.ct_size;  // omitted: the defaults, like a new node's
   CtTimeouts ct_timeouts;
-  int conntrack_line = 0;
   std::vector<PublishSpec> published;
   std::vector<RouteSpec> routes;
   std::vector<PolicySpec> policies;
