@@ -29,8 +29,8 @@ std::string program_tag(const std::filesystem::path& pin) {
 }
 
 // Writes what node state puts in the maps (idempotent: a reused map holds it already).
-void refill(const NodeState& st, Datapath& dp) {
-  endpoints::refill(st, dp.maps());
+void refill(const Node& node, const NodeState& st, Datapath& dp) {
+  endpoints::refill(node, st, dp.maps());
   policies::refill(st, dp.maps());
 }
 
@@ -48,7 +48,9 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
   NetnsGuard in(ns);
   Switched switched;
   const uint32_t ep_prog = dp.from_endpoint_info().id;
+  const std::set<std::string> gone = endpoints::vanished(node, st);
   for (auto& e : st.endpoints) {
+    if (gone.count(e.name)) continue;
     if (attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e)) == ep_prog) continue;
     const TcMode was = e.tc_mode;
     e.tc_mode = attach_tc_ingress(dp.from_endpoint_fd(), e.host_ifindex, st.tc_mode, link_pin(node, e));
@@ -183,7 +185,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
         const size_t i = map_index(m.name);
         m.entries = copy_entries(pins[i].get(), loaded->maps().fd(i), false);
       }
-    refill(st, *loaded);
+    refill(node, st, *loaded);
   }
   Datapath& dp = r.loaded ? *loaded : *old;
   uplink::write_config(txn, dp.maps());

@@ -277,9 +277,24 @@ std::vector<EndpointView> list(NodeTxn& txn) {
   return views(txn.node(), txn.state(), dp ? &*dp : nullptr);
 }
 
-void refill(const NodeState& st, DatapathMaps& maps) {
+std::set<std::string> vanished(const Node& node, const NodeState& st) {
+  std::set<std::pair<std::string, int>> links;
+  for (const auto& l : Netlink::in(node.netns()).links()) links.insert({l.name, l.ifindex});
+  std::set<std::string> out;
   for (const auto& e : st.endpoints)
-    maps.put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac), true);
+    if (!links.count({e.host_ifname, e.host_ifindex})) {
+      spdlog::warn("node {}: endpoint {} has lost its veth {} (its namespace was deleted, or the machine "
+                   "restarted): left out of the datapath; `endpoint del {}` or CNI GC removes it",
+                   node.name(), e.name, e.host_ifname, e.name);
+      out.insert(e.name);
+    }
+  return out;
+}
+
+void refill(const Node& node, const NodeState& st, DatapathMaps& maps) {
+  const std::set<std::string> gone = vanished(node, st);
+  for (const auto& e : st.endpoints)
+    if (!gone.count(e.name)) maps.put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac), true);
 }
 
 }  // namespace ebpfnet::endpoints

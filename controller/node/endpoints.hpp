@@ -2,6 +2,7 @@
 // entries, program), finding them, and taking them apart again.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,12 @@ void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps);
 // Counters come from dp when given.
 std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp);
 std::vector<EndpointView> list(NodeTxn& txn);
-// Writes every endpoint into maps made new.
-void refill(const NodeState& st, DatapathMaps& maps);
+// Endpoints whose node-side veth is gone (their namespace was deleted
+// behind ebpfnet's back, or the machine restarted): nothing is attached to
+// them and no map entry points at their old ifindex, which another device
+// may have now. `endpoint del` or CNI GC removes their records.
+std::set<std::string> vanished(const Node& node, const NodeState& st);
+// Writes every endpoint but the vanished into maps made new.
+void refill(const Node& node, const NodeState& st, DatapathMaps& maps);
 
 }  // namespace ebpfnet::endpoints

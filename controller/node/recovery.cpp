@@ -84,7 +84,7 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
       maps, "policy_cidr", [&](const ebpfnet_policy_cidr_key& k) { return cidr_keys.count(bytes_of(k)) > 0; });
   gone += prune<ebpfnet_policy_port_key>(
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
-  endpoints::refill(st, maps);
+  endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
   uplink::write_config(txn, maps);
   if (gone) spdlog::info("node {}: {} map entries the state does not hold removed", txn.node().name(), gone);

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "ebpfnet/datapath.hpp"
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
@@ -284,6 +285,30 @@ TEST(Lifecycle, ReleasedAddressIsNotHandedOutAtOnce) {
   ASSERT_EQ(sb.cli({"endpoint", "del", first.name}).code, 0);
   EndpointRecord second = cli_add(sb, unique("ta"));
   EXPECT_NE(second.ip.str(), first.ip.str());
+}
+
+// As after a reboot, or a runtime that deleted a namespace behind ebpfnet's
+// back: an endpoint's veth is gone and the datapath with it. attach brings
+// the others back, leaves the lost one out of the maps (its old ifindex may
+// be another device's now), and `endpoint del` removes its record.
+TEST(Lifecycle, AttachLeavesOutAnEndpointThatLostItsVeth) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord a = cli_add(sb, unique("ta")), b = cli_add(sb, unique("ta")), lost = cli_add(sb, unique("ta"));
+  netns::del(lost.name);
+  remove_pins(sb.node().pin_dir());
+  CmdResult r = sb.cli({"attach"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("endpoint " + lost.name + " has lost its veth"), std::string::npos) << r.err;
+  ProbeResult p = probe_icmp(Netns::open_named(a.name), b.ip);
+  EXPECT_TRUE(p.ok) << p.error;
+  auto maps = Datapath::open_pinned_maps(sb.node().pin_dir());
+  ASSERT_TRUE(maps);
+  EXPECT_TRUE(maps->endpoint_by_ip(b.ip));
+  EXPECT_FALSE(maps->endpoint_by_ip(lost.ip));
+  EXPECT_FALSE(maps->endpoint_by_ifindex(lost.host_ifindex));
+  ASSERT_EQ(sb.cli({"endpoint", "del", lost.name}).code, 0);
+  EXPECT_EQ(sb.node().endpoints().size(), 2u);
 }
 
 }  // namespace
