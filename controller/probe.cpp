@@ -97,6 +97,11 @@ ProbeResult probe_tcp_via(const Netns& from, Ipv4 dst, uint16_t port, const Netn
   r.ok = true;
   r.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
   r.peer_saw = Ipv4::from_be(peer.sin_addr.s_addr);
+  // The client closes first, as short-lived clients do, and the server once
+  // it has read the FIN: TIME_WAIT stays with the client, so a NAT between
+  // them never meets the server still waiting on a tuple it hands out again.
+  client.reset();
+  if (wait_for(conn.get(), POLLIN, deadline)) (void)::recv(conn.get(), buf, sizeof buf, 0);
   return r;
 }
 
