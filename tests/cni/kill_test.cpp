@@ -11,13 +11,6 @@ namespace {
 
 constexpr int kKilled = 128 + SIGKILL;
 
-std::string step_name(const testing::TestParamInfo<std::string>& info) {
-  std::string n = info.param;
-  for (char& c : n)
-    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-  return n;
-}
-
 struct Scene {
   SandboxNode sb{"10.249.0.0/24", true, true};
   CniNet net{sb};

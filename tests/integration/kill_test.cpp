@@ -24,6 +24,7 @@ using test::CmdResult;
 using test::footprint;
 using test::Footprint;
 using test::SandboxNode;
+using test::step_name;
 using test::unique;
 
 constexpr int kKilled = 128 + SIGKILL;
@@ -70,13 +71,6 @@ void cli_ok(SandboxNode& sb, const std::vector<std::string>& args) {
 void expect_forwards(const std::string& from, Ipv4 to) {
   ProbeResult p = probe_icmp(Netns::open_named(from), to);
   EXPECT_TRUE(p.ok) << from << " -> " << to.str() << ": " << p.error;
-}
-
-std::string step_name(const testing::TestParamInfo<std::string>& info) {
-  std::string n = info.param;
-  for (char& c : n)
-    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-  return n;
 }
 
 // A node with one endpoint that every test keeps, and its footprint.

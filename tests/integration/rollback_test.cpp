@@ -18,6 +18,7 @@ namespace fs = std::filesystem;
 using test::entries;
 using test::read_file;
 using test::SandboxNode;
+using test::step_name;
 using test::unique;
 
 // The steps an operation can fail at and be undone; after "state" comes only
@@ -163,13 +164,6 @@ TEST_P(AddEndpointRollback, ExistingNamespaceIsKept) {
   expect_same(before, view_of(*sb_));
   EndpointRecord again = sb_->node().add_endpoint({name, std::nullopt, ns, "eth0"});
   EXPECT_EQ(again.ip.str(), Ipv4(keep_.ip.host() + 1).str());
-}
-
-// Test names from step names ("node-config" -> node_config).
-std::string step_name(const testing::TestParamInfo<std::string>& info) {
-  std::string n = info.param;
-  std::replace(n.begin(), n.end(), '-', '_');
-  return n;
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, AddEndpointRollback, testing::ValuesIn(kAddSteps), step_name);

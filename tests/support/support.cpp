@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -225,6 +226,13 @@ CmdResult SandboxNode::cli(const std::vector<std::string>& args, int timeout_s) 
                                    "--node", name_};
   full.insert(full.end(), args.begin(), args.end());
   return run(full, "", timeout_s);
+}
+
+std::string step_name(const testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  for (char& c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return n;
 }
 
 }  // namespace ebpfnet::test

@@ -119,6 +119,9 @@ void expect_one_line_error(const CmdResult& r);
 // argv quoted for a failure message.
 std::string joined(const std::vector<std::string>& args);
 
+// A parameterised test's name from a step name ("node-config#2" -> node_config_2).
+std::string step_name(const testing::TestParamInfo<std::string>& info);
+
 // The ebpfnet binary under test.
 std::string ebpfnet_bin();
 
