@@ -293,10 +293,11 @@ size_t ct_forget(int ct, Match matches) {
 
 }  // namespace
 
-size_t DatapathMaps::ct_forget_address(Ipv4 ip) {
-  const __be32 a = ip.be();
-  return ct_forget(fd(kCt), [a](const ebpfnet_ct_key& k, const ebpfnet_ct_entry& e) {
-    return k.saddr == a || k.daddr == a || e.xlate.saddr == a || e.xlate.daddr == a;
+size_t DatapathMaps::ct_forget_addresses(const std::set<Ipv4>& ips) {
+  if (ips.empty()) return 0;
+  auto in = [&](__be32 a) { return ips.count(Ipv4::from_be(a)) != 0; };
+  return ct_forget(fd(kCt), [&](const ebpfnet_ct_key& k, const ebpfnet_ct_entry& e) {
+    return in(k.saddr) || in(k.daddr) || in(e.xlate.saddr) || in(e.xlate.daddr);
   });
 }
 

@@ -1,19 +1,24 @@
 #include "bench/controlplane.hpp"
 
 #include <bpf/bpf.h>
+#include <linux/pkt_cls.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "bench/process.hpp"
 #include "bench/stats.hpp"
 #include "ebpfnet/netns.hpp"
+#include "ebpfnet/netlink.hpp"
 #include "ebpfnet/node.hpp"
+#include "ebpfnet/tc_attach.hpp"
 
 namespace ebpfnet::bench {
 namespace {
@@ -85,15 +90,29 @@ class IpNode {
     run_ok(Spawn{{"ip", "-batch", "-"}, "", -1, a}, 120);
     run_ok(Spawn{{"ip", "-n", node_, "-batch", "-"}, "", -1, b}, 120);
   }
+  // A clsact filter running prog on each node-side veth of [from, to).
+  void attach_batch(int from, int to, int prog) {
+    NetnsGuard in(Netns::open_named(node_));
+    std::map<std::string, int> ifindex;
+    for (const auto& l : Netlink().links()) ifindex[l.name] = l.ifindex;
+    for (int i = from; i < to; ++i) attach_tc_ingress(prog, ifindex.at(host_of(i)), TcMode::clsact, {});
+  }
+  // The namespaces of [from, to) in one `ip -batch`: the kernel unregisters
+  // their veths together, after the command returns; done when they are
+  // gone from the node.
   void del_batch(int from, int to) {
-    std::string a, b;
-    for (int i = from; i < to; ++i) {
-      b += "link del " + host_of(i) + "\n";
-      a += "netns del " + ns_of(i) + "\n";
-    }
-    run_ok(Spawn{{"ip", "-n", node_, "-batch", "-"}, "", -1, b}, 120);
+    std::string a;
+    for (int i = from; i < to; ++i) a += "netns del " + ns_of(i) + "\n";
     run_ok(Spawn{{"ip", "-batch", "-"}, "", -1, a}, 120);
     for (int i = from; i < to; ++i) made_.erase(ns_of(i));
+    Netlink nl = Netlink::in(Netns::open_named(node_));
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    for (bool left = true; left;) {
+      if (Clock::now() > deadline) throw std::runtime_error("veths of deleted namespaces still there after 60 s");
+      left = false;
+      for (const auto& l : nl.links()) left |= l.name.rfind('h', 0) == 0 && l.kind == "veth";
+      if (left) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
 
  private:
@@ -129,6 +148,15 @@ class EbNode {
   Env env_;
   std::string name_;
 };
+
+// The least an attached program can be: two instructions, TC_ACT_OK.
+UniqueFd trivial_tc_program() {
+  const bpf_insn insns[] = {{.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_OK},
+                            {.code = BPF_JMP | BPF_EXIT}};
+  UniqueFd fd(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "cp_floor", "GPL", insns, 2, nullptr));
+  if (!fd.valid()) throw std::runtime_error(std::string("loading the floor's TC program: ") + std::strerror(errno));
+  return fd;
+}
 
 }  // namespace
 
@@ -248,11 +276,11 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
     emit({"cp_kmem_per_ep_kib", "ebpfnet", (k1 - k0) / n});
     emit({"cp_bpfmem_per_ep_kib", "ebpfnet", (b1 - b0) / n});
     emit({"cp_bpfmem_total_kib", "ebpfnet", b1});
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back(eb.ep(first + i));
+    throw_if_interrupted();
     t0 = Clock::now();
-    for (int i = 0; i < n; ++i) {
-      throw_if_interrupted();
-      node.del_endpoint(eb.ep(first + i));
-    }
+    node.del_endpoints(names);
     emit({"cp_del_batch_ms", "ebpfnet", ms_since(t0)});
     next += n;
   }
@@ -272,9 +300,14 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
   progress("control plane: " + std::to_string(n) + " endpoints in a row: ip -batch (kernel floor)");
   {
     int first = next;
+    UniqueFd prog = trivial_tc_program();
     auto t0 = Clock::now();
     ipn.add_batch(first, first + n);
-    emit({"cp_add_batch_ms", "ip-batch", ms_since(t0)});
+    const double made = ms_since(t0);
+    emit({"cp_add_batch_ms", "ip-batch", made});
+    t0 = Clock::now();
+    ipn.attach_batch(first, first + n, prog.get());
+    emit({"cp_add_batch_ms", "ip-batch+attach", made + ms_since(t0)});
     t0 = Clock::now();
     ipn.del_batch(first, first + n);
     emit({"cp_del_batch_ms", "ip-batch", ms_since(t0)});

@@ -44,6 +44,18 @@ const std::vector<MetricDef>& metric_defs() {
       {"cp_kmem_per_ep_kib", "cp", "kernel memory per endpoint (Slab+Percpu)", "KiB", false},
       {"cp_bpfmem_per_ep_kib", "cp", "BPF map memory per endpoint (memlock)", "KiB", false},
       {"cp_bpfmem_total_kib", "cp", "BPF map memory of the node (memlock)", "KiB", false},
+      {"scale_add_per_ep_ms", "scale", "create, per endpoint, rows up to N", "ms", false},
+      {"scale_add_first_row_per_ep_ms", "scale", "create, per endpoint of the first row", "ms", false},
+      {"scale_add_last_row_per_ep_ms", "scale", "create, per endpoint of the last row", "ms", false},
+      {"scale_list_ms", "scale", "endpoint list -o json at N", "ms", false},
+      {"scale_status_ms", "scale", "status -o json at N", "ms", false},
+      {"scale_pairs_ok_pct", "scale", "random endpoint pairs reachable (ICMP)", "%", true},
+      {"scale_del_per_ep_ms", "scale", "delete, per endpoint, rows of N", "ms", false},
+      {"scale_cli_peak_rss_mib", "scale", "peak RSS of any ebpfnet command", "MiB", false},
+      {"scale_kmem_per_ep_kib", "scale", "kernel memory per endpoint (Slab+Percpu)", "KiB", false},
+      {"scale_state_per_ep_kib", "scale", "state file per endpoint", "KiB", false},
+      {"scale_map_entries_per_ep_kib", "scale", "map entries per endpoint (keys, values)", "KiB", false},
+      {"scale_own_mem_pct_of_kernel", "scale", "ebpfnet's own memory per endpoint / the kernel's", "%", false},
   };
   return v;
 }
@@ -62,7 +74,14 @@ const std::vector<std::pair<std::string, std::string>>& metric_groups() {
       {"crr", "TCP connect/request/response/close per second (tcp_crr)"},
       {"rules", "RR and connection rate at each --rules count (bridge-iptables, ebpfnet)"},
       {"cp", "control plane: create/delete 1 and a row of endpoints; memory per endpoint"},
+      {"scale", "N endpoints on one node (--scale-n, default 10000): add, list, status, traffic, "
+                "delete, memory; only with --only (minutes)"},
   };
+  return v;
+}
+
+const std::vector<std::string>& opt_in_groups() {
+  static const std::vector<std::string> v = {"scale"};
   return v;
 }
 
@@ -117,7 +136,7 @@ json summarize_samples(const json& samples) {
     json ratios = json::object();
     std::string group = def ? def->group : "";
     if (group == "cp") {
-      for (std::string b : {"ip", "ip-batch"})
+      for (std::string b : {"ip", "ip-batch", "ip-batch+attach"})
         if (b != dp) {
           auto r = ratio(v, {metric, b, rules});
           if (!r.is_null()) ratios[b] = r;

@@ -170,9 +170,11 @@ Result run(const Spawn& s, double timeout_s) {
   for (auto& f : fds)
     if (f.fd >= 0) close(f.fd);
   int status = 0;
-  waitpid(pid, &status, 0);
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
   writer.join();
   r.code = exit_code(status);
+  r.peak_rss_kib = ru.ru_maxrss;
   throw_if_interrupted();
   if (killed) r.err += "\nbench: killed after " + std::to_string(timeout_s) + " s";
   return r;

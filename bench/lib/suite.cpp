@@ -10,6 +10,7 @@
 #include "bench/machine.hpp"
 #include "bench/metrics.hpp"
 #include "bench/process.hpp"
+#include "bench/scale.hpp"
 #include "bench/topology.hpp"
 
 namespace ebpfnet::bench {
@@ -81,6 +82,7 @@ class Run {
                           {"rule_counts", opt_.rule_counts},
                           {"cp_batch", opt_.cp_batch},
                           {"cp_singles", opt_.cp_singles},
+                          {"scale_n", opt_.scale_n},
                           {"udp_flows", opt_.udp_flows},
                           {"placement",
                            {{"client_cpu", opt_.placement.client_cpu},
@@ -142,6 +144,9 @@ class Run {
       if (has(groups_, "rules")) run_rules(topos, tools);
       if (has(groups_, "cp")) run_cp(prefix, dir.path());
     }
+    // Once, not per round: it takes minutes.
+    round_ = 1;
+    if (has(groups_, "scale")) run_scale_group(prefix, dir.path());
     topos.clear();  // every sandbox goes before the report is written
     progress("sandboxes removed");
     results["summary"] = summarize_samples(results["samples"]);
@@ -247,6 +252,29 @@ class Run {
       }
   }
 
+  void run_scale_group(const std::string& prefix, const fs::path& dir) {
+    ScaleConfig c{prefix, opt_.ebpfnet_bin, dir / "scale", opt_.scale_n, std::min(opt_.scale_n, 1000)};
+    fs::create_directories(c.state_dir);
+    note("scale: " + std::to_string(c.endpoints) + " endpoints added and deleted by the command line in "
+         "rows of " + std::to_string(c.row) + "; the peak RSS is the largest of every command's; "
+         "ebpfnet's own memory per endpoint is its state file's share plus the keys and values of its "
+         "endpoint map entries (the maps themselves are preallocated: see cp_bpfmem_total_kib).");
+    try {
+      run_scale(
+          c,
+          [&](const ScaleSample& s) {
+            record(s.metric, "ebpfnet", -1, s.value);
+            progress("scale " + s.metric + "=" + fmt(s.value));
+          },
+          [&](const std::string& s) { progress(s); });
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const std::exception& e) {
+      (*results_)["failures"].push_back({{"round", 1}, {"group", "scale"}, {"datapath", "ebpfnet"}, {"error", e.what()}});
+      progress(std::string("scale FAILED: ") + e.what());
+    }
+  }
+
   void run_cp(const std::string& prefix, const fs::path& dir) {
     CpConfig c{prefix, opt_.ebpfnet_bin, dir / ("cp" + std::to_string(round_)),
                opt_.cp_singles, opt_.cp_batch};
@@ -258,7 +286,10 @@ class Run {
            "max_entries and preallocated, so it does not grow per endpoint; "
            "cp_bpfmem_total_kib is the node's whole datapath.");
       note("cp: ip-batch is the kernel's floor for the namespaces and veth pairs alone (two `ip "
-           "-batch` processes for the whole row); ebpfnet also addresses, routes and attaches.");
+           "-batch` processes for the whole row; deleting the namespaces takes the veths, and the "
+           "row is deleted when they are gone); ip-batch+attach adds a clsact filter with a "
+           "two-instruction program on each veth, the floor for a datapath; ebpfnet also "
+           "addresses, routes and maps.");
     }
     try {
       run_controlplane(
@@ -304,7 +335,7 @@ SuiteOptions default_options(bool quick) {
 json run_suite(const SuiteOptions& opt, std::ostream& log) {
   Run r(opt, log);
   for (const auto& [g, help] : metric_groups())
-    if (opt.groups.empty() || has(opt.groups, g)) r.groups_.push_back(g);
+    if (opt.groups.empty() ? !has(opt_in_groups(), g) : has(opt.groups, g)) r.groups_.push_back(g);
   for (const auto& g : opt.groups) {
     bool known = false;
     for (const auto& [k, help] : metric_groups()) known |= k == g;

@@ -17,6 +17,7 @@
 #include "ebpfnet/netns.hpp"
 #include "ebpfnet/node.hpp"
 #include "ebpfnet/skeleton.hpp"
+#include "ebpfnet/tc_attach.hpp"
 #include "tc_peer.skel.h"
 
 namespace ebpfnet::bench {
@@ -192,8 +193,8 @@ class TcPeer : public Baseline {
   }
   std::string name() const override { return "tc-peer"; }
   std::string description() const override {
-    return "the floor of ebpfnet's technique: a bare bpf_redirect_peer TC program (" + mode_ +
-           ") on each node-side veth, static neighbours, no conntrack, NAT, policy or lookups";
+    return "the floor of ebpfnet's technique: a bare bpf_redirect_peer TC program (" +
+           to_string(kEndpointTcMode) + ") on each node-side veth, static neighbours, no conntrack, NAT, policy or lookups";
   }
 
  private:
@@ -207,28 +208,13 @@ class TcPeer : public Baseline {
     skel_->rodata->ifindex_b = static_cast<uint32_t>(b);
     skel_.load();
     const int prog = bpf_program__fd(skel_->progs.tc_peer);
-    for (int ifindex : {a, b}) {
-      // TCX where the kernel has it, as ebpfnet picks; the links go with the veths.
-      UniqueFd link(bpf_link_create(prog, ifindex, static_cast<bpf_attach_type>(kTcxIngress), nullptr));
-      if (link.valid()) {
-        links_.push_back(std::move(link));
-        mode_ = "tcx";
-        continue;
-      }
-      bpf_tc_hook hook{.sz = sizeof(bpf_tc_hook), .ifindex = ifindex, .attach_point = BPF_TC_INGRESS};
-      bpf_tc_opts opts{.sz = sizeof(bpf_tc_opts), .prog_fd = prog};
-      int err = bpf_tc_hook_create(&hook);
-      if ((err && err != -EEXIST) || (err = bpf_tc_attach(&hook, &opts)) != 0)
-        throw std::runtime_error("tc-peer: attaching to ifindex " + std::to_string(ifindex) + ": " +
-                                 std::strerror(-err));
-      mode_ = "clsact";
-    }
+    // As ebpfnet attaches endpoint veths; the filters go with the veths.
+    static_assert(kEndpointTcMode == TcMode::clsact, "tc-peer attaches as ebpfnet's endpoints do");
+    for (int ifindex : {a, b}) attach_tc_ingress(prog, ifindex, kEndpointTcMode, {});
   }
 
-  static constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (6.6+), newer than Debian's headers
-  std::string node_ns_, mode_ = "tc";
+  std::string node_ns_;
   Skeleton<tc_peer_bpf> skel_;
-  std::vector<UniqueFd> links_;
 };
 
 // ebpfnet: a sandbox node with an uplink sandbox (masquerade and conntrack on

@@ -32,7 +32,7 @@ std::optional<EndpointRecord> del(NodeTxn& txn, const ContainerRef& c) {
   // Everything is found from the record and the node side, so this works
   // when the container's namespace is already gone.
   txn.journal({.op = "CNI DEL", .removing = {it->name}});
-  endpoints::remove(txn, *it, txn.maps_if_attached());
+  endpoints::remove(txn, {*it}, txn.maps_if_attached());
   EndpointRecord removed = std::move(*it);
   st.endpoints.erase(it);
   txn.commit();
@@ -62,7 +62,7 @@ std::vector<EndpointRecord> gc(NodeTxn& txn, const std::string& network, const s
     }
     // One endpoint that cannot be removed must not keep the others.
     try {
-      endpoints::remove(txn, e, maps);
+      endpoints::remove(txn, {e}, maps);
       removed.push_back(std::move(e));
     } catch (const Error& err) {
       spdlog::warn("node {}: garbage-collecting endpoint {}: {}", txn.node().name(), e.name, err.what());

@@ -39,6 +39,15 @@ struct Switched {
   bool uplink = false;
 };
 
+// Attaches prog in mode `want` where one runs in mode `was`: the new first,
+// then the old goes, so no packet meets neither (the TCX program runs before
+// a clsact one, so for a moment the first decides).
+TcMode switch_mode(int prog_fd, int ifindex, TcMode want, TcMode was, const std::filesystem::path& pin) {
+  const TcMode now = attach_tc_ingress(prog_fd, ifindex, want, pin);
+  if (now != was) detach_tc_ingress(was, ifindex, pin);
+  return now;
+}
+
 // Switches every attachment to dp's programs where it runs another; each
 // switch pushes its way back to old (when there is one).
 Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Datapath>& old) {
@@ -51,30 +60,37 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
   const std::set<std::string> gone = endpoints::vanished(node, st);
   for (auto& e : st.endpoints) {
     if (gone.count(e.name)) continue;
-    if (attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e)) == ep_prog) continue;
+    // In the mode it runs in, so the new program replaces the old at once,
+    // unless the node asks for another (attach --tc-mode).
+    const TcMode want = st.tc_mode.value_or(e.tc_mode);
+    if (want == e.tc_mode && attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e)) == ep_prog) continue;
     const TcMode was = e.tc_mode;
-    e.tc_mode = attach_tc_ingress(dp.from_endpoint_fd(), e.host_ifindex, st.tc_mode, link_pin(node, e));
+    e.tc_mode = switch_mode(dp.from_endpoint_fd(), e.host_ifindex, want, was, link_pin(node, e));
     ++switched.endpoints;
     if (old)
       txn.undo("program of " + e.host_ifname, [&node, &old, e, was] {
         Netns ns = node.netns();
         NetnsGuard back(ns);
-        attach_tc_ingress(old->from_endpoint_fd(), e.host_ifindex, was, link_pin(node, e));
+        switch_mode(old->from_endpoint_fd(), e.host_ifindex, was, e.tc_mode, link_pin(node, e));
       });
   }
   if (!st.uplink) return switched;
   auto link = Netlink().link(st.uplink->ifname);
   if (!link)
     throw Error(Errc::not_found, "uplink " + st.uplink->ifname + " does not exist in node " + node.name());
-  if (attached_prog_id(st.uplink->tc_mode, link->ifindex, uplink_pin(node)) == dp.from_uplink_info().id)
-    return switched;
   const TcMode was = st.uplink->tc_mode;
-  st.uplink->tc_mode = attach_tc_ingress(dp.from_uplink_fd(), link->ifindex, st.tc_mode, uplink_pin(node));
+  const uint32_t running = attached_prog_id(was, link->ifindex, uplink_pin(node));
+  const TcMode want = st.tc_mode.value_or(was);
+  if (want == was && running == dp.from_uplink_info().id) return switched;
+  // Attached for the first time: TCX where the kernel has it.
+  st.uplink->tc_mode = running || st.tc_mode
+                           ? switch_mode(dp.from_uplink_fd(), link->ifindex, want, was, uplink_pin(node))
+                           : attach_tc_ingress(dp.from_uplink_fd(), link->ifindex, std::nullopt, uplink_pin(node));
   if (old)
-    txn.undo("program of uplink", [&node, &old, ifindex = link->ifindex, was] {
+    txn.undo("program of uplink", [&node, &old, ifindex = link->ifindex, was, now = st.uplink->tc_mode] {
       Netns ns = node.netns();
       NetnsGuard back(ns);
-      attach_tc_ingress(old->from_uplink_fd(), ifindex, was, uplink_pin(node));
+      switch_mode(old->from_uplink_fd(), ifindex, was, now, uplink_pin(node));
     });
   spdlog::info("node {}: from_uplink attached to {} ({})", node.name(), st.uplink->ifname,
                to_string(st.uplink->tc_mode));

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include "datapath.hpp"
 #include "ebpfnet/error.hpp"
@@ -53,7 +55,7 @@ EndpointRecord plan(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Ne
   rec.ip = ip;
   rec.container_id = req.container_id;
   rec.cni_network = req.cni_network;
-  rec.tc_mode = st.tc_mode.value_or(TcMode::tcx);
+  rec.tc_mode = st.tc_mode.value_or(kEndpointTcMode);
   if (req.netns) {
     rec.netns = *req.netns;
     // A path is kept absolute: the state store refuses a relative one.
@@ -140,7 +142,7 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   txn.step("attach");
   {
     NetnsGuard in(nodens);
-    rec.tc_mode = attach_tc_ingress(dp.from_endpoint_fd(), rec.host_ifindex, st.tc_mode, link_pin(node, rec));
+    rec.tc_mode = attach_tc_ingress(dp.from_endpoint_fd(), rec.host_ifindex, rec.tc_mode, link_pin(node, rec));
   }
   txn.undo("tc attach", [&node, &nodens, rec] {
     NetnsGuard in(nodens);
@@ -203,55 +205,119 @@ EndpointRecord& find(NodeTxn& txn, const std::string& name) {
   return *e;
 }
 
-void del(NodeTxn& txn, const std::string& name) {
-  validate_name("endpoint", name);
+void del(NodeTxn& txn, const std::vector<std::string>& names) {
   NodeState& st = txn.state();
-  // A killed add or del of it, just recovered, leaves nothing to remove: done.
+  // A killed add or del of one, just recovered, leaves nothing to remove of it.
   const Journal* killed = txn.recovered() ? &*txn.recovered() : nullptr;
-  if (!st.find(name) && killed &&
-      (std::any_of(killed->adding.begin(), killed->adding.end(), [&](const auto& e) { return e.name == name; }) ||
-       std::find(killed->removing.begin(), killed->removing.end(), name) != killed->removing.end()))
-    return;
-  const EndpointRecord& e = find(txn, name);
-  txn.journal({.op = "endpoint del", .removing = {name}});
-  remove(txn, e, txn.maps_if_attached());
-  st.endpoints.erase(st.endpoints.begin() + (&e - st.endpoints.data()));
+  auto handled_by_killed = [&](const std::string& name) {
+    return killed &&
+           (std::any_of(killed->adding.begin(), killed->adding.end(), [&](const auto& e) { return e.name == name; }) ||
+            std::find(killed->removing.begin(), killed->removing.end(), name) != killed->removing.end());
+  };
+  std::set<std::string> doomed;
+  for (const auto& name : names) {
+    validate_name("endpoint", name);
+    if (!doomed.insert(name).second) throw Error(Errc::usage, "endpoint '" + name + "' is given twice");
+  }
+  std::vector<EndpointRecord> gone;
+  Journal j{.op = "endpoint del"};
+  for (const auto& name : names) {
+    if (!st.find(name) && handled_by_killed(name)) continue;
+    gone.push_back(find(txn, name));
+    j.removing.push_back(name);
+  }
+  if (gone.empty()) return;
+  txn.journal(std::move(j));
+  remove(txn, gone, txn.maps_if_attached());
+  std::erase_if(st.endpoints, [&](const EndpointRecord& e) { return doomed.count(e.name) != 0; });
   txn.commit();
 }
 
-void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps) {
+namespace {
+
+// Veths taken down with their namespaces go in the kernel's namespace
+// cleanup, which runs apart from the caller; this waits until they are gone
+// from the node, and deletes those a namespace kept (some process still
+// holds it) once no more go for a while.
+void await_unlinked(Netlink& nl, std::set<int> ifindexes) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kStall = std::chrono::seconds(1);
+  auto progress = Clock::now();
+  while (!ifindexes.empty()) {
+    std::set<int> present;
+    for (const auto& l : nl.links())
+      if (ifindexes.count(l.ifindex)) present.insert(l.ifindex);
+    if (present.size() < ifindexes.size()) progress = Clock::now();
+    ifindexes = std::move(present);
+    if (ifindexes.empty()) return;
+    if (Clock::now() - progress > kStall) {
+      for (int ifindex : ifindexes) try {
+          nl.delete_link(ifindex);
+        } catch (const Error& err) {
+          if (err.code() != Errc::not_found) throw;
+        }
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+}  // namespace
+
+void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* maps) {
   const Node& node = txn.node();
-  uplink::unpublish_endpoint(txn, e, maps);
   Netns nodens = node.netns();
   Netlink nl = Netlink::in(nodens);
-  auto l = nl.link(e.host_ifname);
-  // A planned record (a killed add's) has no ifindex yet: its veth, if it
-  // was made, is the one of its name that carries its mark.
-  const bool planned = e.host_ifindex == 0;
-  if (planned && l && l->alias != marks::of(node, e.name) && !l->alias.empty()) l.reset();
-  const int ifindex = planned ? (l ? l->ifindex : 0) : e.host_ifindex;
-  txn.step("detach");
-  if (ifindex || e.tc_mode == TcMode::tcx) {
-    NetnsGuard in(nodens);
-    detach_tc_ingress(e.tc_mode, ifindex, link_pin(node, e));
+  // Each endpoint's node-side veth, when it is still the one it made.
+  std::vector<int> veths;
+  for (const auto& e : es) {
+    uplink::unpublish_endpoint(txn, e, maps);
+    auto l = nl.link(e.host_ifname);
+    // A planned record (a killed add's) has no ifindex yet: its veth, if it
+    // was made, is the one of its name that carries its mark.
+    const bool planned = e.host_ifindex == 0;
+    if (planned && l && l->alias != marks::of(node, e.name) && !l->alias.empty()) l.reset();
+    const int ifindex = planned ? (l ? l->ifindex : 0) : e.host_ifindex;
+    veths.push_back(l && l->ifindex == ifindex ? ifindex : 0);
+    // A clsact filter goes with its veth; a TCX link with its pin.
+    txn.step("detach");
+    if (e.tc_mode == TcMode::tcx) {
+      NetnsGuard in(nodens);
+      detach_tc_ingress(e.tc_mode, ifindex, link_pin(node, e));
+    }
+    txn.step("unmap");
+    if (maps) {
+      policies::remove_endpoint(txn.state(), e, *maps);
+      maps->delete_endpoint(ifindex, e.ip);
+    }
   }
-  txn.step("unmap");
-  if (maps) policies::remove_endpoint(txn.state(), e, *maps);
   if (maps) {
-    maps->delete_endpoint(ifindex, e.ip);
-    // Its address may be handed out again: no flow may still lead to it.
-    maps->ct_forget_address(e.ip);
+    // Their addresses may be handed out again: no flow may still lead to them.
+    std::set<Ipv4> ips;
+    for (const auto& e : es) ips.insert(e.ip);
+    maps->ct_forget_addresses(ips);
   }
-  // Deleting one side deletes the pair, with its addresses, routes and neighbour.
-  txn.step("unlink");
-  try {
-    if (l && l->ifindex == ifindex) nl.delete_link(l->ifindex);
-  } catch (const Error& err) {
-    // The endpoint's namespace is being torn down and takes the pair with it.
-    if (err.code() != Errc::not_found) throw;
+  // Deleting one side of a pair deletes both, with their addresses, routes
+  // and neighbours. A namespace ebpfnet made goes first and takes its veth
+  // with it: the kernel unregisters the devices of namespaces deleted
+  // together in one batch, so a row costs one wait, not one per endpoint.
+  std::set<int> awaited;
+  for (size_t i = 0; i < es.size(); ++i) {
+    const EndpointRecord& e = es[i];
+    txn.step("unlink");
+    if (veths[i] && !(e.netns_owned && netns::exists(e.netns))) try {
+        nl.delete_link(veths[i]);
+      } catch (const Error& err) {
+        // The endpoint's namespace is being torn down and takes the pair with it.
+        if (err.code() != Errc::not_found) throw;
+      }
+    txn.step("netns-del");
+    if (e.netns_owned && netns::exists(e.netns)) {
+      netns::del(e.netns);
+      if (veths[i]) awaited.insert(veths[i]);
+    }
   }
-  txn.step("netns-del");
-  if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
+  await_unlinked(nl, std::move(awaited));
 }
 
 std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp) {

@@ -17,10 +17,12 @@ void check(const std::vector<EndpointRequest>& reqs);
 std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>& reqs, const Checkpoint& cp);
 // Errc::not_found when the node has no such endpoint.
 EndpointRecord& find(NodeTxn& txn, const std::string& name);
-void del(NodeTxn& txn, const std::string& name);
-// Detaches, unmaps and deletes an endpoint's parts (maps: those to unmap it
-// from, if any), and unpublishes its ports; the caller drops its record.
-void remove(NodeTxn& txn, const EndpointRecord& e, DatapathMaps* maps);
+// All or none of names; one that a killed add or del was handling is done.
+void del(NodeTxn& txn, const std::vector<std::string>& names);
+// Detaches, unmaps and deletes the parts of endpoints (maps: those to unmap
+// them from, if any), and unpublishes their ports; the caller drops their
+// records. Returns when their veths are gone.
+void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* maps);
 // Counters come from dp when given.
 std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp);
 std::vector<EndpointView> list(NodeTxn& txn);

@@ -91,7 +91,7 @@ void destroy(NodeTxn& txn) {
       if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
     remove_pins(node.pin_dir());
   } else {
-    for (const auto& e : st.endpoints) endpoints::remove(txn, e, maps ? &*maps : nullptr);
+    endpoints::remove(txn, st.endpoints, maps ? &*maps : nullptr);
     datapath::detach(txn);
   }
   st.endpoints.clear();

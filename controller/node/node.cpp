@@ -68,9 +68,11 @@ std::vector<EndpointRecord> Node::add_endpoints(const std::vector<EndpointReques
   return endpoints::add(txn, reqs, cp);
 }
 
-void Node::del_endpoint(const std::string& name) {
+void Node::del_endpoint(const std::string& name) { del_endpoints({name}); }
+
+void Node::del_endpoints(const std::vector<std::string>& names) {
   NodeTxn txn(*this);
-  endpoints::del(txn, name);
+  endpoints::del(txn, names);
 }
 
 std::vector<EndpointView> Node::endpoints() {

@@ -97,12 +97,13 @@ void run(NodeTxn& txn, const Journal& j) {
   NodeState& st = txn.state();
   DatapathMaps* maps = txn.has_state() ? current_maps(txn) : nullptr;
 
-  for (const auto& name : j.removing) {
-    EndpointRecord* e = st.find(name);
-    if (!e) continue;
-    endpoints::remove(txn, *e, maps);
-    st.endpoints.erase(st.endpoints.begin() + (e - st.endpoints.data()));
-    spdlog::info("node {}: removal of endpoint {} finished", node.name(), name);
+  std::vector<EndpointRecord> removing;
+  for (const auto& name : j.removing)
+    if (const EndpointRecord* e = st.find(name)) removing.push_back(*e);
+  endpoints::remove(txn, removing, maps);
+  for (const auto& e : removing) {
+    std::erase_if(st.endpoints, [&](const EndpointRecord& r) { return r.name == e.name; });
+    spdlog::info("node {}: removal of endpoint {} finished", node.name(), e.name);
   }
   for (EndpointRecord planned : j.adding) {
     const EndpointRecord* saved = st.find(planned.name);
@@ -110,7 +111,7 @@ void run(NodeTxn& txn, const Journal& j) {
     // Its namespace goes only when it is the one that operation made.
     if (planned.netns_owned)
       planned.netns_owned = marks::netns_is(planned.netns, marks::of(node, planned.name), true);
-    endpoints::remove(txn, planned, maps);
+    endpoints::remove(txn, {planned}, maps);
     spdlog::info("node {}: what was made of endpoint {} is taken back", node.name(), planned.name);
   }
   // A port the state still publishes keeps its flows (killed before it was saved).

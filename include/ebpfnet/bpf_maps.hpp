@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -117,10 +118,11 @@ class DatapathMaps {
   // Live entries only (expired ones are skipped), at most limit.
   std::vector<CtFlow> ct_flows(size_t limit = SIZE_MAX) const;
   size_t ct_flush();  // returns how many entries were removed
-  // Removes the flows (both entries) of an address: as it arrives or as it
-  // leaves, so masqueraded, published, hairpinned and tracked flows all go.
-  // For a removed endpoint, whose address may be handed out again.
-  size_t ct_forget_address(Ipv4 ip);
+  // Removes the flows (both entries) of these addresses: as they arrive or
+  // as they leave, so masqueraded, published, hairpinned and tracked flows
+  // all go. For removed endpoints, whose addresses may be handed out again;
+  // one walk of the table for all of them.
+  size_t ct_forget_addresses(const std::set<Ipv4>& ips);
   // Removes the flows through a published port (proto, port on the uplink).
   size_t ct_forget_published(uint8_t proto, uint16_t port);
 

@@ -184,6 +184,9 @@ class Node {
   std::vector<EndpointRecord> add_endpoints(const std::vector<EndpointRequest>& reqs,
                                             const Checkpoint& cp = {});
   void del_endpoint(const std::string& name);
+  // Several at once, all or none: their namespaces go together, and the
+  // kernel unregisters their veths in one batch.
+  void del_endpoints(const std::vector<std::string>& names);
   std::vector<EndpointView> endpoints();
   NodeStatus status();
 

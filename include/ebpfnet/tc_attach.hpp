@@ -11,6 +11,13 @@
 
 namespace ebpfnet {
 
+// Endpoint veths attach with clsact unless the node says otherwise: TCX's
+// program ordering and link ownership bring nothing to a veth no other
+// software hooks, and creating a TCX link waits for an RCU grace period
+// (~10 ms on an idle machine) where a cls_bpf filter takes ~0.3 ms. The
+// uplink, which other software may hook too, attaches with TCX.
+constexpr TcMode kEndpointTcMode = TcMode::clsact;
+
 // mode nullopt: TCX if the kernel has it, else clsact. A TCX link is pinned at
 // link_pin so it outlives this process. Returns the mode used.
 TcMode attach_tc_ingress(int prog_fd, int ifindex, std::optional<TcMode> mode,

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -72,7 +73,7 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
     EXPECT_TRUE(eb) << "ebpfnet at " << n << " rules: neither measured nor reported unavailable";
   }
   // Control plane: ebpfnet and the ip baseline.
-  for (std::string dp : {"ebpfnet", "ip", "ip-batch"}) {
+  for (std::string dp : {"ebpfnet", "ip", "ip-batch", "ip-batch+attach"}) {
     bool found = false;
     for (const auto& s : j["samples"]) found |= s["datapath"] == dp && s["metric"] == "cp_add_batch_ms";
     EXPECT_TRUE(found) << dp << " cp_add_batch_ms";
@@ -88,6 +89,31 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
   }
   EXPECT_TRUE(j["failures"].empty()) << j["failures"].dump();
   EXPECT_TRUE(fs::exists(out.path() / "results.md"));
+  std::string prefix = j["options"]["namespace_prefix"];
+  EXPECT_FALSE(has_prefix(test::netns_names(), prefix)) << "namespaces of the run were left";
+}
+
+// The scale run at a small N: every endpoint added, listed, reached,
+// deleted, with its memory accounted; nothing of it left. Not in the
+// default run.
+TEST(BenchCli, ScaleRunsAtASmallCount) {
+  EBPFNET_REQUIRE_ROOT();
+  auto r = ebpfnet::test::run({EBPFNET_BIN, "-o", "json", "bench", "--only", "scale", "--scale-n", "24", "--tools",
+                               BENCH_TOOLS_DIR},
+                              "", 170);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 3000 ? r.err.size() - 3000 : 0);
+  json j = json::parse(r.out);
+  EXPECT_TRUE(j["failures"].empty()) << j["failures"].dump();
+  std::map<std::string, double> v;
+  for (const auto& s : j["samples"]) {
+    EXPECT_EQ(s["datapath"], "ebpfnet") << s.dump();
+    v[s["metric"]] = s["value"].get<double>();
+  }
+  for (std::string m : {"scale_add_per_ep_ms", "scale_list_ms", "scale_status_ms", "scale_del_per_ep_ms",
+                        "scale_cli_peak_rss_mib", "scale_state_per_ep_kib", "scale_map_entries_per_ep_kib"})
+    EXPECT_GT(v[m], 0) << m;
+  EXPECT_EQ(v["scale_pairs_ok_pct"], 100) << "every probed pair reaches the other";
+  EXPECT_EQ(j["options"]["scale_n"], 24);
   std::string prefix = j["options"]["namespace_prefix"];
   EXPECT_FALSE(has_prefix(test::netns_names(), prefix)) << "namespaces of the run were left";
 }

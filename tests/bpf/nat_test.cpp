@@ -315,7 +315,7 @@ TEST_F(NatTest, ForgettingAnEndpointOrAPortRemovesExactlyTheirFlows) {
 
   EXPECT_EQ(dp_->maps().ct_forget_published(IPPROTO_UDP, kPublished), 0u) << "another protocol's port";
   EXPECT_EQ(dp_->maps().ct_forget_published(IPPROTO_TCP, kPublished), 2u);
-  EXPECT_EQ(dp_->maps().ct_forget_address(kA.ip), 4u);
+  EXPECT_EQ(dp_->maps().ct_forget_addresses({kA.ip}), 4u);
   const auto left = dp_->maps().ct_flows();
   ASSERT_EQ(left.size(), 2u) << str(left);
   EXPECT_TRUE(find_entry(left, key_of(sent_by(kB, L4::udp))).has_value()) << "B's flow stays";

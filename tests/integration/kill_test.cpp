@@ -182,6 +182,28 @@ INSTANTIATE_TEST_SUITE_P(Points, KilledDel,
                                          "journal-end"),
                          step_name);
 
+// Several endpoints in one del: killed between the steps of the second or third.
+class KilledDelSeveral : public Killed {};
+
+TEST_P(KilledDelSeveral, RunAgainFinishesIt) {
+  const std::vector<std::string> names = {unique("kx"), unique("kx"), unique("kx")};
+  std::vector<std::string> add = {"endpoint", "add"}, del = {"endpoint", "del"};
+  add.insert(add.end(), names.begin(), names.end());
+  del.insert(del.end(), names.begin(), names.end());
+  cli_ok(*sb_, add);
+  CmdResult k = killed_at(*sb_, GetParam(), del);
+  ASSERT_EQ(k.code, kKilled) << k.err;
+  cli_ok(*sb_, del);
+  for (const auto& n : names) EXPECT_FALSE(netns::exists(n));
+  EXPECT_EQ(footprint(*sb_), before_);
+  cli_ok(*sb_, add);
+  for (const auto& n : names) expect_forwards(n, keep_.ip);
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, KilledDelSeveral,
+                         testing::Values("detach#2", "unmap#3", "unlink#2", "netns-del#2", "netns-del#3", "state"),
+                         step_name);
+
 // ---- expose
 
 class KilledExpose : public Killed {

@@ -13,6 +13,7 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
+#include "ebpfnet/tc_attach.hpp"
 #include "support.hpp"
 
 namespace ebpfnet {
@@ -309,6 +310,90 @@ TEST(Lifecycle, AttachLeavesOutAnEndpointThatLostItsVeth) {
   EXPECT_FALSE(maps->endpoint_by_ifindex(lost.host_ifindex));
   ASSERT_EQ(sb.cli({"endpoint", "del", lost.name}).code, 0);
   EXPECT_EQ(sb.node().endpoints().size(), 2u);
+}
+
+// One del of several: all go (their namespaces first, the veths with them),
+// or, when one name is wrong, none.
+TEST(Lifecycle, SeveralEndpointsDeletedAtOnce) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord keep = cli_add(sb, unique("tk"));
+  std::vector<EndpointRecord> row;
+  for (int i = 0; i < 3; ++i) row.push_back(cli_add(sb, unique("tr")));
+  for (const auto& e : row) EXPECT_EQ(e.tc_mode, kEndpointTcMode) << e.name;
+  Netlink nl = Netlink::in(sb.node().netns());
+
+  EXPECT_EQ(sb.cli({"endpoint", "del", row[0].name, "nosuch"}).code, static_cast<int>(Errc::not_found));
+  EXPECT_EQ(sb.cli({"endpoint", "del", row[0].name, row[0].name}).code, static_cast<int>(Errc::usage));
+  EXPECT_EQ(sb.node().endpoints().size(), 4u) << "a refused del removes nothing";
+  EXPECT_TRUE(nl.link(row[0].host_ifname));
+
+  CmdResult del = sb.cli({"endpoint", "del", row[0].name, row[1].name, row[2].name});
+  ASSERT_EQ(del.code, 0) << del.err;
+  for (const auto& e : row) {
+    EXPECT_FALSE(netns::exists(e.name)) << e.name;
+    for (const auto& l : nl.links()) EXPECT_NE(l.ifindex, e.host_ifindex) << l.name;
+  }
+  for (const auto& r : nl.routes())
+    for (const auto& e : row) EXPECT_FALSE(r.dst == (Ipv4Cidr{e.ip, 32})) << e.name;
+  auto maps = Datapath::open_pinned_maps(sb.node().pin_dir());
+  ASSERT_TRUE(maps);
+  EXPECT_EQ(maps->endpoint_count(), 1u);
+  auto views = sb.node().endpoints();
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].rec.name, keep.name);
+  // The addresses are free at once: the row comes back.
+  for (const auto& e : row) cli_add(sb, e.name);
+  ProbeResult p = probe_icmp(Netns::open_named(row[2].name), keep.ip);
+  EXPECT_TRUE(p.ok) << p.error;
+}
+
+// A namespace that some process still holds outlives its deletion, and so
+// would its veth: del removes the veth itself.
+TEST(Lifecycle, DelRemovesTheVethOfANamespaceSomeoneHolds) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  EndpointRecord held = cli_add(sb, unique("th"));
+  Netns hold = Netns::open_named(held.name);
+  ASSERT_EQ(sb.cli({"endpoint", "del", held.name}).code, 0);
+  EXPECT_FALSE(netns::exists(held.name));
+  Netlink nl = Netlink::in(sb.node().netns());
+  for (const auto& l : nl.links()) EXPECT_NE(l.ifindex, held.host_ifindex) << l.name;
+  EXPECT_TRUE(Netlink::in(hold).link(held.ifname) == std::nullopt) << "the pair is gone from both sides";
+}
+
+// attach --tc-mode moves every attachment to that mode, new program first,
+// and leaves exactly one program on each veth; auto keeps each where it is.
+TEST(Lifecycle, AttachSwitchesTcMode) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb("10.240.0.0/24", /*attach=*/true, /*uplink_sandbox=*/true);
+  EndpointRecord a = cli_add(sb, unique("tm")), b = cli_add(sb, unique("tm"));
+  const fs::path pin_dir = sb.node().pin_dir();
+  auto modes = [&] {
+    std::set<std::string> m;
+    for (const auto& v : sb.node().endpoints()) m.insert(to_string(v.rec.tc_mode));
+    return m;
+  };
+  auto only_one_program = [&](TcMode mode) {
+    NetnsGuard in(sb.node().netns());
+    const TcMode other = mode == TcMode::tcx ? TcMode::clsact : TcMode::tcx;
+    for (const auto& v : sb.node().endpoints()) {
+      const fs::path pin = pin_dir / "links" / v.rec.host_ifname;
+      if (attached_prog_id(mode, v.rec.host_ifindex, pin) == 0) return false;
+      if (attached_prog_id(other, v.rec.host_ifindex, pin) != 0) return false;
+    }
+    return true;
+  };
+  ASSERT_EQ(modes(), std::set<std::string>{to_string(kEndpointTcMode)});
+  for (TcMode mode : {TcMode::tcx, TcMode::clsact}) {
+    CmdResult r = sb.cli({"attach", "--tc-mode", to_string(mode)});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(modes(), std::set<std::string>{to_string(mode)});
+    EXPECT_TRUE(only_one_program(mode)) << to_string(mode);
+    EXPECT_EQ(sb.node().status().state.uplink->tc_mode, mode);
+    ProbeResult p = probe_icmp(Netns::open_named(a.name), b.ip);
+    EXPECT_TRUE(p.ok) << to_string(mode) << ": " << p.error;
+  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "bench/suite.hpp"
 #include "bench/topology.hpp"
 #include "cli.hpp"
+#include "ebpfnet/abi.h"
 #include "ebpfnet/error.hpp"
 
 namespace ebpfnet::cli {
@@ -69,7 +70,7 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     bool quick = false;
     std::string only, datapaths, rules, cpus = "0,1", rr_cpus = "0,0";
-    std::optional<int> rounds, duration, cp_batch;
+    std::optional<int> rounds, duration, cp_batch, scale_n;
     std::string out_dir, tools, report;
   };
   auto a = std::make_shared<Args>();
@@ -77,7 +78,8 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
                                           "a bare redirect_peer program, bridge and bridge+iptables, in one run");
   cmd->footer(help_text());
   cmd->add_flag("--quick", a->quick, "CI smoke: 1 round of 1 s, rules 0 and 1000, 10 endpoints (< 1 min)");
-  cmd->add_option("--only", a->only, "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp")
+  cmd->add_option("--only", a->only,
+                  "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp,scale (default: all but scale)")
       ->type_name("LIST");
   cmd->add_option("--datapaths", a->datapaths,
                   "datapaths, comma-separated: direct,tc-peer,bridge,bridge-iptables,ebpfnet")
@@ -90,6 +92,8 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
       ->type_name("LIST");
   cmd->add_option("--cp-batch", a->cp_batch, "endpoints in a row for cp; default 100, quick 10")
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--scale-n", a->scale_n, "endpoints for scale; default 10000")
+      ->check(CLI::Range(2, EBPFNET_MAX_ENDPOINTS));
   cmd->add_option("--cpus", a->cpus, "client CPU,server CPU for tput and pps")->capture_default_str();
   cmd->add_option("--rr-cpus", a->rr_cpus,
                   "client CPU,server CPU for rr, crr and rules (one CPU: no cross-CPU wake-ups)")
@@ -127,6 +131,7 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
       if (a->rounds) o.rounds = *a->rounds;
       if (a->duration) o.duration_s = *a->duration;
       if (a->cp_batch) o.cp_batch = *a->cp_batch;
+      if (a->scale_n) o.scale_n = *a->scale_n;
       if (!a->rules.empty()) {
         o.rule_counts.clear();
         for (const auto& r : split(a->rules)) {

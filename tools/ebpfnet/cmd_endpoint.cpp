@@ -11,7 +11,7 @@ namespace ebpfnet::cli {
 
 void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
-    std::string name, ip, netns, ifname = "eth0";
+    std::string ip, netns, ifname = "eth0";
     std::vector<std::string> names;
     int pid = 0;
   };
@@ -68,12 +68,14 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   });
 
   auto* del = ep->add_subcommand("del", "remove an endpoint: veth, address, datapath entry, and "
-                                        "the namespace if ebpfnet created it");
-  del->add_option("NAME", a->name, "endpoint name")->required();
+                                        "the namespace if ebpfnet created it; several names remove "
+                                        "several at once (all or none), much faster than one by one");
+  del->add_option("NAME", a->names, "endpoint name")->required();
   del->callback([&ctx, &action, a] {
     action = [&ctx, a] {
-      ctx.open_node().del_endpoint(a->name);
-      if (!ctx.json()) std::cout << "endpoint " << a->name << " deleted\n";
+      ctx.open_node().del_endpoints(a->names);
+      if (!ctx.json())
+        for (const auto& name : a->names) std::cout << "endpoint " << name << " deleted\n";
       return 0;
     };
   });

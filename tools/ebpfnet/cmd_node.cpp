@@ -129,7 +129,10 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
       "Established connections keep working. A failure leaves the old datapath running unchanged.\n"
       "A pinned datapath newer than this binary is refused (exit 7).");
   attach->add_option("--cidr", a->cidr, "address pool (needed the first time on the root node)");
-  attach->add_option("--tc-mode", a->tc_mode, "how programs attach to veths")
+  attach->add_option("--tc-mode", a->tc_mode,
+                     "how programs attach: auto keeps each attachment's mode (new endpoint veths "
+                     "clsact, the uplink TCX where the kernel has it); tcx or clsact moves every "
+                     "attachment to that mode, the new program first")
       ->check(CLI::IsMember({"auto", "tcx", "clsact"}))
       ->capture_default_str();
   attach->add_option("--uplink", a->uplink,

@@ -20,13 +20,15 @@ const std::vector<MetricDef>& metric_defs();
 const MetricDef* find_metric(const std::string& id);
 // The --only groups, in the order they run, with a line of help each.
 const std::vector<std::pair<std::string, std::string>>& metric_groups();
+// Groups the default run leaves out (they take minutes): only with --only.
+const std::vector<std::string>& opt_in_groups();
 
 // The summary rows of a list of samples ({round, metric, datapath, rules?,
 // value}): per (metric, datapath, rules) the median, min and max, and ratios
 // computed round by round against the baselines of the same rounds:
 // `direct` and `bridge` for datapath metrics; the same datapath at 0 rules
 // and bridge-iptables at the same rules for rule scaling; `ip` and
-// `ip-batch` for the control plane.
+// `ip-batch` and `ip-batch+attach` for the control plane.
 nlohmann::json summarize_samples(const nlohmann::json& samples);
 
 }  // namespace ebpfnet::bench

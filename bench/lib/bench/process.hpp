@@ -32,6 +32,7 @@ struct Spawn {
 struct Result {
   int code = -1;  // exit code, or 128 + signal
   std::string out, err;
+  long peak_rss_kib = 0;  // its peak resident set (run() only)
 };
 
 // Runs to completion; killed (SIGKILL, by PID) after timeout_s.

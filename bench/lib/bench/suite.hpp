@@ -24,6 +24,7 @@ struct SuiteOptions {
   std::vector<int> rule_counts = {0, 1000, 10000};
   int cp_batch = 100;
   int cp_singles = 5;
+  int scale_n = 10000;  // endpoints of the scale run
   int udp_flows = 8;
   Placement placement;  // tput, pps: sender and receiver on two CPUs
   // rr, crr, rules: both on one CPU by default. Request/response is bound by
