@@ -27,7 +27,9 @@ anti-spoofing, conntrack, NAT, policy (with the rule), route, and the verdict.
 Examples:
   ebpfnet --node lab trace --from web --to 10.240.0.7:5432/tcp
   ebpfnet --node lab trace --from 198.51.100.7:40000 --to 198.18.0.2:8080/tcp --flags S
-  ebpfnet --node lab trace --from web --to db/icmp -o json)";
+  ebpfnet --node lab trace --from web --to db/icmp -o json
+Exit 0 whatever the verdict; 2 when the description does not parse; 3 for an
+unknown endpoint or a node without a datapath.)";
 
 nlohmann::json packet_json(const TracedPacket& p) {
   nlohmann::json j = {{"proto", proto_name(p.tuple.proto)},
