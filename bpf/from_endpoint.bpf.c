@@ -27,13 +27,15 @@ static __always_inline int handle_arp(struct __sk_buff *skb, struct cursor *c, s
 	if (arp->body.spa != ep->ip && arp->body.spa != 0)
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 
+	TRACE(EBPFNET_TRACE_ANTISPOOF, 0, 0, 0, 0);
 	count_tx(st, skb);
 	if (arp->hdr.ar_op == bpf_htons(ARPOP_REQUEST) && arp->body.tpa == gateway_ip) {
 		arp_make_reply(eth, arp, ep->node_mac, gateway_ip);
 		count_rx(ep->ifindex, skb);
+		TRACE(EBPFNET_TRACE_ARP_REPLY, 0, ep->ifindex, 0, 0);
 		return bpf_redirect(ep->ifindex, 0);
 	}
-	return TC_ACT_OK;
+	return pass(EBPFNET_PASS_ARP);
 }
 
 /* Sends on a packet of a tracked flow, translated to x first when x differs
@@ -59,7 +61,7 @@ static __always_inline int fwd_flow(struct __sk_buff *skb, struct ebpfnet_ep_sta
 static __always_inline int too_big(struct __sk_buff *skb, struct iphdr *ip, struct ebpfnet_ep_stats *st)
 {
 	if (ip->frag_off & bpf_htons(0x4000))
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_TOO_BIG);
 	return drop(skb, st, EBPFNET_DROP_NAT_UNSUPPORTED);
 }
 
@@ -104,7 +106,7 @@ static __always_inline int untracked_from_endpoint(struct __sk_buff *skb, struct
 	rc = route_lookup(skb, ip, skb->ingress_ifindex, &route);
 	if (uplink && route_found(rc) && route.ifindex == uplink && !is_routed(ip->daddr))
 		return drop(skb, st, EBPFNET_DROP_NAT_UNSUPPORTED);
-	return TC_ACT_OK;
+	return pass(EBPFNET_PASS_NOT_OURS);
 }
 
 /* Traffic that conntrack, NAT or policy concerns: replies of published
@@ -152,7 +154,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 	    starts_flow(&f)) {
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
-			return TC_ACT_OK;
+			return pass(EBPFNET_PASS_NOT_OURS);
 		if (policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, dst->ip, pub->port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
 		nat_rc = dnat_create(&f, pub, skb->len, now, &x);
@@ -179,7 +181,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 			return TC_ACT_SHOT;
 		/* The node's stack takes it: its own addresses and other routes. */
 		if (!uplink || !route_found(rc) || route.ifindex != uplink)
-			return TC_ACT_OK;
+			return pass(EBPFNET_PASS_NOT_OURS);
 		x = f.key;
 		if (is_routed(ip->daddr)) {
 			/* Replies meet the endpoint's ingress rules unless tracked. */
@@ -206,17 +208,18 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	if (ip->saddr != ep->ip)
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
+	TRACE(EBPFNET_TRACE_ANTISPOOF, 0, 0, 0, 0);
 
 	count_tx(st, skb);
 	/* An expiring TTL goes to the stack, which answers with time-exceeded.
 	 * The gateway is the node itself, which policy does not restrict. */
 	if (ip->ttl <= 1 || ip->daddr == gateway_ip)
-		return TC_ACT_OK;
+		return pass(ip->ttl <= 1 ? EBPFNET_PASS_TTL : EBPFNET_PASS_GATEWAY);
 	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
 	if ((uplink && (!dst || cfg(EBPFNET_CFG_PUBLISHED))) || policy_of(ep->ip) || (dst && policy_of(dst->ip)))
 		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, st);
 	if (!dst)
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	count_rx(dst->ifindex, skb);
 	return fwd_to_endpoint(eth, ip, dst);
 }
@@ -232,6 +235,7 @@ int from_endpoint(struct __sk_buff *skb)
 
 	if (!ep)
 		return drop(skb, st, EBPFNET_DROP_UNKNOWN_ENDPOINT);
+	TRACE(EBPFNET_TRACE_SOURCE, 0, ifindex, ep->ip, 0);
 
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);

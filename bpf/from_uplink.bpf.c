@@ -23,7 +23,7 @@ static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 	if (reparse_ipv4(skb, &eth, &ip))
 		return drop(skb, NULL, EBPFNET_DROP_MALFORMED);
 	if (ip->ttl <= 1)
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_TTL);
 	count_rx(dst->ifindex, skb);
 	return fwd_to_endpoint(eth, ip, dst);
 }
@@ -81,18 +81,18 @@ int from_uplink(struct __sk_buff *skb)
 	__u64 now;
 
 	if (!cfg(EBPFNET_CFG_UPLINK_IFINDEX))
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);
 	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	ip = parse_ipv4(&c);
 	if (!ip)
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	if (ip->daddr != uplink_ip) {
 		if (is_routed(ip->saddr) && bpf_map_lookup_elem(&ep_by_ip, &ip->daddr))
 			return routed_to_endpoint(skb, &c, ip);
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	}
 	/* Translated, a packet with no hop left would make the node's stack
 	 * quote an endpoint's address back to the outside: it is dropped
@@ -104,11 +104,11 @@ int from_uplink(struct __sk_buff *skb)
 		__be32 dst;
 
 		if (icmp_err_parse(skb, &c, ip, &err))
-			return TC_ACT_OK;
+			return pass(EBPFNET_PASS_NOT_OURS);
 		if (last_hop)
 			return drop(skb, NULL, EBPFNET_DROP_TTL_EXCEEDED);
 		if (icmp_err_xlate(skb, &err, ip->saddr, ip->daddr, now, &dst))
-			return TC_ACT_OK;
+			return pass(EBPFNET_PASS_NOT_OURS);
 		return to_endpoint(skb, dst);
 	}
 
@@ -128,7 +128,7 @@ int from_uplink(struct __sk_buff *skb)
 			return drop(skb, NULL, nat_failure(nat_rc));
 		emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
 	} else {
-		return TC_ACT_OK;
+		return pass(EBPFNET_PASS_NOT_OURS);
 	}
 	if (nat_apply(skb, &f, &x))
 		return drop(skb, NULL, EBPFNET_DROP_MALFORMED);

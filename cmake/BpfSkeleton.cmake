@@ -1,6 +1,7 @@
-# bpf_skeleton(NAME SOURCE): compiles SOURCE with clang -target bpf and turns the
+# bpf_skeleton(NAME SOURCE [CLANG_FLAG...]): compiles SOURCE with clang -target bpf and turns the
 # object into NAME.skel.h (struct NAME_bpf) with bpftool. clang writes a depfile, so a change to
-# any included header (bpf/lib/*.h, include/ebpfnet/abi.h) rebuilds the object.
+# any included header (bpf/lib/*.h, include/ebpfnet/abi.h) rebuilds the object. Extra
+# arguments go to clang (the trace build's -DEBPFNET_TRACE).
 find_program(BPF_CLANG NAMES clang clang-16 clang-15 clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
 
@@ -23,7 +24,7 @@ function(bpf_skeleton name source)
   set(skel ${BPF_SKELETON_DIR}/${name}.skel.h)
   add_custom_command(
     OUTPUT ${obj}
-    COMMAND ${BPF_CLANG} -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_${BPF_TARGET_ARCH}
+    COMMAND ${BPF_CLANG} -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_${BPF_TARGET_ARCH} ${ARGN}
             -I${CMAKE_SOURCE_DIR}/bpf -I${CMAKE_SOURCE_DIR}/include -idirafter ${BPF_MULTIARCH_INCLUDE}
             -MD -MF ${dep} -c ${CMAKE_CURRENT_SOURCE_DIR}/${source} -o ${obj}
     DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${source}

@@ -12,6 +12,7 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "trace.h"
 
 #define NSEC_PER_SEC 1000000000ULL
 /* An entry's deadline is rewritten at most this often, so a busy flow does
@@ -139,7 +140,8 @@ static __always_inline struct ebpfnet_ct_entry *ct_lookup_flow(const struct flow
 
 	if (e && f->key.proto == IPPROTO_ICMP &&
 	    !!(e->flags & EBPFNET_CT_F_REPLY) != (f->icmp_type == ICMP_ECHOREPLY))
-		return NULL;
+		e = NULL;
+	TRACE_TUPLE(EBPFNET_TRACE_CT_LOOKUP, e != 0, e ? e->state : 0, e ? e->flags : 0, e ? e->packets : 0, &f->key);
 	return e;
 }
 
@@ -150,17 +152,19 @@ static __always_inline void ct_set(struct ebpfnet_ct_entry *e, __u8 state, __u64
 }
 
 /* Accounts a packet of e's direction: state from TCP flags and the first
- * reply, and a later deadline for both directions. */
+ * reply, and a later deadline for both directions. A dry run only tells. */
 static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct flow *f, __u32 len, __u64 now)
 {
 	__u8 state = e->state;
 	struct ebpfnet_ct_entry *peer;
 	__u64 expires;
 
-	e->packets++;
-	e->bytes += len;
+	if (!DRY_RUN) {
+		e->packets++;
+		e->bytes += len;
+	}
 	/* The peer's FIN before ours: it will wait in TIME_WAIT (a RST leaves none). */
-	if (f->key.proto == IPPROTO_TCP && state != EBPFNET_CT_CLOSING && (e->flags & EBPFNET_CT_F_REPLY) &&
+	if (!DRY_RUN && f->key.proto == IPPROTO_TCP && state != EBPFNET_CT_CLOSING && (e->flags & EBPFNET_CT_F_REPLY) &&
 	    (f->tcp_flags & (TCP_FIN | TCP_RST)) == TCP_FIN)
 		e->flags |= EBPFNET_CT_F_PEER_WAITS;
 	if (f->key.proto == IPPROTO_TCP && (f->tcp_flags & (TCP_FIN | TCP_RST)))
@@ -173,8 +177,9 @@ static __always_inline void ct_update(struct ebpfnet_ct_entry *e, const struct f
 		 (f->key.proto != IPPROTO_TCP || (f->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)))
 		state = EBPFNET_CT_ESTABLISHED;
 
+	TRACE(EBPFNET_TRACE_CT_UPDATE, 0, e->state, state, 0);
 	expires = now + ct_timeout_ns(f->key.proto, state);
-	if (state == e->state && expires < e->expires_ns + CT_REFRESH_NS)
+	if (DRY_RUN || (state == e->state && expires < e->expires_ns + CT_REFRESH_NS))
 		return;
 	ct_set(e, state, expires);
 	peer = bpf_map_lookup_elem(&ct, &e->peer);
@@ -224,6 +229,11 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 	struct ebpfnet_ct_entry *old;
 
 	ct_reverse(fwd_x, &rev);
+	/* A dry run asks only whether the reply tuple is free. */
+	if (DRY_RUN) {
+		old = bpf_map_lookup_elem(&ct, &rev);
+		return old && ct_tuple_taken(old, flags, now, syn) ? -1 : 0;
+	}
 	entry.expires_ns = now + ct_timeout_ns(fwd->proto, EBPFNET_CT_NEW);
 	entry.flags = flags | EBPFNET_CT_F_REPLY;
 	ct_reverse(fwd, &entry.xlate);
@@ -251,12 +261,19 @@ static __always_inline int ct_create(const struct ebpfnet_ct_key *fwd, const str
 	return 0;
 }
 
+/* What creating a flow (leaving as x) came to, after tries tuples: rc. */
+static __always_inline int ct_created(int rc, __u8 flags, const struct ebpfnet_ct_key *x, __u32 tries)
+{
+	TRACE_TUPLE(EBPFNET_TRACE_CT_CREATE, -rc, flags, tries, 0, x);
+	return rc;
+}
+
 /* Tracks a flow that leaves as it arrives: a connection a policy allowed,
  * whose later packets and replies then pass as part of it. Returns as
  * ct_create. */
 static __always_inline int ct_track(const struct flow *f, __u32 len, __u64 now)
 {
-	return ct_create(&f->key, &f->key, 0, len, now, 0);
+	return ct_created(ct_create(&f->key, &f->key, 0, len, now, 0), 0, &f->key, 1);
 }
 
 #endif

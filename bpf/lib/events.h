@@ -8,6 +8,7 @@
 #include <linux/in.h>
 
 #include "maps.h"
+#include "trace.h"
 
 /* Who an event is about: the endpoint and, for policy, the direction and
  * rule that decided. endpoint 0: the one whose veth the packet came from. */
@@ -63,7 +64,7 @@ static __noinline void emit_event(struct __sk_buff *skb, __u8 type, __u8 reason,
 	__u32 ifindex = skb->ingress_ifindex;
 	struct ebpfnet_endpoint *ep;
 
-	if (!listening(type))
+	if (DRY_RUN || !listening(type))
 		return;
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.ifindex = ifindex;

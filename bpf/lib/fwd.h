@@ -8,6 +8,7 @@
 #include "eth.h"
 #include "parse.h"
 #include "maps.h"
+#include "trace.h"
 
 #define AF_INET 2
 
@@ -25,6 +26,7 @@ static __always_inline void ip_dec_ttl(struct iphdr *ip)
 static __always_inline int fwd_to_endpoint(struct ethhdr *eth, struct iphdr *ip,
 					   const struct ebpfnet_endpoint *dst)
 {
+	TRACE(EBPFNET_TRACE_TO_ENDPOINT, 0, dst->ifindex, dst->ip, 0);
 	ip_dec_ttl(ip);
 	mac_copy(eth->h_dest, dst->mac);
 	mac_copy(eth->h_source, dst->node_mac);
@@ -44,6 +46,13 @@ static __always_inline int reparse_ipv4(struct __sk_buff *skb, struct ethhdr **e
 	return *ip ? 0 : -1;
 }
 
+/* What the node's routing table said: rc, the way out in p. */
+static __always_inline int route_found_by(int rc, const struct bpf_fib_lookup *p)
+{
+	TRACE(EBPFNET_TRACE_ROUTE, rc, p->ifindex, 0, 0);
+	return rc;
+}
+
 /* Asks the node's routing table, from the view of a packet arriving on
  * ifindex (which needs forwarding on), where ip goes. */
 static __always_inline int route_lookup(struct __sk_buff *skb, const struct iphdr *ip, __u32 ifindex,
@@ -58,7 +67,7 @@ static __always_inline int route_lookup(struct __sk_buff *skb, const struct iphd
 	p->ipv4_src = ip->saddr;
 	p->ipv4_dst = ip->daddr;
 	p->ifindex = ifindex;
-	return bpf_fib_lookup(skb, p, sizeof(*p), 0);
+	return route_found_by(bpf_fib_lookup(skb, p, sizeof(*p), 0), p);
 }
 
 /* Sends a routed packet out of the device route_lookup chose; a neighbour
@@ -66,6 +75,7 @@ static __always_inline int route_lookup(struct __sk_buff *skb, const struct iphd
 static __always_inline int fwd_routed(struct ethhdr *eth, struct iphdr *ip, const struct bpf_fib_lookup *p,
 				      int rc)
 {
+	TRACE(EBPFNET_TRACE_ROUTED, rc == BPF_FIB_LKUP_RET_NO_NEIGH, p->ifindex, 0, 0);
 	ip_dec_ttl(ip);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(p->ifindex, NULL, 0, 0);

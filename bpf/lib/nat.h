@@ -57,6 +57,7 @@ static __always_inline int nat_apply(struct __sk_buff *skb, const struct flow *f
 	const struct ebpfnet_ct_key *from = &f->key;
 	__u8 proto = from->proto;
 
+	TRACE_TUPLE(EBPFNET_TRACE_NAT, 0, 0, 0, 0, to);
 	if (from->saddr != to->saddr && rewrite_addr(skb, proto, f->l4_off, IP_SRC_OFF, from->saddr, to->saddr))
 		return -1;
 	if (from->daddr != to->daddr && rewrite_addr(skb, proto, f->l4_off, IP_DST_OFF, from->daddr, to->daddr))
@@ -107,9 +108,9 @@ static __always_inline int masquerade_create(const struct flow *f, __u32 len, __
 			x->dport = port;
 		rc = ct_create(&f->key, x, flags, len, now, is_syn(f));
 		if (rc != -1)
-			return rc;
+			return ct_created(rc, flags, x, i + 1);
 	}
-	return rc;
+	return ct_created(rc, flags, x, NAT_PORT_TRIES);
 }
 
 /* Masquerades f, leaving for the same destination. */
@@ -140,7 +141,7 @@ static __always_inline int dnat_create(const struct flow *f, const struct ebpfne
 	 * directly; masquerading it too sends the answer back through here. */
 	if (f->key.saddr == t->ip)
 		return masquerade_create(f, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
-	return ct_create(&f->key, x, EBPFNET_CT_F_DNAT, len, now, is_syn(f));
+	return ct_created(ct_create(&f->key, x, EBPFNET_CT_F_DNAT, len, now, is_syn(f)), EBPFNET_CT_F_DNAT, x, 1);
 }
 
 /* Why masquerade_create or dnat_create failed, as a drop reason. */

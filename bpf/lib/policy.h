@@ -29,6 +29,13 @@ static __always_inline __u32 policy_proto_port(__u8 proto, __be16 dport)
 	return (__u32)EBPFNET_POLICY_PROTO_OTHER << 16;
 }
 
+/* A direction's verdict: 0 when allowed, otherwise the drop reason. */
+static __always_inline int policy_decided(int reason, const struct event_subject *who)
+{
+	TRACE(EBPFNET_TRACE_POLICY, reason, who->dir, who->endpoint, who->rule);
+	return reason;
+}
+
 /* What one direction's rule set says about a connection to or from peer:
  * 0 when allowed, otherwise the drop reason. who->rule is the rule that
  * decided (0: the default). */
@@ -58,9 +65,9 @@ static __always_inline int policy_decide(const struct ebpfnet_policy_set *set, _
 			goto by_default;
 	}
 	who->rule = v->rule;
-	return v->action == EBPFNET_POLICY_ALLOW ? 0 : EBPFNET_DROP_POLICY_DENY;
+	return policy_decided(v->action == EBPFNET_POLICY_ALLOW ? 0 : EBPFNET_DROP_POLICY_DENY, who);
 by_default:
-	return set->default_action == EBPFNET_POLICY_ALLOW ? 0 : EBPFNET_DROP_POLICY_DEFAULT;
+	return policy_decided(set->default_action == EBPFNET_POLICY_ALLOW ? 0 : EBPFNET_DROP_POLICY_DEFAULT, who);
 }
 
 /* A new connection from src, addressed to addressed:addressed_port, which
@@ -92,6 +99,7 @@ static __always_inline int policy_admit(struct __sk_buff *skb, __be32 src, __be3
 		if (!policed) {
 			who->endpoint = dst;
 			who->dir = EBPFNET_INGRESS;
+			TRACE(EBPFNET_TRACE_POLICY_NONE, 0, 0, 0, 0);
 		}
 		return policed;
 	}
@@ -119,9 +127,12 @@ static __always_inline int ct_reopen(struct __sk_buff *skb, struct ebpfnet_ct_en
 
 	if (!old || old->state != EBPFNET_CT_CLOSING || !is_syn(f))
 		return 0;
+	TRACE(EBPFNET_TRACE_CT_REOPEN, ct_untranslated(old), 0, 0, 0);
 	if (ct_untranslated(old)) {
-		bpf_map_delete_elem(&ct, &old->peer);
-		bpf_map_delete_elem(&ct, &f->key);
+		if (!DRY_RUN) {
+			bpf_map_delete_elem(&ct, &old->peer);
+			bpf_map_delete_elem(&ct, &f->key);
+		}
 		*e = NULL;
 		return 0;
 	}

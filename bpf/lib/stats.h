@@ -6,6 +6,7 @@
 
 #include "maps.h"
 #include "events.h"
+#include "trace.h"
 
 static __always_inline struct ebpfnet_ep_stats *ep_stats_of(__u32 ifindex)
 {
@@ -14,7 +15,7 @@ static __always_inline struct ebpfnet_ep_stats *ep_stats_of(__u32 ifindex)
 
 static __always_inline void count_tx(struct ebpfnet_ep_stats *st, struct __sk_buff *skb)
 {
-	if (st) {
+	if (st && !DRY_RUN) {
 		st->tx_packets++;
 		st->tx_bytes += skb->len;
 	}
@@ -24,7 +25,7 @@ static __always_inline void count_rx(__u32 ifindex, struct __sk_buff *skb)
 {
 	struct ebpfnet_ep_stats *st = ep_stats_of(ifindex);
 
-	if (st) {
+	if (st && !DRY_RUN) {
 		st->rx_packets++;
 		st->rx_bytes += skb->len;
 	}
@@ -38,6 +39,9 @@ static __always_inline int drop_for(struct __sk_buff *skb, struct ebpfnet_ep_sta
 	__u64 *node_count;
 
 	if (reason >= EBPFNET_DROP_REASON_MAX)
+		return TC_ACT_SHOT;
+	TRACE(EBPFNET_TRACE_DROP, reason, who ? who->endpoint : 0, st != 0, 0);
+	if (DRY_RUN)
 		return TC_ACT_SHOT;
 	if (st) {
 		st->drops[key]++;

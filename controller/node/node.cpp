@@ -13,6 +13,7 @@
 #include "policy.hpp"
 #include "routes.hpp"
 #include "status.hpp"
+#include "trace.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet {
@@ -130,6 +131,8 @@ void Node::monitor(const MonitorOptions& opts, const std::function<bool(const Mo
                    const std::function<bool()>& keep_going) {
   status::monitor(*this, opts, on_event, keep_going);
 }
+
+TraceResult Node::trace(const TraceRequest& req) const { return trace::run(*this, req); }
 
 std::optional<NodeState> Node::load_state() {
   NodeTxn txn(*this, Begin::if_exists);

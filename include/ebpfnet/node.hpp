@@ -19,6 +19,9 @@
 
 namespace ebpfnet {
 
+struct TraceRequest;  // ebpfnet/trace.hpp
+struct TraceResult;
+
 // The node that is the machine's root namespace (no --node).
 inline constexpr const char* kRootNode = "root";
 
@@ -212,6 +215,9 @@ class Node {
   // 100 ms) does. Needs no lock: it only reads.
   void monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
                const std::function<bool()>& keep_going);
+  // Runs a described packet through the node's programs on its maps and
+  // tells every decision; changes nothing on the node (ebpfnet/trace.hpp).
+  TraceResult trace(const TraceRequest& req) const;
 
   // For CNI runtimes, each under the node's lock. A node that does not
   // exist has no state and no endpoints.

@@ -161,11 +161,19 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
                probe_icmp(Netns::open_path(eps[0].netns_path), web.ip, blocked));
   policy_check(eps[0].name + " icmp (its reply comes back)", web.name, true, probe_icmp(web_ns, eps[0].ip));
 
+  // One refused connection traced through the datapath: trace must say what
+  // the probe above saw, and name the default that refused it.
+  const std::string to_web = web.name + ":" + std::to_string(kProbePort) + "/tcp";
+  const TraceResult traced = node.trace(parse_trace_request(eps[1].name, to_web, std::nullopt, std::nullopt));
+  const bool trace_ok = traced.verdict.action == "drop" && traced.verdict.reason == "policy-default-deny";
+  all_ok = all_ok && trace_ok;
+
   auto views = node.endpoints();
 
   if (ctx.json()) {
     nlohmann::json j = {{"node", node_name}, {"bridges", bridges}, {"pairs", pairs}, {"nat", nat},
-                        {"policy", policy},   {"ok", all_ok},       {"kept", keep}};
+                        {"policy", policy},   {"trace", trace_json(node_name, traced)},
+                        {"ok", all_ok},       {"kept", keep}};
     for (const auto& v : views) j["endpoints"].push_back(to_json(v));
     std::cout << j.dump(2) << "\n";
   } else {
@@ -180,6 +188,9 @@ int run_demo(const Context& ctx, bool keep, const std::string& cidr) {
     std::cout << "\npolicy of " << web.name << ": ingress default deny, allow tcp " << kProbePort << " from "
               << eps[0].name << "\n";
     print_table({"CHECK", "FROM", "EXPECTED", "RESULT"}, policy_rows);
+    std::cout << "\nebpfnet --node " << node_name << " trace --from " << eps[1].name << " --to " << to_web
+              << (trace_ok ? "" : "   FAIL (expected drop: policy-default-deny)") << "\n";
+    print_trace(traced);
     std::cout << "\n";
     std::vector<std::vector<std::string>> counter_rows;
     for (const auto& v : views) counter_rows.push_back(endpoint_row(v));

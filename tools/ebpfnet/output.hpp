@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ebpfnet/node.hpp"
+#include "ebpfnet/trace.hpp"
 
 namespace ebpfnet::cli {
 
@@ -18,6 +19,10 @@ nlohmann::json to_json(const EndpointStats& s);
 std::vector<std::string> endpoint_row(const EndpointView& v);
 const std::vector<std::string>& endpoint_header();
 std::string drops_summary(const DropCounts& d);
+
+// ebpfnet trace's result: one line per decision, or JSON (cmd_trace.cpp).
+void print_trace(const TraceResult& r);
+nlohmann::json trace_json(const std::string& node, const TraceResult& r);
 
 // "tcp", "udp", "icmp" or the protocol number.
 std::string proto_name(uint8_t proto);
