@@ -7,6 +7,7 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -127,6 +128,17 @@ nlmsghdr* set_alias(char* buf, uint32_t seq, int ifindex, const std::string& ali
   return nlh;
 }
 
+nlmsghdr* no_ipv6_addresses(char* buf, uint32_t seq, int ifindex) {
+  nlmsghdr* nlh = put_header(buf, RTM_NEWLINK, NLM_F_ACK, seq);
+  put_ifinfo(nlh, ifindex);
+  nlattr* af = mnl_attr_nest_start(nlh, IFLA_AF_SPEC);
+  nlattr* inet6 = mnl_attr_nest_start(nlh, AF_INET6);
+  mnl_attr_put_u8(nlh, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE);
+  mnl_attr_nest_end(nlh, inet6);
+  mnl_attr_nest_end(nlh, af);
+  return nlh;
+}
+
 nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add) {
   nlmsghdr* nlh = put_header(buf, add ? RTM_NEWADDR : RTM_DELADDR,
                              NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
@@ -210,20 +222,53 @@ void Netlink::request(nlmsghdr* nlh, const std::string& context) {
   }
 }
 
+namespace {
+
+// Whether the first n bytes of buf hold the end of a dump's reply.
+bool holds_end(const std::vector<char>& buf, ssize_t n) {
+  int left = static_cast<int>(n);
+  for (auto* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left))
+    if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) return true;
+  return false;
+}
+
+}  // namespace
+
 template <typename F>
-void Netlink::dump(nlmsghdr* nlh, F&& cb) {
+bool Netlink::dump_once(nlmsghdr* nlh, F& cb) {
   if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) throw_errno(errno, "netlink dump");
   std::vector<char> buf(kReceiveSize);
   auto trampoline = [](const nlmsghdr* m, void* data) -> int {
     (*static_cast<F*>(data))(m);
     return MNL_CB_OK;
   };
+  bool interrupted = false;
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(sock_, buf.data(), buf.size());
     if (n < 0) throw_errno(errno, "netlink dump");
-    int rc = mnl_cb_run(buf.data(), n, nlh->nlmsg_seq, portid_, trampoline, &cb);
-    if (rc == MNL_CB_ERROR) throw_errno(errno, "netlink dump");
-    if (rc == MNL_CB_STOP) return;
+    if (!interrupted) {
+      int rc = mnl_cb_run(buf.data(), n, nlh->nlmsg_seq, portid_, trampoline, &cb);
+      if (rc == MNL_CB_STOP) return true;
+      if (rc == MNL_CB_OK) continue;
+      if (errno != EINTR) throw_errno(errno, "netlink dump");
+      // libmnl stops at the first message flagged NLM_F_DUMP_INTR; the rest
+      // of the reply is read and dropped, up to its end (maybe in this buffer).
+      interrupted = true;
+    }
+    if (holds_end(buf, n)) return false;
+  }
+}
+
+template <typename F>
+void Netlink::dump(nlmsghdr* nlh, F&& cb, const std::function<void()>& restart) {
+  constexpr int kAttempts = 20;
+  for (int attempt = 1;; ++attempt) {
+    if (dump_once(nlh, cb)) return;
+    if (attempt == kAttempts)
+      throw Error(Errc::failed, "netlink dump: the table kept changing while it was read (" +
+                                    std::to_string(kAttempts) + " attempts)");
+    if (restart) restart();
+    nlh->nlmsg_seq = ++seq_;
   }
 }
 
@@ -232,7 +277,7 @@ std::vector<Link> Netlink::links() {
   nlmsghdr* nlh = put_header(buf, RTM_GETLINK, NLM_F_DUMP, ++seq_);
   put_ifinfo(nlh, 0);
   std::vector<Link> out;
-  dump(nlh, [&](const nlmsghdr* m) { out.push_back(parse_link(m)); });
+  dump(nlh, [&](const nlmsghdr* m) { out.push_back(parse_link(m)); }, [&] { out.clear(); });
   return out;
 }
 
@@ -276,6 +321,14 @@ void Netlink::set_alias(int ifindex, const std::string& alias) {
   request(nlmsg::set_alias(buf, ++seq_, ifindex, alias), "setting the alias of link " + std::to_string(ifindex));
 }
 
+void Netlink::no_ipv6_addresses(int ifindex) {
+  static const bool has_ipv6 = ::access("/proc/sys/net/ipv6", F_OK) == 0;
+  if (!has_ipv6) return;  // a kernel without IPv6 has nothing to turn off
+  char buf[kRequestSize];
+  request(nlmsg::no_ipv6_addresses(buf, ++seq_, ifindex),
+          "turning off IPv6 addresses of link " + std::to_string(ifindex));
+}
+
 void Netlink::add_address(const Address& a) {
   char buf[kRequestSize];
   request(nlmsg::address(buf, ++seq_, a, true),
@@ -302,7 +355,7 @@ std::vector<Address> Netlink::addresses(int ifindex) {
     mnl_attr_parse(m, sizeof(*msg), collect_attr, &tb);
     const nlattr* a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
     if (a) out.push_back({static_cast<int>(msg->ifa_index), get_ipv4(a), msg->ifa_prefixlen});
-  });
+  }, [&] { out.clear(); });
   return out;
 }
 
@@ -336,7 +389,7 @@ std::vector<Route> Netlink::routes(int oif) {
     if (tb[RTA_PREFSRC]) r.src = get_ipv4(tb[RTA_PREFSRC]);
     r.link_scope = msg->rtm_scope == RT_SCOPE_LINK;
     if (!oif || r.oif == oif) out.push_back(r);
-  });
+  }, [&] { out.clear(); });
   return out;
 }
 

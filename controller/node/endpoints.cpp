@@ -21,16 +21,6 @@
 namespace ebpfnet::endpoints {
 namespace {
 
-// IPv6 is not forwarded yet; keeping it off the veths keeps router
-// solicitations and DAD from showing up as drops.
-void disable_ipv6(const Netns& ns, const std::string& ifname) {
-  try {
-    netns::write_sysctl(ns, "net/ipv6/conf/" + ifname + "/disable_ipv6", "1");
-  } catch (const Error& e) {
-    if (e.code() != Errc::not_found) throw;  // a kernel without IPv6 is fine
-  }
-}
-
 // The pinned datapath, attached first when it is not (or is of an older ABI).
 Datapath open_or_attach(NodeTxn& txn) {
   const Node& node = txn.node();
@@ -113,10 +103,12 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   nl_node.set_alias(rec.host_ifindex, mark);
 
   txn.step("endpoint-config");
-  disable_ipv6(epns, rec.ifname);
   if (auto lo = nl_ep.link("lo")) nl_ep.set_up(lo->ifindex);
   auto eth = nl_ep.link(rec.ifname);
   if (!eth) throw Error(Errc::failed, rec.ifname + " is missing in netns " + rec.netns);
+  // IPv6 is not forwarded yet: no address on either end keeps router
+  // solicitations and DAD from showing up as drops.
+  nl_ep.no_ipv6_addresses(eth->ifindex);
   nl_ep.add_address({eth->ifindex, rec.ip, 32});
   nl_ep.set_up(eth->ifindex);
   Ipv4 gw = st.gateway();
@@ -124,7 +116,7 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   nl_ep.add_route({{Ipv4(0), 0}, gw, eth->ifindex, std::nullopt, false});
 
   txn.step("node-config");
-  disable_ipv6(nodens, rec.host_ifname);
+  nl_node.no_ipv6_addresses(rec.host_ifindex);
   // The datapath asks the node's FIB where masqueraded traffic goes, from
   // this veth's point of view: that needs forwarding on here (only here).
   netns::write_sysctl(nodens, "net/ipv4/conf/" + rec.host_ifname + "/forwarding", "1");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,7 @@ nlmsghdr* new_veth(char* buf, uint32_t seq, const VethSpec& spec);
 nlmsghdr* del_link(char* buf, uint32_t seq, int ifindex);
 nlmsghdr* set_link_up(char* buf, uint32_t seq, int ifindex, bool up);
 nlmsghdr* set_alias(char* buf, uint32_t seq, int ifindex, const std::string& alias);
+nlmsghdr* no_ipv6_addresses(char* buf, uint32_t seq, int ifindex);
 nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add);
 nlmsghdr* route(char* buf, uint32_t seq, const Route& r, bool add);
 nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add);
@@ -83,6 +85,12 @@ class Netlink {
   void set_up(int ifindex, bool up = true);
   // The kernel takes an alias only on an existing link, not with its creation.
   void set_alias(int ifindex, const std::string& alias);
+  // No IPv6 address (not even link-local) on the link, so it sends no DAD,
+  // router solicitation or MLD report; before the link goes up. Through
+  // netlink, not /proc/sys: every endpoint namespace has an eth0, and the
+  // dentries of all their conf/eth0 share one hash chain, which makes a
+  // sysctl path lookup cost O(endpoints).
+  void no_ipv6_addresses(int ifindex);
 
   void add_address(const Address& a);
   void del_address(const Address& a);
@@ -98,9 +106,14 @@ class Netlink {
  private:
   // Sends one request and waits for its ack; throws "context: strerror".
   void request(nlmsghdr* nlh, const std::string& context);
-  // Sends a dump request and calls cb for every message of the reply.
+  // Sends a dump request and calls cb for every message of the reply. A
+  // dump the kernel marks interrupted (the table changed while it was read)
+  // is asked again after restart(), which drops what cb gathered.
   template <typename F>
-  void dump(nlmsghdr* nlh, F&& cb);
+  void dump(nlmsghdr* nlh, F&& cb, const std::function<void()>& restart = {});
+  // One pass: false when the kernel marked it interrupted (then read to its end).
+  template <typename F>
+  bool dump_once(nlmsghdr* nlh, F& cb);
 
   mnl_socket* sock_ = nullptr;
   uint32_t portid_ = 0;
