@@ -87,8 +87,9 @@ std::map<std::string, uint64_t> drops(SandboxNode& sb) {
 
 // The status attachment of the prefilter, if there is one.
 std::optional<json> xdp_attachment(SandboxNode& sb) {
-  for (const auto& a : cli_json(sb, {"status"})["attachments"])
-    if (a["hook"] == "xdp") return a;
+  const json status = cli_json(sb, {"status"});
+  for (const auto& a : status.at("attachments"))
+    if (a.at("hook") == "xdp") return a;
   return std::nullopt;
 }
 
@@ -151,7 +152,7 @@ TEST_F(Prefilter, DeniedSourcesAreDroppedAndCountedOthersUntouchedRemovalRestore
   auto a = xdp_attachment(*sb_);
   ASSERT_TRUE(a);
   EXPECT_EQ((*a)["xdp_mode"], "native") << "veth has native XDP";
-  EXPECT_EQ((*a)["program"], "uplink_prefilter");
+  EXPECT_EQ((*a)["program"], "uplink_prefilte") << "the kernel keeps 15 characters of a program's name";
   EXPECT_EQ((*a)["stale"], false);
   EXPECT_EQ(from_outside("addr"), (std::vector<std::string>{"addr-other " + kOtherSrc.str()}));
   EXPECT_GE(drops(*sb_)[kDeniedSrc.str()], 3u);
@@ -379,6 +380,46 @@ TEST_F(Prefilter, AttachSwitchesTheXdpLinkInPlace) {
   EXPECT_EQ(from_outside("switched"), (std::vector<std::string>{"switched-other " + kOtherSrc.str()}));
   EXPECT_GE(drops(*sb_)[kDeniedSrc.str()], 3u) << "counters kept across the reload";
 }
+
+// SIGKILL at each step of prefilter add and del: the next command converges
+// (the maps and the XDP attachment follow the saved list), running the
+// command again finishes it, and del leaves no entry and no XDP program.
+class PrefilterKilled : public testing::TestWithParam<std::string> {};
+
+TEST_P(PrefilterKilled, TheNextCommandConverges) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb("10.246.2.0/29", /*attach=*/true, /*uplink_sandbox=*/true);
+  auto killed_at = [&](const std::string& step, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"env", "EBPFNET_FAILPOINT=" + step, test::ebpfnet_bin(), "--state-dir",
+                                     sb.env().state_root.string(), "--node", sb.name()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run(argv).code;
+  };
+  // The list, the maps and the attachment say the same.
+  auto consistent = [&](bool expect_entry) {
+    const auto counts = drops(sb);  // recovers first, under the lock
+    EXPECT_EQ(counts.count("192.0.2.0/24"), expect_entry ? 1u : 0u);
+    const Snapshot s = snapshot(sb);
+    EXPECT_EQ(s.entries.at("prefilter_cidr"), expect_entry ? 1u : 0u);
+    EXPECT_EQ(s.entries.at("prefilter_stats"), expect_entry ? 1u : 0u);
+    EXPECT_EQ(s.xdp, expect_entry) << "the XDP link follows the list";
+    EXPECT_FALSE(std::filesystem::exists(sb.env().state_root / sb.name() / "journal.json"));
+  };
+  EXPECT_EQ(killed_at(GetParam(), {"prefilter", "add", "192.0.2.0/24"}), 128 + 9);
+  const bool saved = GetParam() == "journal-end";
+  consistent(saved);
+  CmdResult again = sb.cli({"prefilter", "add", "192.0.2.0/24"});
+  EXPECT_EQ(again.code, saved ? static_cast<int>(Errc::exists) : 0) << again.err;
+  consistent(true);
+  EXPECT_EQ(killed_at(GetParam(), {"prefilter", "del", "192.0.2.0/24"}), 128 + 9);
+  consistent(!saved);
+  CmdResult del = sb.cli({"prefilter", "del", "192.0.2.0/24"});
+  EXPECT_EQ(del.code, saved ? static_cast<int>(Errc::not_found) : 0) << del.err;
+  consistent(false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, PrefilterKilled, testing::Values("journal", "prefilter", "xdp", "state", "journal-end"),
+                         test::step_name);
 
 }  // namespace
 }  // namespace ebpfnet
