@@ -30,7 +30,8 @@ NodeStatus read(NodeTxn& txn) {
       s.node_drops = dp->maps().node_drops();
     }
     if (s.state.uplink) s.uplink_prog = dp->from_uplink_info();
-    if (dp->uplink_prefilter_fd() >= 0) s.prefilter_prog = dp->uplink_prefilter_info();
+    // Like from_uplink, only a node with an uplink has a use for it.
+    if (s.state.uplink && dp->uplink_prefilter_fd() >= 0) s.prefilter_prog = dp->uplink_prefilter_info();
     for (size_t i = 0; i < kMapNames.size(); ++i) {
       bpf_map_info info{};
       __u32 len = sizeof(info);
