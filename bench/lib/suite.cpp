@@ -295,8 +295,7 @@ class Run {
         prefilter_ = std::make_unique<PrefilterBench>(prefix);
         // Not a forwarding datapath: described under results["prefilter"].
         prefilter_setup_ = json(
-            {
-             {"description", "two namespaces and a veth pair; 1024 deny entries (the flood's source " +
+            {{"description", "two namespaces and a veth pair; 1024 deny entries (the flood's source " +
                                  std::string(PrefilterBench::kSource) + " in " + PrefilterBench::kDenied +
                                  "); xdp: the uplink prefilter program in native mode (as prefilter add attaches it "
                                  "on a veth); xdp-generic: the same in generic mode; tc: the same lookup and drop at "
