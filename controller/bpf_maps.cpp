@@ -17,7 +17,7 @@ namespace {
 
 enum MapIndex {
   kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted,
-  kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents
+  kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents, kPrefilterAddr, kPrefilterCidr, kPrefilterStats
 };
 
 int possible_cpus() {
@@ -350,6 +350,44 @@ std::optional<ebpfnet_ep_policy> DatapathMaps::ep_policy(Ipv4 endpoint) const {
   ebpfnet_ep_policy p{};
   if (bpf_map_lookup_elem(fd(kEpPolicy), &key, &p) != 0) return std::nullopt;
   return p;
+}
+
+void DatapathMaps::put_prefilter(const Ipv4Cidr& c) {
+  ebpfnet_prefix key = prefix_key(c);
+  std::vector<ebpfnet_prefilter_stats> zero(possible_cpus());
+  if (bpf_map_update_elem(fd(kPrefilterStats), &key, zero.data(), BPF_NOEXIST) != 0 && errno != EEXIST)
+    throw_errno(errno, "writing prefilter counters of " + c.str());
+  if (c.prefix == 32) {
+    __be32 addr = c.network.be();
+    __u8 one = 1;
+    if (bpf_map_update_elem(fd(kPrefilterAddr), &addr, &one, BPF_ANY) != 0)
+      throw_errno(errno, "writing prefilter address " + c.network.str());
+    return;
+  }
+  __u32 len = static_cast<__u32>(c.prefix);
+  if (bpf_map_update_elem(fd(kPrefilterCidr), &key, &len, BPF_ANY) != 0)
+    throw_errno(errno, "writing prefilter prefix " + c.str());
+}
+
+void DatapathMaps::delete_prefilter(const Ipv4Cidr& c) {
+  ebpfnet_prefix key = prefix_key(c);
+  __be32 addr = c.network.be();
+  int rc = c.prefix == 32 ? bpf_map_delete_elem(fd(kPrefilterAddr), &addr) : bpf_map_delete_elem(fd(kPrefilterCidr), &key);
+  if (rc != 0 && errno != ENOENT) throw_errno(errno, "deleting prefilter entry " + c.str());
+  if (bpf_map_delete_elem(fd(kPrefilterStats), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting prefilter counters of " + c.str());
+}
+
+PrefilterCount DatapathMaps::prefilter_count(const Ipv4Cidr& c) const {
+  ebpfnet_prefix key = prefix_key(c);
+  PrefilterCount out{c};
+  std::vector<ebpfnet_prefilter_stats> per_cpu(possible_cpus());
+  if (bpf_map_lookup_elem(fd(kPrefilterStats), &key, per_cpu.data()) != 0) return out;
+  for (const auto& s : per_cpu) {
+    out.packets += s.packets;
+    out.bytes += s.bytes;
+  }
+  return out;
 }
 
 void DatapathMaps::extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns) {

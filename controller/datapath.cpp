@@ -17,6 +17,7 @@
 #include "ebpfnet/skeleton.hpp"
 #include "from_endpoint.skel.h"
 #include "from_uplink.skel.h"
+#include "uplink_prefilter.skel.h"
 
 namespace ebpfnet {
 namespace {
@@ -80,8 +81,12 @@ uint32_t object_id(int fd) {
   return info.id;
 }
 
-// Pins fd at p unless p pins that very object already.
+// Pins fd at p unless p pins that very object already; fd -1 removes the pin.
 void pin_replacing(int fd, const std::filesystem::path& p) {
+  if (fd < 0) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) throw_errno(errno, "removing pin " + p.string());
+    return;
+  }
   if (UniqueFd old = open_pin(p); old.valid()) {
     if (object_id(old.get()) == object_id(fd)) return;
     if (::unlink(p.c_str()) != 0) throw_errno(errno, "replacing pin " + p.string());
@@ -129,7 +134,9 @@ uint64_t Datapath::build_id() {
     auto* fe = static_cast<const unsigned char*>(from_endpoint_bpf::elf_bytes(&n));
     h = fnv1a(h, {fe, n});
     auto* fu = static_cast<const unsigned char*>(from_uplink_bpf::elf_bytes(&n));
-    return fnv1a(h, {fu, n});
+    h = fnv1a(h, {fu, n});
+    auto* up = static_cast<const unsigned char*>(uplink_prefilter_bpf::elf_bytes(&n));
+    return fnv1a(h, {up, n});
   }();
   return id;
 }
@@ -158,8 +165,13 @@ Datapath Datapath::load(const DatapathConfig& cfg, const MapFds* reuse) {
   share_maps(fu->obj, fds);
   fu.load();
 
+  Skeleton<uplink_prefilter_bpf> up("uplink_prefilter");
+  share_maps(up->obj, fds);
+  up.load();
+
   return Datapath(dup_fd(bpf_program__fd(fe->progs.from_endpoint), "from_endpoint"),
                   dup_fd(bpf_program__fd(fu->progs.from_uplink), "from_uplink"),
+                  dup_fd(bpf_program__fd(up->progs.uplink_prefilter), "uplink_prefilter"),
                   DatapathMaps(std::move(fds)));
 }
 
@@ -195,9 +207,11 @@ uint64_t Datapath::build_of(const MapFds& pins) {
 
 std::optional<DatapathMaps> Datapath::open_pinned_maps(const std::filesystem::path& dir, bool any_abi) {
   MapFds fds = open_map_pins(dir);
-  for (const auto& fd : fds)
-    if (!fd.valid()) return std::nullopt;
-  if (uint32_t abi = abi_of(fds); !any_abi && abi != EBPFNET_ABI_VERSION)
+  const uint32_t abi = abi_of(fds);
+  // An older datapath lacks the maps of newer ABIs; every other one must be there.
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    if (!fds[i].valid() && abi >= map_since_abi(i)) return std::nullopt;
+  if (!any_abi && abi != EBPFNET_ABI_VERSION)
     throw Error(Errc::rejected,
                 "the datapath pinned at " + dir.string() + " has ABI version " + std::to_string(abi) + ", " +
                     (abi < EBPFNET_ABI_VERSION ? "older than this ebpfnet's " + std::to_string(EBPFNET_ABI_VERSION) +
@@ -209,10 +223,12 @@ std::optional<DatapathMaps> Datapath::open_pinned_maps(const std::filesystem::pa
 std::optional<Datapath> Datapath::open_pinned(const std::filesystem::path& dir, bool any_abi) {
   UniqueFd from_endpoint = open_pin(dir / "from_endpoint");
   UniqueFd from_uplink = open_pin(dir / "from_uplink");
+  UniqueFd uplink_prefilter = open_pin(dir / "uplink_prefilter");
   if (!from_endpoint.valid() || !from_uplink.valid()) return std::nullopt;
   auto maps = open_pinned_maps(dir, any_abi);
   if (!maps) return std::nullopt;
-  return Datapath(std::move(from_endpoint), std::move(from_uplink), std::move(*maps));
+  if (!uplink_prefilter.valid() && abi_of(open_map_pins(dir)) >= 3) return std::nullopt;
+  return Datapath(std::move(from_endpoint), std::move(from_uplink), std::move(uplink_prefilter), std::move(*maps));
 }
 
 void Datapath::make_pin_dirs(const std::filesystem::path& dir) {
@@ -227,6 +243,7 @@ void Datapath::pin(const std::filesystem::path& dir) {
   make_pin_dirs(dir);
   for (size_t i = 0; i < kMapNames.size(); ++i) pin_replacing(maps_.fd(i), dir / "maps" / kMapNames[i]);
   // The programs last: their pins are what mark the datapath as attached.
+  pin_replacing(uplink_prefilter_.get(), dir / "uplink_prefilter");
   pin_replacing(from_uplink_.get(), dir / "from_uplink");
   pin_replacing(from_endpoint_.get(), dir / "from_endpoint");
 }

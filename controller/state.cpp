@@ -61,7 +61,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 2;
+constexpr int kStateVersion = 3;
 
 // ---- Writing
 
@@ -104,6 +104,8 @@ json to_json(const NodeState& s) {
     pubs.push_back(to_json(p));
   json routes = json::array();
   for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
+  json prefilter = json::array();
+  for (const auto& c : s.prefilter) prefilter.push_back(c.str());
   return {{"version", kStateVersion},
           {"name", s.name},
           {"sandbox", s.sandbox},
@@ -115,13 +117,15 @@ json to_json(const NodeState& s) {
           {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
                                      {"outside", s.uplink->outside},
                                      {"tc_mode", to_string(s.uplink->tc_mode)},
-                                     {"outside_owned", s.uplink->outside_owned}}
+                                     {"outside_owned", s.uplink->outside_owned},
+                                     {"xdp_mode", s.uplink->xdp ? json(to_string(*s.uplink->xdp)) : json(nullptr)}}
                               : json(nullptr)},
           {"routes", routes},
           {"published", pubs},
           {"ct_timeouts", to_json(s.ct_timeouts)},
           {"ct_size", s.ct_size},
-          {"policy_counters", to_json(s.policy_counters)}};
+          {"policy_counters", to_json(s.policy_counters)},
+          {"prefilter", prefilter}};
 }
 
 json to_json(const Journal& j) {
@@ -159,9 +163,18 @@ json v1_to_v2(json j) {
   return j;
 }
 
+// Version 3: the uplink prefilter (a deny list, empty before) and its XDP
+// attachment on the uplink (none before).
+json v2_to_v3(json j) {
+  if (!j.contains("prefilter")) j["prefilter"] = json::array();
+  if (j.contains("uplink") && j["uplink"].is_object() && !j["uplink"].contains("xdp_mode"))
+    j["uplink"]["xdp_mode"] = nullptr;
+  return j;
+}
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -338,6 +351,11 @@ NodeState state_from(const json& j) {
   if (!f.null("uplink")) {
     Fields u = f.object("uplink");
     s.uplink = UplinkRecord{u.str("ifname"), u.str("outside"), u.mode("tc_mode"), u.flag("outside_owned")};
+    if (!u.null("xdp_mode")) {
+      auto m = parse_xdp_mode(u.str("xdp_mode"));
+      if (!m) throw u.bad("xdp_mode", "is not native or generic");
+      s.uplink->xdp = m;
+    }
   }
   for (const Fields& r : f.list("routes")) s.routes.push_back({r.cidr("dst"), r.ip("via")});
   for (const Fields& p : f.list("published")) s.published.push_back(published_from(p));
@@ -347,6 +365,11 @@ NodeState state_from(const json& j) {
   s.ct_size = f.number<uint32_t>("ct_size");
   Fields c = f.object("policy_counters");
   s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
+  for (const std::string& p : f.strings("prefilter")) {
+    auto cidr = Ipv4Cidr::parse(p);
+    if (!cidr) throw f.bad("prefilter", "'" + p + "' is not a prefix");
+    s.prefilter.push_back(*cidr);
+  }
   return s;
 }
 

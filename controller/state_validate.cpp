@@ -120,6 +120,21 @@ void validate_routes(const NodeState& s) {
   }
 }
 
+// No entry holds another: the datapath's counters name the entry that matched.
+void validate_prefilter(const NodeState& s) {
+  for (size_t i = 0; i < s.prefilter.size(); ++i) {
+    const Ipv4Cidr& c = s.prefilter[i];
+    const std::string at = "prefilter[" + std::to_string(i) + "]";
+    if (auto problem = cidr_problem(c); !problem.empty()) refuse(at, problem);
+    for (size_t k = 0; k < i; ++k) {
+      const Ipv4Cidr& o = s.prefilter[k];
+      if (o.contains(c.network) || c.contains(o.network))
+        refuse(at, c.str() + " overlaps prefilter[" + std::to_string(k) + "] " + o.str());
+    }
+  }
+  if (!s.prefilter.empty() && !s.uplink) refuse("prefilter", "the node has no uplink to filter");
+}
+
 }  // namespace
 
 void validate_state(const NodeState& s, std::string_view node) {
@@ -138,6 +153,7 @@ void validate_state(const NodeState& s, std::string_view node) {
   }
   validate_published(s);
   validate_routes(s);
+  validate_prefilter(s);
   const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
                                                        {"tcp", s.ct_timeouts.tcp},
                                                        {"closing", s.ct_timeouts.closing},

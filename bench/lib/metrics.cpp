@@ -27,6 +27,8 @@ const std::vector<MetricDef>& metric_defs() {
       {"rules_rr_p50_us", "rules", "TCP RR latency p50 with N rules", "us", false},
       {"rules_rr_p99_us", "rules", "TCP RR latency p99 with N rules", "us", false},
       {"rules_crr_cps", "rules", "TCP connection rate with N rules", "connections/s", true},
+      {"prefilter_drop_pps", "prefilter", "denied 64-byte frames dropped on one CPU (xdp: the uplink prefilter; tc: the same lookup at tc ingress)", "packets/s", true},
+      {"prefilter_sent_pps", "prefilter", "denied 64-byte frames sent (generator, same CPU)", "packets/s", true},
       {"cp_add1_ms", "cp", "create one endpoint", "ms", false},
       {"cp_del1_ms", "cp", "delete one endpoint", "ms", false},
       {"cp_add_batch_ms", "cp", "create endpoints in a row", "ms", false},
@@ -74,6 +76,7 @@ const std::vector<std::pair<std::string, std::string>>& metric_groups() {
       {"crr", "TCP connect/request/response/close per second (tcp_crr)"},
       {"rules", "RR and connection rate at each --rules count (bridge-iptables, ebpfnet)"},
       {"cp", "control plane: create/delete 1 and a row of endpoints; memory per endpoint"},
+      {"prefilter", "uplink prefilter: denied 64-byte frames dropped/s on one CPU, XDP vs the same drop at tc"},
       {"scale", "N endpoints on one node (--scale-n, default 10000): add, list, status, traffic, "
                 "delete, memory; only with --only (minutes)"},
   };
@@ -141,6 +144,11 @@ json summarize_samples(const json& samples) {
           auto r = ratio(v, {metric, b, rules});
           if (!r.is_null()) ratios[b] = r;
         }
+    } else if (group == "prefilter") {
+      if (dp != "tc") {
+        auto r = ratio(v, {metric, "tc", rules});
+        if (!r.is_null()) ratios["tc"] = r;
+      }
     } else if (group == "rules") {
       if (rules != 0) {
         auto r = ratio(v, {metric, dp, 0});

@@ -108,6 +108,29 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+/* The uplink prefilter's deny lists and their counters (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_PREFILTER);
+	__type(key, __be32);
+	__type(value, __u8);
+} prefilter_addr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EBPFNET_MAX_PREFILTER);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_prefix);
+	__type(value, __u32);
+} prefilter_cidr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 2 * EBPFNET_MAX_PREFILTER);
+	__type(key, struct ebpfnet_prefix);
+	__type(value, struct ebpfnet_prefilter_stats);
+} prefilter_stats SEC(".maps");
+
 /* An array lookup with a constant key: the verifier inlines it into a few
  * instructions, so reading a slot per use costs next to nothing. */
 static __always_inline __u64 cfg(enum ebpfnet_cfg_slot slot)

@@ -97,10 +97,11 @@ void carry_out(const Env& env, const Plan& plan) {
       step("policy set " + endpoint, [&] {
         node.set_policy(endpoint, [&](const PeerResolver& r) { return resolve_again(policy, r); });
       });
+    if (plan.prefilter) step("prefilter", [&] { node.prefilter_set(*plan.prefilter); });
   } catch (const Error& e) {
     const size_t total = plan.create + plan.attach.has_value() + plan.unexpose.size() + plan.route_del.size() +
                          plan.policy_del.size() + plan.route_add.size() + plan.expose.size() +
-                         plan.policy_set.size();
+                         plan.policy_set.size() + plan.prefilter.has_value();
     throw Error(e.code(), "apply to node " + plan.node + ": '" + doing + "' failed after " + std::to_string(done) +
                               " of " + std::to_string(total) + " step(s), which stay made: " + e.what() +
                               " (once the cause is fixed, apply again: it plans anew)");

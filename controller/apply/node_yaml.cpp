@@ -18,6 +18,9 @@
 //   routes:                    # optional: destinations routed through the uplink, never masqueraded
 //     - dst: 10.240.2.0/24
 //       via: 198.18.0.1
+//   prefilter:                 # optional: sources dropped by XDP on the uplink, as `prefilter add`
+//     - 203.0.113.0/24         #   a prefix (no host bits) or an address; none may overlap another
+//     - 198.51.100.7
 //   policies:                  # optional: endpoint name -> a policy, as in `policy set -f`
 //     web:
 //       ingress:
@@ -26,7 +29,7 @@
 //           - {action: allow, proto: tcp, port: 80}
 //
 // Endpoints are not described: runtimes (CNI) and `endpoint add` make them.
-// What the node has and the file omits (published ports, routes, policies)
+// What the node has and the file omits (published ports, routes, policies, prefilter entries)
 // is removed by apply; so is a conntrack setting changed by hand.
 #include <charconv>
 #include <map>
@@ -98,10 +101,10 @@ class NodeYaml {
     if (!doc.IsMap()) f_.fail(doc, "a node.yaml is a mapping with the keys node, pool, ...");
     bool has_node = false, has_pool = false, has_sandbox = false;
     // Policies are read last: their peers resolve against the node the file names.
-    std::optional<YAML::Node> policies, published_key;
+    std::optional<YAML::Node> policies, published_key, prefilter_key;
     f_.for_each_entry(
         doc, "at the top level",
-        {"node", "sandbox", "pool", "uplink", "conntrack", "published", "routes", "policies"},
+        {"node", "sandbox", "pool", "uplink", "conntrack", "published", "routes", "prefilter", "policies"},
         [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
           if (key == "node") {
             spec_.node = f_.scalar(key, v, k);
@@ -124,6 +127,9 @@ class NodeYaml {
             published_key.emplace(k);
           } else if (key == "routes") {
             for (const auto& item : list(key, v)) route(item);
+          } else if (key == "prefilter") {
+            for (const auto& item : list(key, v)) prefilter(item);
+            prefilter_key.emplace(k);
           } else {
             policies.emplace(v);
           }
@@ -141,6 +147,8 @@ class NodeYaml {
         f_.fail(*published_key, "published ports need an uplink (uplink: ...)");
       if (!spec_.routes.empty())
         f_.fail(doc["routes"].Mark(), "routes go through the uplink, and the file has none (uplink: ...)");
+      if (!spec_.prefilter.empty())
+        f_.fail(*prefilter_key, "the prefilter filters the uplink, and the file has none (uplink: ...)");
     }
     for (const auto& r : spec_.routes)
       if (r.rec.dst.contains(spec_.pool.network) || spec_.pool.contains(r.rec.dst.network))
@@ -268,6 +276,25 @@ class NodeYaml {
       if (q.rec.dst == r.rec.dst)
         f_.fail(n, "route " + r.rec.dst.str() + " is given twice (also on line " + std::to_string(q.line) + ")");
     spec_.routes.push_back(std::move(r));
+  }
+
+  // An address or a prefix, overlapping no entry before it.
+  void prefilter(const YAML::Node& n) {
+    if (!n.IsScalar()) f_.fail(n, "a prefilter entry is an address or a prefix, such as 203.0.113.0/24");
+    const std::string& s = n.Scalar();
+    PrefilterSpec p{{}, line_of(n)};
+    if (s.find('/') == std::string::npos)
+      p.cidr = {f_.at(n, [&] { return address("prefilter entry", s); }), 32};
+    else
+      p.cidr = f_.at(n, [&] { return prefix("prefilter entry", s); });
+    for (const auto& q : spec_.prefilter) {
+      if (q.cidr == p.cidr)
+        f_.fail(n, "prefilter entry " + s + " is given twice (also on line " + std::to_string(q.line) + ")");
+      if (q.cidr.contains(p.cidr.network) || p.cidr.contains(q.cidr.network))
+        f_.fail(n, "prefilter entry " + s + " overlaps " + prefilter_entry_str(q.cidr) + " (line " +
+                       std::to_string(q.line) + ")");
+    }
+    spec_.prefilter.push_back(std::move(p));
   }
 
   void read_policies(const YAML::Node& v, const PeerResolver& resolve) {

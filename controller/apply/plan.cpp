@@ -256,6 +256,27 @@ void plan_policies(const NodeSpec& want, const NodeState* have, Plan& plan) {
   }
 }
 
+// The deny list as one change of the node's: entries the file adds, and
+// the node's that it omits, each a line of the diff.
+void plan_prefilter(const NodeSpec& want, const NodeState* have, Plan& plan) {
+  const std::vector<Ipv4Cidr> none;
+  const std::vector<Ipv4Cidr>& held = have ? have->prefilter : none;
+  std::vector<Ipv4Cidr> wanted;
+  for (const auto& p : want.prefilter) wanted.push_back(p.cidr);
+  bool differ = false;
+  for (const auto& c : held)
+    if (std::find(wanted.begin(), wanted.end(), c) == wanted.end()) {
+      plan.changes.push_back({Op::remove, "prefilter", prefilter_entry_str(c), {}});
+      differ = true;
+    }
+  for (const auto& c : wanted)
+    if (std::find(held.begin(), held.end(), c) == held.end()) {
+      plan.changes.push_back({Op::add, "prefilter", prefilter_entry_str(c), {}});
+      differ = true;
+    }
+  if (differ) plan.prefilter = std::move(wanted);
+}
+
 // Published ports and policies are about endpoints the node has; apply
 // does not make endpoints (runtimes and `endpoint add` do).
 void check_endpoints(const NodeSpec& want, const NodeState* have) {
@@ -284,6 +305,7 @@ Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const
   plan_published(want, st, plan);
   plan_routes(want, st, plan);
   plan_policies(want, st, plan);
+  plan_prefilter(want, st, plan);
   return plan;
 }
 

@@ -44,6 +44,13 @@ void state(Exposition& x, const NodeSnapshot& s, const Labels& node) {
   x.gauge("ebpfnet_routes", "Destinations routed through the uplink without masquerade.")
       .add(node, uint64_t{s.routes});
   x.gauge("ebpfnet_policy_endpoints", "Endpoints with a network policy.").add(node, uint64_t{s.policed_endpoints});
+  auto& prefilter = x.gauge("ebpfnet_prefilter_entries",
+                            "Sources the uplink's XDP prefilter denies, by kind (address: a /32, prefix: any other).");
+  for (const auto& [kind, n] : {std::pair{"address", s.prefilter_addresses}, std::pair{"prefix", s.prefilter_prefixes}}) {
+    Labels l = node;
+    l.emplace_back("kind", kind);
+    prefilter.add(l, uint64_t{n});
+  }
   auto& rules = x.gauge("ebpfnet_policy_rules", "Policy rules over all endpoints, by direction.");
   for (int d = 0; d < 2; ++d) {
     Labels l = node;
@@ -116,6 +123,11 @@ void traffic(Exposition& x, const NodeSnapshot& s, const Labels& node) {
     l.emplace_back("reason", std::string(drop_reason_name(r)));
     drops.add(l, sum.drops[r] + s.node_drops[r]);
   }
+
+  x.counter("ebpfnet_prefilter_dropped_packets_total",
+            "Packets the uplink's XDP prefilter dropped (denied sources), summed over the entries there are now.")
+      .add(node, s.prefilter_packets);
+  x.counter("ebpfnet_prefilter_dropped_bytes_total", "Bytes of those packets.").add(node, s.prefilter_bytes);
 
   auto& ct = x.gauge("ebpfnet_conntrack_live_entries",
                      "Conntrack entries not yet expired, by state (one entry per direction of a flow).");

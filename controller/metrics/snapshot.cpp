@@ -23,6 +23,7 @@ void read_state(const NodeState& st, NodeSnapshot& s) {
   s.published = st.published.size();
   s.routes = st.routes.size();
   s.policed_endpoints = st.policed_endpoints();
+  for (const auto& c : st.prefilter) ++(c.prefix == 32 ? s.prefilter_addresses : s.prefilter_prefixes);
   for (const auto& e : st.endpoints)
     if (e.policy) {
       s.policy_rules[EBPFNET_INGRESS] += e.policy->ingress.rules.size();
@@ -33,7 +34,7 @@ void read_state(const NodeState& st, NodeSnapshot& s) {
 // Programs are read by their pins alone: a datapath of another ABI may lack
 // maps this binary knows, and its programs are still worth naming.
 void read_programs(const std::filesystem::path& pin_dir, NodeSnapshot& s) {
-  for (const char* name : {"from_endpoint", "from_uplink"}) {
+  for (const char* name : {"from_endpoint", "from_uplink", "uplink_prefilter"}) {
     UniqueFd fd(bpf_obj_get((pin_dir / name).c_str()));
     if (!fd.valid()) continue;
     s.programs.push_back({name, Datapath::prog_info(fd.get()).tag});
@@ -61,6 +62,11 @@ void read_counters(const NodeState& st, const DatapathMaps& maps, NodeSnapshot& 
   s.counters = true;
   for (const auto& e : st.endpoints) s.per_endpoint.push_back({e.name, maps.stats(e.host_ifindex)});
   s.node_drops = maps.node_drops();
+  for (const auto& c : st.prefilter) {
+    const PrefilterCount n = maps.prefilter_count(c);
+    s.prefilter_packets += n.packets;
+    s.prefilter_bytes += n.bytes;
+  }
   for (const auto& f : maps.ct_flows()) {
     if (f.entry.state < s.conntrack.by_state.size()) ++s.conntrack.by_state[f.entry.state];
     // The reply entry of a masqueraded flow is what holds its port (nat.h).

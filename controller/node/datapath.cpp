@@ -18,6 +18,7 @@
 #include "lifecycle.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
+#include "prefilter.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::datapath {
@@ -32,11 +33,13 @@ std::string program_tag(const std::filesystem::path& pin) {
 void refill(const Node& node, const NodeState& st, Datapath& dp) {
   endpoints::refill(node, st, dp.maps());
   policies::refill(st, dp.maps());
+  prefilter::refill(st, dp.maps());
 }
 
 struct Switched {
   int endpoints = 0;
   bool uplink = false;
+  bool prefilter = false;  // the uplink's XDP link (only while the deny list is not empty)
 };
 
 // Attaches prog in mode `want` where one runs in mode `was`: the new first,
@@ -75,6 +78,8 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
       });
   }
   if (!st.uplink) return switched;
+  switched.prefilter =
+      prefilter::converge_xdp(txn, dp.uplink_prefilter_fd(), old ? old->uplink_prefilter_fd() : -1, old.has_value());
   auto link = Netlink().link(st.uplink->ifname);
   if (!link)
     throw Error(Errc::not_found, "uplink " + st.uplink->ifname + " does not exist in node " + node.name());
@@ -176,7 +181,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
 
   if (opts.dry_run) {
     if (r.loaded)
-      for (const char* p : {"from_endpoint", "from_uplink"})
+      for (const char* p : {"from_endpoint", "from_uplink", "uplink_prefilter"})
         r.programs.push_back({p, program_tag(pin_dir / p), "", 0});
     return r;
   }
@@ -219,6 +224,8 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
                           switched.endpoints});
     r.programs.push_back({"from_uplink", program_tag(pin_dir / "from_uplink"), dp.from_uplink_info().tag,
                           switched.uplink ? 1 : 0});
+    r.programs.push_back({"uplink_prefilter", program_tag(pin_dir / "uplink_prefilter"),
+                          dp.uplink_prefilter_info().tag, switched.prefilter ? 1 : 0});
     txn.step("pin");
     const NodeConfig before = dp.maps().read_config();
     txn.undo("identity slots", [&dp, before] {
@@ -232,7 +239,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     dp.pin(pin_dir);
     spdlog::info("node {}: datapath {} at {}", node.name(), old ? "upgraded" : "loaded and pinned", pin_dir.string());
   } else {
-    r.links_repaired = switched.endpoints + (switched.uplink ? 1 : 0);
+    r.links_repaired = switched.endpoints + (switched.uplink ? 1 : 0) + (switched.prefilter ? 1 : 0);
   }
   st.attached = true;
   txn.commit();
@@ -251,7 +258,8 @@ void detach(NodeTxn& txn) {
       if (l) detach_tc_ingress(st.uplink->tc_mode, l->ifindex, uplink_pin(node));
     }
   }
-  remove_pins(node.pin_dir());
+  remove_pins(node.pin_dir());  // the prefilter's XDP link goes with its pin
+  if (st.uplink) st.uplink->xdp.reset();
   st.attached = false;
 }
 

@@ -11,6 +11,7 @@
 #include "endpoints.hpp"
 #include "lifecycle.hpp"
 #include "policy.hpp"
+#include "prefilter.hpp"
 #include "routes.hpp"
 #include "status.hpp"
 #include "trace.hpp"
@@ -114,6 +115,26 @@ void Node::route_del(const Ipv4Cidr& dst) {
 }
 
 std::vector<RouteRecord> Node::routes() { return NodeTxn(*this).state().routes; }
+
+void Node::prefilter_add(const std::vector<Ipv4Cidr>& entries) {
+  NodeTxn txn(*this);
+  prefilter::add(txn, entries);
+}
+
+void Node::prefilter_del(const std::vector<Ipv4Cidr>& entries) {
+  NodeTxn txn(*this);
+  prefilter::del(txn, entries);
+}
+
+void Node::prefilter_set(const std::vector<Ipv4Cidr>& entries) {
+  NodeTxn txn(*this);
+  prefilter::set(txn, entries);
+}
+
+std::vector<PrefilterCount> Node::prefilter() {
+  NodeTxn txn(*this);
+  return prefilter::list(txn);
+}
 
 PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& source) {
   NodeTxn txn(*this);

@@ -11,5 +11,7 @@ inline std::filesystem::path link_pin(const Node& node, const EndpointRecord& e)
   return node.pin_dir() / "links" / e.host_ifname;
 }
 inline std::filesystem::path uplink_pin(const Node& node) { return node.pin_dir() / "uplink_link"; }
+// The uplink's XDP link (the prefilter), pinned while the deny list is not empty.
+inline std::filesystem::path uplink_xdp_pin(const Node& node) { return node.pin_dir() / "uplink_xdp_link"; }
 
 }  // namespace ebpfnet

@@ -1,6 +1,7 @@
 #include "recovery.hpp"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,7 +12,9 @@
 #include "ebpfnet/datapath.hpp"
 #include "endpoints.hpp"
 #include "marks.hpp"
+#include "pins.hpp"
 #include "policy.hpp"
+#include "prefilter.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::recovery {
@@ -84,9 +87,15 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
       maps, "policy_cidr", [&](const ebpfnet_policy_cidr_key& k) { return cidr_keys.count(bytes_of(k)) > 0; });
   gone += prune<ebpfnet_policy_port_key>(
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
+  gone += prefilter::prune(st, maps);
   endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
+  prefilter::refill(st, maps);
   uplink::write_config(txn, maps);
+  // The uplink's XDP link follows the deny list (a killed prefilter add or
+  // del may have attached or detached it before the state said so).
+  if (UniqueFd prog(bpf_obj_get((txn.node().pin_dir() / "uplink_prefilter").c_str())); prog.valid())
+    prefilter::converge_xdp(txn, prog.get(), -1, false);
   if (gone) spdlog::info("node {}: {} map entries the state does not hold removed", txn.node().name(), gone);
 }
 

@@ -4,6 +4,7 @@
 
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/tc_attach.hpp"
+#include "ebpfnet/xdp_attach.hpp"
 #include "endpoints.hpp"
 #include "pins.hpp"
 
@@ -29,6 +30,8 @@ NodeStatus read(NodeTxn& txn) {
       s.node_drops = dp->maps().node_drops();
     }
     if (s.state.uplink) s.uplink_prog = dp->from_uplink_info();
+    // Like from_uplink, only a node with an uplink has a use for it.
+    if (s.state.uplink && dp->uplink_prefilter_fd() >= 0) s.prefilter_prog = dp->uplink_prefilter_info();
     for (size_t i = 0; i < kMapNames.size(); ++i) {
       bpf_map_info info{};
       __u32 len = sizeof(info);
@@ -58,6 +61,13 @@ NodeStatus read(NodeTxn& txn) {
     auto l = Netlink().link(s.state.uplink->ifname);
     uint32_t id = l ? attached_prog_id(s.state.uplink->tc_mode, l->ifindex, uplink_pin(node)) : 0;
     view("uplink", s.state.uplink->ifname, s.state.uplink->tc_mode, id, s.uplink_prog ? s.uplink_prog->id : 0);
+    // The prefilter's XDP link exists only while the deny list is not empty.
+    const uint32_t xdp = l ? attached_xdp_prog_id(l->ifindex, uplink_xdp_pin(node)) : 0;
+    if (xdp || !s.state.prefilter.empty()) {
+      view("prefilter", s.state.uplink->ifname, s.state.uplink->tc_mode, xdp,
+           s.prefilter_prog ? s.prefilter_prog->id : 0);
+      s.attachments.back().xdp = s.state.uplink->xdp.value_or(XdpMode::native);
+    }
   }
   for (const auto& l : Netlink::in(node.netns()).links())
     if (l.kind == "bridge") s.bridges.push_back(l.name);

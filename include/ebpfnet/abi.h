@@ -8,6 +8,8 @@
 
 #define EBPFNET_MAX_ENDPOINTS 16384
 #define EBPFNET_MAX_PUBLISHED 4096
+/* Entries of each prefilter deny map (addresses, prefixes). */
+#define EBPFNET_MAX_PREFILTER 16384
 /* Slots for drop counters: more than there are reasons, so adding a reason
  * keeps the layout of pinned counter maps. */
 #define EBPFNET_DROP_SLOTS 16
@@ -52,8 +54,9 @@ struct ebpfnet_ep_stats {
 
 /* The version of the pinned datapath's map ABI: raised whenever a map's
  * layout or meaning changes, so `attach` knows to migrate, and a binary older
- * than the pinned datapath refuses to touch it. 1: the layout before slots. */
-#define EBPFNET_ABI_VERSION 2
+ * than the pinned datapath refuses to touch it. 1: the layout before slots.
+ * 3: the prefilter maps. */
+#define EBPFNET_ABI_VERSION 3
 
 /* The node's runtime configuration: the array map "config" of u64 slots,
  * written by attach. Append only: a new setting is a new slot, so the pinned
@@ -132,6 +135,18 @@ struct ebpfnet_pub_target {
 struct ebpfnet_prefix {
 	__u32 prefixlen;
 	__be32 addr;
+};
+
+/* The uplink prefilter (XDP): sources denied before anything else sees
+ * them. Exact addresses are keys of the hash prefilter_addr (key: __be32,
+ * value: __u8 1), prefixes keys of the LPM trie prefilter_cidr (key: struct
+ * ebpfnet_prefix, value: __u32, the prefix's length, so the program can name
+ * the entry that matched). Each entry counts what it dropped in the per-CPU
+ * hash prefilter_stats, keyed by the entry as a struct ebpfnet_prefix (an
+ * address is its /32); the controller creates the counters with the entry. */
+struct ebpfnet_prefilter_stats {
+	__u64 packets;
+	__u64 bytes;
 };
 
 /* Network policy. Each endpoint with a policy has an ep_policy entry (key:

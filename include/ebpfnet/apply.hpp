@@ -36,6 +36,11 @@ struct RouteSpec {
   int line = 0;
 };
 
+struct PrefilterSpec {
+  Ipv4Cidr cidr;  // an address is its /32
+  int line = 0;
+};
+
 struct PolicySpec {
   std::string endpoint;
   Policy policy;  // endpoint-name peers resolved against the node's state
@@ -57,6 +62,7 @@ struct NodeSpec {
   std::vector<PublishSpec> published;
   std::vector<RouteSpec> routes;
   std::vector<PolicySpec> policies;
+  std::vector<PrefilterSpec> prefilter;  // sources the uplink's XDP prefilter drops
 };
 
 // How policy peers that name endpoints are resolved: against the state of
@@ -77,7 +83,7 @@ struct DatapathFacts {
 // One line of the plan, as --diff shows it.
 struct Change {
   enum class Op { add, remove, change } op = Op::add;
-  std::string kind;                  // node, datapath, uplink, conntrack, published, route, policy
+  std::string kind;                  // node, datapath, uplink, conntrack, published, route, policy, prefilter
   std::string what;                  // e.g. "tcp 8080 -> web:80"
   std::vector<std::string> details;  // e.g. the rules a policy change adds and removes
 };
@@ -102,6 +108,8 @@ struct Plan {
   std::vector<RouteRecord> route_add;
   std::vector<PublishRecord> expose;
   std::vector<std::pair<std::string, Policy>> policy_set;
+  // The whole deny list, when it differs from the node's (one operation).
+  std::optional<std::vector<Ipv4Cidr>> prefilter;
 
   bool empty() const { return changes.empty(); }
 };

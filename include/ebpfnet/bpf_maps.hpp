@@ -33,9 +33,11 @@ struct EndpointStats {
 };
 
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
-inline constexpr std::array<const char*, 13> kMapNames = {
-    "ep_by_ip", "ep_by_ifindex", "ep_stats", "drop_stats", "config", "ct", "published", "routed",
-    "ep_policy", "policy_cidr", "policy_port", "monitor", "events"};
+// Append only: a map of a newer ABI goes at the end (ABI 3: the prefilter's).
+inline constexpr std::array<const char*, 16> kMapNames = {
+    "ep_by_ip",  "ep_by_ifindex", "ep_stats",    "drop_stats", "config",         "ct",
+    "published", "routed",        "ep_policy",   "policy_cidr", "policy_port",   "monitor",
+    "events",    "prefilter_addr", "prefilter_cidr", "prefilter_stats"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 constexpr size_t map_index(std::string_view name) {
@@ -54,7 +56,9 @@ enum class Refill {
 inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
     Refill::state, Refill::state, Refill::counters, Refill::counters, Refill::state, Refill::flows,
     Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
-    Refill::none};
+    Refill::none,  Refill::state, Refill::state,    Refill::counters};
+// The first ABI version that has each map: attach upgrades a datapath that lacks them.
+constexpr uint32_t map_since_abi(size_t i) { return i >= 13 ? 3 : 1; }
 
 // The entries of a hash map or a trie, whatever its layout: walks the keys
 // (key_size from the map's info), so maps of another ABI are counted too.
@@ -78,6 +82,12 @@ struct NodeConfig {
   std::array<uint64_t, EBPFNET_CFG_SLOT_COUNT> slots{};
   uint64_t& operator[](ebpfnet_cfg_slot s) { return slots[s]; }
   uint64_t operator[](ebpfnet_cfg_slot s) const { return slots[s]; }
+};
+
+// An entry of the uplink prefilter (an address is its /32) and what it dropped.
+struct PrefilterCount {
+  Ipv4Cidr cidr;
+  uint64_t packets = 0, bytes = 0;
 };
 
 // One direction of a tracked flow.
@@ -135,6 +145,12 @@ class DatapathMaps {
   void put_ep_policy(Ipv4 endpoint, const ebpfnet_ep_policy& p);
   void delete_ep_policy(Ipv4 endpoint);
   std::optional<ebpfnet_ep_policy> ep_policy(Ipv4 endpoint) const;
+
+  // Prefilter (abi.h): the entry's counters (kept when it has some), then
+  // the deny entry; deleted in the other order. A /32 goes in prefilter_addr.
+  void put_prefilter(const Ipv4Cidr& c);
+  void delete_prefilter(const Ipv4Cidr& c);
+  PrefilterCount prefilter_count(const Ipv4Cidr& c) const;
 
   // Moves the monitor deadlines (CLOCK_MONOTONIC ns) to at least these; 0
   // leaves a deadline as it is, so monitors of either kind coexist.

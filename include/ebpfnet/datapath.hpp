@@ -51,7 +51,8 @@ class Datapath {
   // Re-opens a pinned datapath; nullopt when its programs or maps are not
   // all pinned. Maps of another ABI version are Errc::rejected (their
   // layouts are not this binary's) unless any_abi: attach opens them to
-  // upgrade them.
+  // upgrade them, and then the maps and programs an older ABI did not have
+  // may be missing (invalid fds).
   static std::optional<Datapath> open_pinned(const std::filesystem::path& dir, bool any_abi = false);
   // Opens only the pinned maps (they outlive a missing program); as open_pinned.
   static std::optional<DatapathMaps> open_pinned_maps(const std::filesystem::path& dir, bool any_abi = false);
@@ -65,26 +66,33 @@ class Datapath {
 
   // <dir>/maps and <dir>/links (where attachments pin their links).
   static void make_pin_dirs(const std::filesystem::path& dir);
-  // <dir>/maps/<map>, <dir>/from_endpoint, <dir>/from_uplink; creates dir.
-  // Pins of other objects under those names are replaced.
+  // <dir>/maps/<map>, <dir>/from_endpoint, <dir>/from_uplink,
+  // <dir>/uplink_prefilter; creates dir. Pins of other objects under those
+  // names are replaced; the pin of what this datapath lacks (an older ABI's)
+  // is removed, so pinning an old datapath back restores it as it was.
   void pin(const std::filesystem::path& dir);
 
   int from_endpoint_fd() const { return from_endpoint_.get(); }
   int from_uplink_fd() const { return from_uplink_.get(); }
+  // The XDP prefilter of the uplink; -1 in a datapath pinned before ABI 3.
+  int uplink_prefilter_fd() const { return uplink_prefilter_.get(); }
   DatapathMaps& maps() { return maps_; }
   const DatapathMaps& maps() const { return maps_; }
   ProgInfo from_endpoint_info() const { return prog_info(from_endpoint_.get()); }
   ProgInfo from_uplink_info() const { return prog_info(from_uplink_.get()); }
+  ProgInfo uplink_prefilter_info() const { return prog_info(uplink_prefilter_.get()); }
   static ProgInfo prog_info(int prog_fd);
   static std::optional<ProgInfo> prog_info_by_id(uint32_t id);
 
  private:
-  Datapath(UniqueFd from_endpoint, UniqueFd from_uplink, DatapathMaps maps)
+  Datapath(UniqueFd from_endpoint, UniqueFd from_uplink, UniqueFd uplink_prefilter, DatapathMaps maps)
       : from_endpoint_(std::move(from_endpoint)),
         from_uplink_(std::move(from_uplink)),
+        uplink_prefilter_(std::move(uplink_prefilter)),
         maps_(std::move(maps)) {}
   UniqueFd from_endpoint_;
   UniqueFd from_uplink_;
+  UniqueFd uplink_prefilter_;
   DatapathMaps maps_;
 };
 

@@ -144,6 +144,7 @@ struct AttachmentView {
   TcMode tc_mode = TcMode::tcx;
   ProgInfo prog;       // id 0: nothing attached
   bool stale = false;  // not the program this binary would attach
+  std::optional<XdpMode> xdp;  // set: an XDP attachment (the uplink prefilter), not tc
 };
 
 struct NodeStatus {
@@ -155,12 +156,19 @@ struct NodeStatus {
   std::vector<AttachmentView> attachments;
   std::optional<ProgInfo> prog;
   std::optional<ProgInfo> uplink_prog;  // attached at the uplink, if there is one
+  std::optional<ProgInfo> prefilter_prog;  // pinned for the uplink's XDP hook (ABI 3+)
   std::optional<Ipv4> uplink_ip;
   std::vector<MapInfo> maps;
   DropCounts node_drops{};
   std::vector<EndpointView> endpoints;
   std::vector<std::string> bridges;  // bridge devices in the node (there should be none)
 };
+
+// A prefilter entry as users write it: "203.0.113.0/24", or an address
+// "198.51.100.7" (its /32). Errc::usage saying what is wrong (host bits set
+// name the prefix that was meant); and back, a /32 as its address.
+Ipv4Cidr parse_prefilter_entry(std::string_view s);
+std::string prefilter_entry_str(const Ipv4Cidr& c);
 
 class Node {
  public:
@@ -205,6 +213,14 @@ class Node {
   void route_add(const RouteRecord& r);
   void route_del(const Ipv4Cidr& dst);
   std::vector<RouteRecord> routes();
+  // The uplink prefilter: sources (prefixes, addresses as /32) dropped by
+  // XDP on the uplink before anything else sees them. Each call is all or
+  // none; the XDP program is attached only while the list is not empty.
+  void prefilter_add(const std::vector<Ipv4Cidr>& entries);
+  void prefilter_del(const std::vector<Ipv4Cidr>& entries);
+  // Makes the list exactly entries (apply); checked as prefilter_add checks.
+  void prefilter_set(const std::vector<Ipv4Cidr>& entries);
+  std::vector<PrefilterCount> prefilter();
 
   // Network policy. set_policy replaces the endpoint's policy atomically:
   // new rule sets beside the old, one switch.

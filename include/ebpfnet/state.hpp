@@ -15,6 +15,7 @@
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/ipv4.hpp"
 #include "ebpfnet/policy.hpp"
+#include "ebpfnet/xdp_attach.hpp"
 
 namespace ebpfnet {
 
@@ -63,6 +64,7 @@ struct UplinkRecord {
   std::string outside;  // sandbox: the namespace playing the internet; "" in production
   TcMode tc_mode = TcMode::tcx;
   bool outside_owned = true;  // false: joined another node's outside, which is not ours to delete
+  std::optional<XdpMode> xdp;  // the prefilter's attachment; none while the deny list is empty
 };
 
 // A destination reached by routing through the uplink, never masqueraded.
@@ -106,6 +108,9 @@ struct NodeState {
   CtTimeouts ct_timeouts;
   uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
   PolicyIdCounters policy_counters;
+  // Sources the uplink's XDP prefilter drops: prefixes, and addresses as /32;
+  // none overlaps another.
+  std::vector<Ipv4Cidr> prefilter;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy

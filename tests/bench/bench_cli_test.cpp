@@ -87,6 +87,17 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
       EXPECT_TRUE(row["ratios"].contains("bridge"));
     }
   }
+  // The uplink prefilter: each hook's drop rate and the ratios to tc.
+  for (std::string hook : {"xdp", "xdp-generic", "tc"}) {
+    bool found = false;
+    for (const auto& s : j["samples"])
+      if (s["datapath"] == hook && s["metric"] == "prefilter_drop_pps") {
+        EXPECT_GT(s["value"].get<double>(), 0) << s.dump();
+        found = true;
+      }
+    EXPECT_TRUE(found) << hook << " has no prefilter_drop_pps sample";
+  }
+  EXPECT_TRUE(j["prefilter"]["xdp_over_tc"]["median"].is_number()) << j["prefilter"].dump();
   EXPECT_TRUE(j["failures"].empty()) << j["failures"].dump();
   EXPECT_TRUE(fs::exists(out.path() / "results.md"));
   std::string prefix = j["options"]["namespace_prefix"];

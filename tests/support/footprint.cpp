@@ -45,7 +45,7 @@ Footprint footprint(SandboxNode& sb) {
   f.pins = entries(sb.node().pin_dir() / "links");
   if (auto maps = Datapath::open_pinned_maps(sb.node().pin_dir()))
     for (const char* m : {"ep_by_ip", "ep_by_ifindex", "ep_stats", "published", "routed", "ep_policy",
-                          "policy_cidr", "policy_port"})
+                          "policy_cidr", "policy_port", "prefilter_addr", "prefilter_cidr", "prefilter_stats"})
       f.entries[m] = map_entries(maps->fd(m));
   for (auto* v : {&f.links, &f.addresses, &f.routes}) std::sort(v->begin(), v->end());
   return f;

@@ -162,6 +162,23 @@ TEST(ApplyPlan, RemovesWhatTheFileNoLongerHas) {
                   .empty());
 }
 
+// The deny list is one step: what the file adds and omits, each a line.
+TEST(ApplyPlan, ConvergesThePrefilter) {
+  NodeState st = lab();
+  st.prefilter = {cidr("192.0.2.0/24"), cidr("198.51.100.7/32")};
+  Plan p = plan("prefilter:\n  - 198.51.100.7\n  - 203.0.113.0/24\n", st);
+  EXPECT_EQ(lines(p), (std::vector<std::string>{"- prefilter 192.0.2.0/24", "+ prefilter 203.0.113.0/24"}));
+  ASSERT_TRUE(p.prefilter);
+  EXPECT_EQ(*p.prefilter, (std::vector<Ipv4Cidr>{cidr("198.51.100.7/32"), cidr("203.0.113.0/24")}));
+  st.prefilter = *p.prefilter;
+  EXPECT_TRUE(plan("prefilter:\n  - 198.51.100.7\n  - 203.0.113.0/24\n", st).empty());
+  // Omitted: every entry goes.
+  Plan gone = plan("", st);
+  ASSERT_TRUE(gone.prefilter);
+  EXPECT_TRUE(gone.prefilter->empty());
+  EXPECT_EQ(lines(gone).size(), 2u);
+}
+
 TEST(ApplyPlan, ChangesInPlace) {
   NodeState st = applied(lab(), plan(kFull, lab()));
   Plan p = plan(R"(conntrack:

@@ -51,6 +51,8 @@ NodeState rich() {
               {*Ipv4Cidr::parse("172.16.0.0/16"), *Ipv4::parse("10.99.0.1")}};
   s.ct_size = 65536;
   s.policy_counters = {3, 4};
+  s.uplink->xdp = XdpMode::native;
+  s.prefilter = {*Ipv4Cidr::parse("203.0.113.0/24"), *Ipv4Cidr::parse("198.51.100.7/32")};
   return s;
 }
 
@@ -99,7 +101,16 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.routes.size(), 2u);
   EXPECT_EQ(s.ct_size, 65536u);
   EXPECT_EQ(s.policy_counters.next_class, 4u);
-  EXPECT_EQ(read().at("version"), 2);
+  EXPECT_EQ(s.prefilter.size(), 2u);
+  EXPECT_EQ(read().at("version"), 3);
+}
+
+TEST_F(StateFile, RefusesABadPrefilter) {
+  expect_refused("prefilter", [](json& j) { j["prefilter"] = {"203.0.113.1/24"}; });
+  expect_refused("prefilter", [](json& j) { j["prefilter"] = {"nonsense"}; });
+  expect_refused("prefilter[1]", [](json& j) { j["prefilter"] = {"203.0.113.0/24", "203.0.113.7/32"}; });
+  expect_refused("prefilter", [](json& j) { j.erase("prefilter"); });
+  expect_refused("uplink.xdp_mode", [](json& j) { j["uplink"]["xdp_mode"] = "offload"; });
 }
 
 TEST_F(StateFile, RefusesABadNode) {
@@ -195,16 +206,16 @@ TEST_F(StateFile, RefusesAMissingField) {
 
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 3;
+  j["version"] = 4;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 3 state loaded";
+    FAIL() << "a version 4 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 3; this ebpfnet reads up to 2: upgrade ebpfnet");
+                                         ") has schema version 4; this ebpfnet reads up to 3: upgrade ebpfnet");
   }
 }
 
@@ -244,8 +255,9 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 2);
+  EXPECT_EQ(j.at("version"), 3);
   EXPECT_EQ(j.at("ct_size"), 262144);
+  EXPECT_EQ(j.at("prefilter"), json::array());
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
 }
 
@@ -260,6 +272,30 @@ TEST(StateMigration, Version1UplinkWithoutOutsideOwnedIsOwned) {
   ASSERT_TRUE(s.uplink);
   EXPECT_TRUE(s.uplink->outside_owned);
   EXPECT_EQ(s.uplink->outside, "lab-out");
+}
+
+// Version 2 (ABI 2's ebpfnet) had no prefilter: an empty list, no XDP attachment.
+TEST(StateMigration, Version2LoadsWithAnEmptyPrefilter) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock(true);
+  json j = json::parse(kVersion1);
+  j["uplink"] = {{"ifname", "eth0"}, {"outside", "lab-out"}, {"tc_mode", "tcx"}};
+  std::ofstream(store.dir() / "state.json") << j.dump();
+  store.save(store.load());  // now version 3
+  json v2 = json::parse(test::read_file(store.dir() / "state.json"));
+  v2["version"] = 2;
+  v2.erase("prefilter");
+  v2["uplink"].erase("xdp_mode");
+  std::ofstream(store.dir() / "state.json") << v2.dump();
+  NodeState s = store.load();
+  EXPECT_TRUE(s.prefilter.empty());
+  ASSERT_TRUE(s.uplink);
+  EXPECT_FALSE(s.uplink->xdp);
+  // A version 2 file that (hand-edited) has a prefilter keeps it.
+  v2["prefilter"] = {"203.0.113.0/24"};
+  std::ofstream(store.dir() / "state.json") << v2.dump();
+  EXPECT_EQ(store.load().prefilter.size(), 1u);
 }
 
 // A migrated file is validated like any other.

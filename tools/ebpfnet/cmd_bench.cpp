@@ -39,7 +39,7 @@ std::string help_text() {
       "                   policy with N rules on the server endpoint\n"
       "  (ebpfnet-xdp is not measured: there is no XDP forwarding mode)\n"
       "Metrics (--only):\n";
-  for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(8 - g.size(), ' ') + help + "\n";
+  for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(g.size() < 8 ? 8 - g.size() : 1, ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
        "round by round against direct, tc-peer and bridge (rules: against 0 rules and\n"
        "bridge-iptables; cp: against ip commands and ip -batch).\n";
@@ -79,7 +79,7 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   cmd->footer(help_text());
   cmd->add_flag("--quick", a->quick, "CI smoke: 1 round of 1 s, rules 0 and 1000, 10 endpoints (< 1 min)");
   cmd->add_option("--only", a->only,
-                  "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp,scale (default: all but scale)")
+                  "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp,prefilter,scale (default: all but scale)")
       ->type_name("LIST");
   cmd->add_option("--datapaths", a->datapaths,
                   "datapaths, comma-separated: direct,tc-peer,bridge,bridge-iptables,ebpfnet")

@@ -17,9 +17,15 @@ std::string hex(uint64_t v) {
 
 nlohmann::json status_json(const NodeStatus& s) {
   nlohmann::json attachments = nlohmann::json::array();
-  for (const auto& a : s.attachments)
-    attachments.push_back({{"owner", a.owner}, {"ifname", a.ifname}, {"tc_mode", to_string(a.tc_mode)},
-                           {"program", a.prog.name}, {"id", a.prog.id}, {"tag", a.prog.tag}, {"stale", a.stale}});
+  for (const auto& a : s.attachments) {
+    nlohmann::json j = {{"owner", a.owner}, {"ifname", a.ifname},   {"hook", a.xdp ? "xdp" : "tc"},
+                        {"program", a.prog.name}, {"id", a.prog.id}, {"tag", a.prog.tag}, {"stale", a.stale}};
+    if (a.xdp)
+      j["xdp_mode"] = to_string(*a.xdp);
+    else
+      j["tc_mode"] = to_string(a.tc_mode);
+    attachments.push_back(j);
+  }
   nlohmann::json maps = nlohmann::json::array();
   for (const auto& m : s.maps)
     maps.push_back({{"name", m.name}, {"type", m.type}, {"id", m.id},
@@ -30,14 +36,16 @@ nlohmann::json status_json(const NodeStatus& s) {
   for (int r = 0; r < EBPFNET_DROP_REASON_MAX; ++r)
     drops[std::string(drop_reason_name(r))] = s.node_drops[r];
   nlohmann::json progs = nlohmann::json::array();
-  for (const auto* p : {&s.prog, &s.uplink_prog})
+  for (const auto* p : {&s.prog, &s.uplink_prog, &s.prefilter_prog})
     if (*p) progs.push_back({{"name", (*p)->name}, {"id", (*p)->id}, {"tag", (*p)->tag}});
   nlohmann::json uplink = nullptr;
   if (s.state.uplink)
     uplink = {{"ifname", s.state.uplink->ifname},
               {"ip", s.uplink_ip ? nlohmann::json(s.uplink_ip->str()) : nlohmann::json(nullptr)},
               {"outside_netns", s.state.uplink->outside},
-              {"tc_mode", to_string(s.state.uplink->tc_mode)}};
+              {"tc_mode", to_string(s.state.uplink->tc_mode)},
+              {"prefilter_entries", s.state.prefilter.size()},
+              {"xdp_mode", s.state.uplink->xdp ? nlohmann::json(to_string(*s.state.uplink->xdp)) : nlohmann::json(nullptr)}};
   return {{"node", s.state.name},
           {"sandbox", s.state.sandbox},
           {"cidr", s.state.cidr.str()},
@@ -87,6 +95,13 @@ void print_status(const NodeStatus& s) {
     if (s.uplink_ip) std::cout << " " << s.uplink_ip->str() << " (masquerade, " << s.state.published.size() << " published ports)";
     if (s.uplink_prog) std::cout << ", program " << s.uplink_prog->name << " id " << s.uplink_prog->id;
     if (!s.state.uplink->outside.empty()) std::cout << ", outside netns " << s.state.uplink->outside;
+    std::cout << "\nprefilter ";
+    if (s.state.prefilter.empty())
+      std::cout << "none (no XDP program on the uplink)";
+    else
+      std::cout << s.state.prefilter.size() << " entries, XDP ("
+                << (s.state.uplink->xdp ? to_string(*s.state.uplink->xdp) : std::string("not attached")) << ") on "
+                << s.state.uplink->ifname;
     std::cout << "\n";
   } else {
     std::cout << "uplink    none (no NAT; attach --uplink IFNAME)\n";

@@ -49,6 +49,8 @@ struct NodeSnapshot {
   size_t routes = 0;
   size_t policed_endpoints = 0;
   std::array<size_t, 2> policy_rules{};  // ingress, egress (enum ebpfnet_policy_dir)
+  size_t prefilter_addresses = 0;        // entries of the uplink prefilter: /32s
+  size_t prefilter_prefixes = 0;         // and the others
   OperationTally operations;             // of the command line (operations.hpp)
 
   // The pinned datapath: 0 / empty when nothing is pinned.
@@ -65,6 +67,8 @@ struct NodeSnapshot {
   std::vector<EndpointSample> per_endpoint;
   DropCounts node_drops{};
   ConntrackSample conntrack;
+  // What the uplink prefilter dropped, summed over the entries there are now.
+  uint64_t prefilter_packets = 0, prefilter_bytes = 0;
 
   double collect_seconds = 0;  // how long reading all this took
 };
