@@ -10,6 +10,7 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
+#include "ebpfnet/tc_attach.hpp"
 #include "support.hpp"
 
 namespace ebpfnet {
@@ -254,8 +255,14 @@ TEST_F(Apply, AfterTheNodesPinsAreLostApplyRestoresForwarding) {
   apply_ok(full);
   ASSERT_TRUE(probe_tcp(ns(a_), ns(b_), b_.ip, kPort).ok);
 
-  // What a reboot takes: bpffs (this sandbox node's pins only; its links go with them).
+  // What a reboot takes: bpffs (this sandbox node's pins only; its TCX links
+  // go with them) and the clsact filters of its veths.
   std::filesystem::remove_all(env_.pin_root / name_);
+  {
+    NetnsGuard in(node().netns());
+    for (const auto& v : node().endpoints())
+      if (v.rec.tc_mode == TcMode::clsact) detach_tc_ingress(TcMode::clsact, v.rec.host_ifindex, {});
+  }
   NodeStatus lost = node().status();
   ASSERT_EQ(lost.abi, 0u);
   for (const auto& a : lost.attachments) EXPECT_EQ(a.prog.id, 0u) << a.owner << " is still attached";
