@@ -7,6 +7,7 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -272,12 +273,24 @@ void Netlink::dump(nlmsghdr* nlh, F&& cb, const std::function<void()>& restart) 
   }
 }
 
-std::vector<Link> Netlink::links() {
+std::vector<Link> Netlink::links(const std::string& kind) {
   char buf[kRequestSize];
   nlmsghdr* nlh = put_header(buf, RTM_GETLINK, NLM_F_DUMP, ++seq_);
   put_ifinfo(nlh, 0);
+  if (!kind.empty()) {
+    nlattr* linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, kind.c_str());
+    mnl_attr_nest_end(nlh, linkinfo);
+  }
   std::vector<Link> out;
-  dump(nlh, [&](const nlmsghdr* m) { out.push_back(parse_link(m)); }, [&] { out.clear(); });
+  dump(
+      nlh,
+      [&](const nlmsghdr* m) {
+        Link l = parse_link(m);
+        // The kernel filters only by kinds whose module is loaded.
+        if (kind.empty() || l.kind == kind) out.push_back(std::move(l));
+      },
+      [&] { out.clear(); });
   return out;
 }
 
@@ -300,9 +313,29 @@ std::optional<Link> Netlink::link(const std::string& name) {
 int Netlink::create_veth(const VethSpec& spec) {
   char buf[kRequestSize];
   request(nlmsg::new_veth(buf, ++seq_, spec), "creating veth " + spec.name);
-  auto l = link(spec.name);
-  if (!l) throw Error(Errc::failed, "veth " + spec.name + " vanished after creation");
-  return l->ifindex;
+  const int ifindex = ifindex_of(spec.name);
+  if (!ifindex) throw Error(Errc::failed, "veth " + spec.name + " vanished after creation");
+  return ifindex;
+}
+
+// The interface ioctls work on any socket, in the socket's namespace.
+int Netlink::ifindex_of(const std::string& name) {
+  ifreq ifr{};
+  if (name.size() >= sizeof(ifr.ifr_name)) return 0;
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  if (::ioctl(mnl_socket_get_fd(sock_), SIOCGIFINDEX, &ifr) != 0) {
+    if (errno == ENODEV) return 0;
+    throw_errno(errno, "looking up interface " + name);
+  }
+  return ifr.ifr_ifindex;
+}
+
+bool Netlink::has_link(int ifindex) {
+  ifreq ifr{};
+  ifr.ifr_ifindex = ifindex;
+  if (::ioctl(mnl_socket_get_fd(sock_), SIOCGIFNAME, &ifr) == 0) return true;
+  if (errno == ENODEV) return false;
+  throw_errno(errno, "looking up interface " + std::to_string(ifindex));
 }
 
 void Netlink::delete_link(int ifindex) {

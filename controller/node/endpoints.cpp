@@ -59,7 +59,7 @@ EndpointRecord plan(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Ne
     rec.netns_owned = true;
   }
   auto taken = [&](const std::string& ifname) {
-    return nl_node.link(ifname) || std::any_of(planned.begin(), planned.end(), [&](const EndpointRecord& p) {
+    return nl_node.ifindex_of(ifname) || std::any_of(planned.begin(), planned.end(), [&](const EndpointRecord& p) {
              return p.host_ifname == ifname;
            });
   };
@@ -237,8 +237,8 @@ void await_unlinked(Netlink& nl, std::set<int> ifindexes) {
   auto progress = Clock::now();
   while (!ifindexes.empty()) {
     std::set<int> present;
-    for (const auto& l : nl.links())
-      if (ifindexes.count(l.ifindex)) present.insert(l.ifindex);
+    for (int ifindex : ifindexes)
+      if (nl.has_link(ifindex)) present.insert(ifindex);
     if (present.size() < ifindexes.size()) progress = Clock::now();
     ifindexes = std::move(present);
     if (ifindexes.empty()) return;
@@ -264,13 +264,15 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
   std::vector<int> veths;
   for (const auto& e : es) {
     uplink::unpublish_endpoint(txn, e, maps);
-    auto l = nl.link(e.host_ifname);
     // A planned record (a killed add's) has no ifindex yet: its veth, if it
     // was made, is the one of its name that carries its mark.
     const bool planned = e.host_ifindex == 0;
-    if (planned && l && l->alias != marks::of(node, e.name) && !l->alias.empty()) l.reset();
-    const int ifindex = planned ? (l ? l->ifindex : 0) : e.host_ifindex;
-    veths.push_back(l && l->ifindex == ifindex ? ifindex : 0);
+    int ifindex = e.host_ifindex;
+    if (planned) {
+      auto l = nl.link(e.host_ifname);
+      ifindex = l && (l->alias == marks::of(node, e.name) || l->alias.empty()) ? l->ifindex : 0;
+    }
+    veths.push_back(ifindex && nl.ifindex_of(e.host_ifname) == ifindex ? ifindex : 0);
     // A clsact filter goes with its veth; a TCX link with its pin.
     txn.step("detach");
     if (e.tc_mode == TcMode::tcx) {
@@ -314,14 +316,13 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
 
 std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp) {
   std::vector<EndpointView> out;
+  out.reserve(st.endpoints.size());
   Netns ns = node.netns();
+  NetnsGuard in(ns);
   for (const auto& e : st.endpoints) {
     EndpointView v{e, std::nullopt, 0};
     if (dp) v.stats = dp->maps().stats(e.host_ifindex);
-    {
-      NetnsGuard in(ns);
-      v.prog_id = attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e));
-    }
+    v.prog_id = attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e));
     out.push_back(std::move(v));
   }
   return out;
@@ -336,11 +337,10 @@ std::vector<EndpointView> list(NodeTxn& txn) {
 }
 
 std::set<std::string> vanished(const Node& node, const NodeState& st) {
-  std::set<std::pair<std::string, int>> links;
-  for (const auto& l : Netlink::in(node.netns()).links()) links.insert({l.name, l.ifindex});
+  Netlink nl = Netlink::in(node.netns());
   std::set<std::string> out;
   for (const auto& e : st.endpoints)
-    if (!links.count({e.host_ifname, e.host_ifindex})) {
+    if (nl.ifindex_of(e.host_ifname) != e.host_ifindex) {
       spdlog::warn("node {}: endpoint {} has lost its veth {} (its namespace was deleted, or the machine "
                    "restarted): left out of the datapath; `endpoint del {}` or CNI GC removes it",
                    node.name(), e.name, e.host_ifname, e.name);

@@ -1,5 +1,7 @@
 #include "status.hpp"
 
+#include <map>
+
 #include <bpf/bpf.h>
 
 #include "ebpfnet/netlink.hpp"
@@ -47,9 +49,13 @@ NodeStatus read(NodeTxn& txn) {
   // An attachment is stale when it runs another program than the pinned
   // one, or the pinned one is not this binary's.
   const bool pinned_current = s.build == s.binary_build;
+  // Every endpoint runs the same program: one lookup each.
+  std::map<uint32_t, std::optional<ProgInfo>> progs;
   auto view = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
     AttachmentView a{std::move(owner), std::move(ifname), mode, {}, true};
-    if (auto p = Datapath::prog_info_by_id(id)) a.prog = *p;
+    auto known = progs.find(id);
+    if (known == progs.end()) known = progs.emplace(id, Datapath::prog_info_by_id(id)).first;
+    if (known->second) a.prog = *known->second;
     a.stale = id == 0 || id != want || !pinned_current;
     s.attachments.push_back(std::move(a));
   };
@@ -69,8 +75,7 @@ NodeStatus read(NodeTxn& txn) {
       s.attachments.back().xdp = s.state.uplink->xdp.value_or(XdpMode::native);
     }
   }
-  for (const auto& l : Netlink::in(node.netns()).links())
-    if (l.kind == "bridge") s.bridges.push_back(l.name);
+  for (const auto& l : Netlink::in(node.netns()).links("bridge")) s.bridges.push_back(l.name);
   return s;
 }
 

@@ -315,6 +315,28 @@ const EndpointRecord* endpoint_at(const NodeState& st, Ipv4 ip) {
   return nullptr;
 }
 
+// The uplink's XDP prefilter judges a packet from outside before from_uplink
+// sees it. Its program counts what it drops, so trace reads the deny list
+// (the state it is written from) instead of running it. Entries never
+// overlap: at most one holds the source.
+std::optional<TraceStep> prefilter_step(const NodeState& st, Ipv4 source, const std::string& uplink) {
+  if (st.prefilter.empty()) return std::nullopt;
+  TraceStep t;
+  t.stage = "prefilter";
+  for (const auto& c : st.prefilter)
+    if (c.contains(source)) {
+      t.result = "denied";
+      t.detail = "source " + source.str() + " is in the deny entry " + c.str() + ": dropped by XDP on " + uplink +
+                 ", counted on the entry";
+      t.fields = {{"entry", c.str()}};
+      return t;
+    }
+  t.result = "ok";
+  t.detail = "source " + source.str() + " is in none of the " + std::to_string(st.prefilter.size()) +
+             " deny entries";
+  return t;
+}
+
 }  // namespace
 
 TraceResult run(const Node& node, const TraceRequest& req) {
@@ -373,6 +395,18 @@ TraceResult run(const Node& node, const TraceRequest& req) {
   const std::vector<uint8_t> frame = build_trace_frame(smac, dmac, p.tuple, p.tcp_flags);
   p.frame_len = frame.size();
 
+  if (!from)
+    if (auto pre = prefilter_step(st, *req.from.ip, st.uplink->ifname)) {
+      r.steps.push_back(*pre);
+      if (pre->result == "denied") {
+        p.program = "uplink_prefilter";
+        p.ingress_ifname = names.ifname(p.ingress_ifindex);
+        r.verdict.action = "drop";
+        r.verdict.reason = "prefilter";
+        r.verdict.retval = XDP_DROP;
+        return r;
+      }
+    }
   TraceRun ran;
   {
     // FIB lookups and ifindexes resolve in the caller's namespace: the node's.

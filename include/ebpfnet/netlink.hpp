@@ -76,11 +76,18 @@ class Netlink {
   Netlink(const Netlink&) = delete;
   ~Netlink();
 
-  std::vector<Link> links();
+  // kind: only links of that kind ("bridge"), filtered by the kernel. A
+  // dump of every link of a node costs the kernel O(endpoints) per veth
+  // (naming a veth's peer namespace walks the node's namespace ids).
+  std::vector<Link> links(const std::string& kind = "");
   std::optional<Link> link(const std::string& name);
 
   // Returns this side's ifindex.
   int create_veth(const VethSpec& spec);
+  // By ioctl, O(1) in the kernel: for a veth, a netlink answer also names
+  // the peer's namespace, which costs a walk of the node's namespace ids.
+  int ifindex_of(const std::string& name);  // 0: no such link
+  bool has_link(int ifindex);
   void delete_link(int ifindex);
   void set_up(int ifindex, bool up = true);
   // The kernel takes an alias only on an existing link, not with its creation.

@@ -157,6 +157,21 @@ TEST_F(Prefilter, DeniedSourcesAreDroppedAndCountedOthersUntouchedRemovalRestore
   EXPECT_EQ(from_outside("addr"), (std::vector<std::string>{"addr-other " + kOtherSrc.str()}));
   EXPECT_GE(drops(*sb_)[kDeniedSrc.str()], 3u);
   EXPECT_TRUE(masquerade_works()) << "masqueraded flows to another outside address are untouched";
+  // trace says what the prefilter does, and moves no counter of it.
+  const uint64_t counted = drops(*sb_)[kDeniedSrc.str()];
+  auto trace = [&](Ipv4 src) {
+    CmdResult t = sb_->cli({"-o", "json", "trace", "--from", src.str() + ":40000", "--to",
+                            kUplink.str() + ":" + std::to_string(kPublished) + "/udp"});
+    EXPECT_EQ(t.code, 0) << t.err;
+    return nlohmann::json::parse(t.out.empty() ? "{}" : t.out);
+  };
+  nlohmann::json denied = trace(kDeniedSrc), other = trace(kOtherSrc);
+  EXPECT_EQ(denied["verdict"]["action"], "drop") << denied.dump();
+  EXPECT_EQ(denied["verdict"]["reason"], "prefilter") << denied.dump();
+  EXPECT_EQ(denied["steps"].at(0)["stage"], "prefilter") << denied.dump();
+  EXPECT_EQ(other["steps"].at(0)["result"], "ok") << other.dump();
+  EXPECT_EQ(other["verdict"]["action"], "forward") << other.dump();
+  EXPECT_EQ(drops(*sb_)[kDeniedSrc.str()], counted);
 
   // Removal restores, and with the list empty the XDP program goes.
   ASSERT_EQ(sb_->cli({"prefilter", "del", kDeniedSrc.str()}).code, 0);

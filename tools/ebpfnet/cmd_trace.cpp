@@ -45,8 +45,9 @@ nlohmann::json packet_json(const TracedPacket& p) {
   return j;
 }
 
-nlohmann::json verdict_json(const TraceVerdict& v) {
-  nlohmann::json j = {{"action", v.action}, {"tc_verdict", v.retval}};
+// The program's return code: a TC verdict, or XDP's when the uplink's prefilter decided.
+nlohmann::json verdict_json(const TraceVerdict& v, bool xdp) {
+  nlohmann::json j = {{"action", v.action}, {xdp ? "xdp_verdict" : "tc_verdict", v.retval}};
   if (!v.endpoint.empty()) j["endpoint"] = v.endpoint;
   if (v.ifindex) {
     j["ifindex"] = v.ifindex;
@@ -65,7 +66,7 @@ nlohmann::json trace_json(const std::string& node, const TraceResult& r) {
     for (const auto& [k, v] : s.fields) j[k] = v;
     steps.push_back(j);
   }
-  return {{"node", node}, {"packet", packet_json(r.packet)}, {"steps", steps}, {"verdict", verdict_json(r.verdict)},
+  return {{"node", node}, {"packet", packet_json(r.packet)}, {"steps", steps}, {"verdict", verdict_json(r.verdict, r.packet.program == "uplink_prefilter")},
           {"notes", r.notes}};
 }
 
