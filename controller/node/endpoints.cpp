@@ -106,7 +106,7 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   if (auto lo = nl_ep.link("lo")) nl_ep.set_up(lo->ifindex);
   auto eth = nl_ep.link(rec.ifname);
   if (!eth) throw Error(Errc::failed, rec.ifname + " is missing in netns " + rec.netns);
-  // IPv6 is not forwarded yet: no address on either end keeps router
+  // IPv6 is not forwarded yet: no IPv6 on either end keeps router
   // solicitations and DAD from showing up as drops.
   nl_ep.no_ipv6_addresses(eth->ifindex);
   nl_ep.add_address({eth->ifindex, rec.ip, 32});
@@ -116,7 +116,15 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   nl_ep.add_route({{Ipv4(0), 0}, gw, eth->ifindex, std::nullopt, false});
 
   txn.step("node-config");
-  nl_node.no_ipv6_addresses(rec.host_ifindex);
+  // Here IPv6 goes off entirely: a link with IPv6 on, even without an
+  // address, gets a multicast route, and the node's table would hold one per
+  // veth (each insert walks them). The name is the node's only such one, so
+  // the sysctl's lookup is cheap, unlike eth0's in the endpoint's namespace.
+  try {
+    netns::write_sysctl(nodens, "net/ipv6/conf/" + rec.host_ifname + "/disable_ipv6", "1");
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found) throw;  // a kernel without IPv6 is fine
+  }
   // The datapath asks the node's FIB where masqueraded traffic goes, from
   // this veth's point of view: that needs forwarding on here (only here).
   netns::write_sysctl(nodens, "net/ipv4/conf/" + rec.host_ifname + "/forwarding", "1");
