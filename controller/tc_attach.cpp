@@ -8,6 +8,7 @@
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/fd.hpp"
+#include "ebpfnet/pinned_link.hpp"
 
 namespace ebpfnet {
 namespace {
@@ -45,29 +46,12 @@ void attach_clsact(int prog_fd, int ifindex) {
 
 }  // namespace
 
-namespace {
-
-// A pinned TCX link on ifindex, if there is one (not one of a deleted interface).
-UniqueFd live_link(int ifindex, const std::filesystem::path& link_pin) {
-  UniqueFd link(bpf_obj_get(link_pin.c_str()));
-  if (!link.valid()) return UniqueFd();
-  bpf_link_info info{};
-  __u32 len = sizeof(info);
-  // For TCX the first union member is the ifindex, as for XDP links.
-  if (bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0 ||
-      info.xdp.ifindex != static_cast<__u32>(ifindex))
-    return UniqueFd();
-  return link;
-}
-
-}  // namespace
-
 TcMode attach_tc_ingress(int prog_fd, int ifindex, std::optional<TcMode> mode,
                          const std::filesystem::path& link_pin) {
   if (mode != TcMode::clsact) {
     // A new program replaces the old one in its link atomically: no packet
     // sees neither, none sees both.
-    if (UniqueFd link = live_link(ifindex, link_pin); link.valid()) {
+    if (UniqueFd link = pinned_link_on(ifindex, link_pin, kBpfLinkTypeTcx); link.valid()) {
       if (bpf_link_update(link.get(), prog_fd, nullptr) != 0)
         throw_errno(errno, "updating tcx link on ifindex " + std::to_string(ifindex));
       return TcMode::tcx;
@@ -106,7 +90,7 @@ void detach_tc_ingress(TcMode mode, int ifindex, const std::filesystem::path& li
 
 uint32_t attached_prog_id(TcMode mode, int ifindex, const std::filesystem::path& link_pin) {
   if (mode == TcMode::tcx) {
-    UniqueFd link = live_link(ifindex, link_pin);
+    UniqueFd link = pinned_link_on(ifindex, link_pin, kBpfLinkTypeTcx);
     bpf_link_info info{};
     __u32 len = sizeof(info);
     if (!link.valid() || bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0) return 0;

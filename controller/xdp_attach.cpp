@@ -9,21 +9,10 @@
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/fd.hpp"
+#include "ebpfnet/pinned_link.hpp"
 
 namespace ebpfnet {
 namespace {
-
-// A pinned XDP link on ifindex, if there is one (not one of a deleted interface).
-UniqueFd live_link(int ifindex, const std::filesystem::path& link_pin) {
-  UniqueFd link(bpf_obj_get(link_pin.c_str()));
-  if (!link.valid()) return UniqueFd();
-  bpf_link_info info{};
-  __u32 len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0 || info.type != BPF_LINK_TYPE_XDP ||
-      info.xdp.ifindex != static_cast<__u32>(ifindex))
-    return UniqueFd();
-  return link;
-}
 
 int create_link(int prog_fd, int ifindex, __u32 flags) {
   LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
@@ -41,7 +30,7 @@ std::optional<XdpMode> parse_xdp_mode(std::string_view s) {
 }
 
 XdpAttach attach_xdp(int prog_fd, int ifindex, const std::filesystem::path& link_pin, XdpMode was) {
-  if (UniqueFd link = live_link(ifindex, link_pin); link.valid()) {
+  if (UniqueFd link = pinned_link_on(ifindex, link_pin, BPF_LINK_TYPE_XDP); link.valid()) {
     if (bpf_link_update(link.get(), prog_fd, nullptr) != 0)
       throw_errno(errno, "updating xdp link on ifindex " + std::to_string(ifindex));
     return {was, ""};
@@ -75,7 +64,7 @@ void detach_xdp(const std::filesystem::path& link_pin) {
 }
 
 uint32_t attached_xdp_prog_id(int ifindex, const std::filesystem::path& link_pin) {
-  UniqueFd link = live_link(ifindex, link_pin);
+  UniqueFd link = pinned_link_on(ifindex, link_pin, BPF_LINK_TYPE_XDP);
   bpf_link_info info{};
   __u32 len = sizeof(info);
   if (!link.valid() || bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0) return 0;

@@ -9,6 +9,7 @@
 
 #include "bench/controlplane.hpp"
 #include "bench/process.hpp"
+#include "bench/stats.hpp"
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/node.hpp"
 #include "ebpfnet/probe.hpp"
@@ -18,10 +19,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 // The sandbox node, destroyed with everything in it whatever happens.
 class ScaleNode {

@@ -16,4 +16,8 @@ Summary summarize(std::vector<double> v) {
   return s;
 }
 
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace ebpfnet::bench

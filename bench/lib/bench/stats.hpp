@@ -1,6 +1,7 @@
 // Median, min and max of samples.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <vector>
 
@@ -13,5 +14,8 @@ struct Summary {
 
 // Of an empty vector: n = 0 and zeros.
 Summary summarize(std::vector<double> v);
+
+// Milliseconds from t0 to now.
+double ms_since(std::chrono::steady_clock::time_point t0);
 
 }  // namespace ebpfnet::bench
