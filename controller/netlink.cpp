@@ -330,11 +330,11 @@ int Netlink::ifindex_of(const std::string& name) {
   return ifr.ifr_ifindex;
 }
 
-bool Netlink::has_link(int ifindex) {
+std::string Netlink::name_of(int ifindex) {
   ifreq ifr{};
   ifr.ifr_ifindex = ifindex;
-  if (::ioctl(mnl_socket_get_fd(sock_), SIOCGIFNAME, &ifr) == 0) return true;
-  if (errno == ENODEV) return false;
+  if (::ioctl(mnl_socket_get_fd(sock_), SIOCGIFNAME, &ifr) == 0) return ifr.ifr_name;
+  if (errno == ENODEV) return "";
   throw_errno(errno, "looking up interface " + std::to_string(ifindex));
 }
 

@@ -246,7 +246,7 @@ void await_unlinked(Netlink& nl, std::set<int> ifindexes) {
   while (!ifindexes.empty()) {
     std::set<int> present;
     for (int ifindex : ifindexes)
-      if (nl.has_link(ifindex)) present.insert(ifindex);
+      if (!nl.name_of(ifindex).empty()) present.insert(ifindex);
     if (present.size() < ifindexes.size()) progress = Clock::now();
     ifindexes = std::move(present);
     if (ifindexes.empty()) return;

@@ -27,7 +27,9 @@ constexpr Mac kOutsideMac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
 // The node as trace names it.
 class Names {
  public:
-  Names(const NodeState& st, std::map<uint32_t, std::string> ifnames) : st_(st), ifnames_(std::move(ifnames)) {}
+  // Interfaces are named by asking for each (an ioctl): a dump of a node's
+  // links costs the kernel O(endpoints) per veth.
+  Names(const NodeState& st, Netlink& nl) : st_(st), nl_(nl) {}
 
   const EndpointRecord* endpoint(__be32 ip) const {
     for (const auto& e : st_.endpoints)
@@ -39,8 +41,8 @@ class Names {
     return e ? e->name : Ipv4::from_be(ip).str();
   }
   std::string ifname(uint32_t ifindex) const {
-    auto it = ifnames_.find(ifindex);
-    return it == ifnames_.end() ? "ifindex " + std::to_string(ifindex) : it->second;
+    std::string name = nl_.name_of(static_cast<int>(ifindex));
+    return name.empty() ? "ifindex " + std::to_string(ifindex) : name;
   }
   // "ingress of db: rule 2 "deny tcp 5432 from 10.240.0.0/24"" or "egress of web: default deny".
   std::string rule(uint32_t dir_raw, __be32 ip, uint32_t rule) const {
@@ -56,7 +58,7 @@ class Names {
 
  private:
   const NodeState& st_;
-  std::map<uint32_t, std::string> ifnames_;
+  Netlink& nl_;
 };
 
 std::string proto_str(uint8_t p) {
@@ -348,9 +350,8 @@ TraceResult run(const Node& node, const TraceRequest& req) {
   const DatapathMaps maps = attached_maps(node);
   const NodeConfig cfg = maps.read_config();
   const Netns ns = node.netns();
-  std::map<uint32_t, std::string> ifnames;
-  for (const auto& l : Netlink::in(ns).links()) ifnames[static_cast<uint32_t>(l.ifindex)] = l.name;
-  const Names names(st, ifnames);
+  Netlink nl = Netlink::in(ns);
+  const Names names(st, nl);
 
   TraceResult r;
   TracedPacket& p = r.packet;

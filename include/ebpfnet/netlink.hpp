@@ -87,7 +87,7 @@ class Netlink {
   // By ioctl, O(1) in the kernel: for a veth, a netlink answer also names
   // the peer's namespace, which costs a walk of the node's namespace ids.
   int ifindex_of(const std::string& name);  // 0: no such link
-  bool has_link(int ifindex);
+  std::string name_of(int ifindex);  // "": no such link
   void delete_link(int ifindex);
   void set_up(int ifindex, bool up = true);
   // The kernel takes an alias only on an existing link, not with its creation.
