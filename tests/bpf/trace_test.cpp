@@ -17,6 +17,7 @@
 #include "datapath_fixture.hpp"
 #include "ebpfnet/policy_maps.hpp"
 #include "ebpfnet/trace.hpp"
+#include "map_dump.hpp"
 #include "from_endpoint.skel.h"
 #include "from_uplink.skel.h"
 #include "trace_from_endpoint.skel.h"
@@ -24,25 +25,6 @@
 
 namespace ebpfnet::test {
 namespace {
-
-// Every entry of a map, keys and values as raw bytes (per-CPU values for
-// every possible CPU).
-using Dump = std::map<Bytes, Bytes>;
-
-Dump dump(int fd) {
-  bpf_map_info info{};
-  __u32 len = sizeof info;
-  EXPECT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-  const bool percpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
-  const size_t vsize = percpu ? ((info.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : info.value_size;
-  Dump d;
-  Bytes key(info.key_size), next(info.key_size), value(vsize);
-  for (const void* prev = nullptr; bpf_map_get_next_key(fd, prev, next.data()) == 0; prev = key.data()) {
-    key = next;
-    if (bpf_map_lookup_elem(fd, key.data(), value.data()) == 0) d[key] = value;
-  }
-  return d;
-}
 
 std::string step_name(uint16_t code) {
   switch (code) {
@@ -82,11 +64,12 @@ class TraceTest : public DatapathTest {
  protected:
   // The node's state the trace must leave alone.
   struct Snapshot {
-    Dump ct, ep_stats, drop_stats;
+    MapDump ct, ep_stats, drop_stats;
     bool operator==(const Snapshot&) const = default;
   };
   Snapshot snapshot() const {
-    return {dump(dp_->maps().fd("ct")), dump(dp_->maps().fd("ep_stats")), dump(dp_->maps().fd("drop_stats"))};
+    const auto& m = dp_->maps();
+    return {dump_map(m.fd("ct")), dump_map(m.fd("ep_stats")), dump_map(m.fd("drop_stats"))};
   }
 
   // Traces frame as sent by `from` (nullptr: arriving on the uplink),

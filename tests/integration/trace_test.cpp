@@ -28,12 +28,15 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/trace.hpp"
+#include "map_dump.hpp"
 #include "support.hpp"
 
 namespace ebpfnet {
 namespace {
 
 using nlohmann::json;
+using test::dump_map;
+using test::MapDump;
 using test::SandboxNode;
 using test::unique;
 
@@ -42,29 +45,10 @@ struct Ep {
   Netns ns() const { return Netns::open_path(rec.netns_path); }
 };
 
-// Every entry of a map, keys and values as raw bytes (per-CPU values for
-// every possible CPU), expired conntrack entries included.
-using Dump = std::map<std::string, std::string>;
-
-Dump dump(int fd) {
-  bpf_map_info info{};
-  __u32 len = sizeof info;
-  EXPECT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-  const bool percpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
-  const size_t vsize = percpu ? ((info.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : info.value_size;
-  Dump d;
-  std::string key(info.key_size, '\0'), next(info.key_size, '\0'), value(vsize, '\0');
-  for (const void* prev = nullptr; bpf_map_get_next_key(fd, prev, next.data()) == 0; prev = key.data()) {
-    key = next;
-    if (bpf_map_lookup_elem(fd, key.data(), value.data()) == 0) d[key] = value;
-  }
-  return d;
-}
-
 // What the node holds that trace must not change: conntrack (so the NAT
 // ports it holds) and every counter, byte for byte.
 struct NodeSnapshot {
-  Dump ct, ep_stats, drop_stats;
+  MapDump ct, ep_stats, drop_stats;
 
   std::string diff(const NodeSnapshot& o) const {
     std::ostringstream d;
@@ -89,7 +73,7 @@ NodeSnapshot snapshot(Node& node) {
   auto maps = Datapath::open_pinned_maps(node.pin_dir());
   EXPECT_TRUE(maps.has_value());
   if (!maps) return {};
-  return {dump(maps->fd("ct")), dump(maps->fd("ep_stats")), dump(maps->fd("drop_stats"))};
+  return {dump_map(maps->fd("ct")), dump_map(maps->fd("ep_stats")), dump_map(maps->fd("drop_stats"))};
 }
 
 // Drop counters by endpoint and the node's, for what a real packet did.
