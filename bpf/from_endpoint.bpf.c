@@ -10,6 +10,7 @@
 #include "lib/nat.h"
 #include "lib/icmp_err.h"
 #include "lib/policy.h"
+#include "lib/lb.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -119,14 +120,16 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 						 struct ebpfnet_endpoint *dst, struct ebpfnet_ep_stats *st)
 {
 	__u32 uplink = cfg(EBPFNET_CFG_UPLINK_IFINDEX);
+	const struct ebpfnet_pub_target *pub = NULL;
+	struct ebpfnet_pub_target target;
 	struct bpf_fib_lookup route;
-	struct ebpfnet_pub_target *pub;
 	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
 	struct ebpfnet_ct_key x;
 	struct flow f;
 	__u64 now = ct_now();
-	int rc = 0, policed, nat_rc;
+	int rc = 0, policed, nat_rc, svc_rc = 0;
+	__u32 backend = 0;
 
 	if (flow_of(skb, c, ip, &f) < 0)
 		return untracked_from_endpoint(skb, c, eth, ip, ep, dst, st);
@@ -150,16 +153,36 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 		return fwd_flow(skb, st, eth, ip, &f, &x, dst, &route, rc);
 	}
 
-	if (uplink && f.key.daddr == (__be32)cfg(EBPFNET_CFG_UPLINK_IP) && (pub = published_target(&f)) &&
-	    starts_flow(&f)) {
+	if (uplink && f.key.daddr == (__be32)cfg(EBPFNET_CFG_UPLINK_IP) && starts_flow(&f) &&
+	    ((pub = published_target(&f)) || (svc_rc = lb_target(&f, 0, now, &target, &backend)))) {
+		/* A published port or a node port, reached from this node. */
+		if (svc_rc < 0)
+			return drop(skb, st, EBPFNET_DROP_NO_BACKEND);
+		if (!pub)
+			pub = &target;
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
 		if (!dst)
 			return pass(EBPFNET_PASS_NOT_OURS);
 		if (policy_admit(skb, ep->ip, f.key.daddr, f.key.dport, dst->ip, pub->port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
-		nat_rc = dnat_create(&f, pub, skb->len, now, &x);
+		nat_rc = dnat_create(&f, pub, svc_rc ? EBPFNET_CT_F_SERVICE : 0, skb->len, now, &x);
 		if (nat_rc)
 			return drop(skb, st, nat_failure(nat_rc));
+		if (svc_rc)
+			lb_count(backend);
+	} else if (!dst && (svc_rc = lb_target(&f, f.key.daddr, now, &target, &backend))) {
+		/* A service's virtual IP: any packet of a flow conntrack lost
+		 * hashes to the backend its first packet went to. Policy sees the
+		 * backend as the destination. */
+		dst = svc_rc > 0 ? bpf_map_lookup_elem(&ep_by_ip, &target.ip) : NULL;
+		if (!dst)
+			return drop(skb, st, EBPFNET_DROP_NO_BACKEND);
+		if (policy_admit(skb, ep->ip, dst->ip, target.port, dst->ip, target.port, f.key.proto, &who) < 0)
+			return TC_ACT_SHOT;
+		nat_rc = dnat_create(&f, &target, EBPFNET_CT_F_SERVICE, skb->len, now, &x);
+		if (nat_rc)
+			return drop(skb, st, nat_failure(nat_rc));
+		lb_count(backend);
 	} else if (dst) {
 		policed = policy_admit(skb, ep->ip, dst->ip, f.key.dport, dst->ip, f.key.dport, f.key.proto, &who);
 		if (policed < 0)
@@ -216,7 +239,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 	if (ip->ttl <= 1 || ip->daddr == gateway_ip)
 		return pass(ip->ttl <= 1 ? EBPFNET_PASS_TTL : EBPFNET_PASS_GATEWAY);
 	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
-	if ((uplink && (!dst || cfg(EBPFNET_CFG_PUBLISHED))) || policy_of(ep->ip) || (dst && policy_of(dst->ip)))
+	if ((uplink && (!dst || cfg(EBPFNET_CFG_PUBLISHED))) || cfg(EBPFNET_CFG_SERVICES) || policy_of(ep->ip) ||
+	    (dst && policy_of(dst->ip)))
 		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, st);
 	if (!dst)
 		return pass(EBPFNET_PASS_NOT_OURS);

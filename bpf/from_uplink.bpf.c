@@ -11,6 +11,7 @@
 #include "lib/nat.h"
 #include "lib/icmp_err.h"
 #include "lib/policy.h"
+#include "lib/lb.h"
 
 static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
@@ -69,7 +70,8 @@ SEC("tc")
 int from_uplink(struct __sk_buff *skb)
 {
 	__be32 uplink_ip = (__be32)cfg(EBPFNET_CFG_UPLINK_IP);
-	struct ebpfnet_pub_target *pub;
+	const struct ebpfnet_pub_target *pub = NULL;
+	struct ebpfnet_pub_target target;
 	struct event_subject who;
 	struct ebpfnet_ct_entry *e;
 	struct ebpfnet_ct_key x;
@@ -77,7 +79,8 @@ int from_uplink(struct __sk_buff *skb)
 	struct iphdr *ip;
 	struct cursor c;
 	struct flow f;
-	int last_hop, nat_rc;
+	int last_hop, nat_rc, svc_rc = 0;
+	__u32 backend = 0;
 	__u64 now;
 
 	if (!cfg(EBPFNET_CFG_UPLINK_IFINDEX))
@@ -113,19 +116,27 @@ int from_uplink(struct __sk_buff *skb)
 	}
 
 	e = ct_lookup_flow(&f, now);
-	if ((e || (published_target(&f) && starts_flow(&f))) && last_hop)
+	if ((e || (starts_flow(&f) && (published_target(&f) || svc_of(0, f.key.dport, f.key.proto)))) && last_hop)
 		return drop(skb, NULL, EBPFNET_DROP_TTL_EXCEEDED);
 	if (ct_reopen(skb, &e, &f))
 		return TC_ACT_SHOT;
 	if (e) {
 		ct_update(e, &f, skb->len, now);
 		x = e->xlate;
-	} else if ((pub = published_target(&f)) && starts_flow(&f)) {
+	} else if (starts_flow(&f) &&
+		   ((pub = published_target(&f)) || (svc_rc = lb_target(&f, 0, now, &target, &backend)))) {
+		/* A published port, or a node port balanced among its backends. */
+		if (svc_rc < 0)
+			return drop(skb, NULL, EBPFNET_DROP_NO_BACKEND);
+		if (!pub)
+			pub = &target;
 		if (policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, pub->ip, pub->port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
-		nat_rc = dnat_create(&f, pub, skb->len, now, &x);
+		nat_rc = dnat_create(&f, pub, svc_rc ? EBPFNET_CT_F_SERVICE : 0, skb->len, now, &x);
 		if (nat_rc)
 			return drop(skb, NULL, nat_failure(nat_rc));
+		if (svc_rc)
+			lb_count(backend);
 		emit_event(skb, EBPFNET_EVENT_FLOW, 0, &who);
 	} else {
 		return pass(EBPFNET_PASS_NOT_OURS);

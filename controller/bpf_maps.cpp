@@ -17,7 +17,8 @@ namespace {
 
 enum MapIndex {
   kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted,
-  kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents, kPrefilterAddr, kPrefilterCidr, kPrefilterStats
+  kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents, kPrefilterAddr, kPrefilterCidr, kPrefilterStats,
+  kSvc, kMaglev, kBackends, kBackendStats, kSvcAffinity, kSockNetns, kSockRevnat
 };
 
 int possible_cpus() {
@@ -42,6 +43,7 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_TTL_EXCEEDED: return "ttl-exceeded";
     case EBPFNET_DROP_POLICY_DENY: return "policy-deny";
     case EBPFNET_DROP_POLICY_DEFAULT: return "policy-default-deny";
+    case EBPFNET_DROP_NO_BACKEND: return "no-backend";
     default: return "unknown";
   }
 }
@@ -293,6 +295,13 @@ size_t ct_forget(int ct, Match matches) {
 
 }  // namespace
 
+size_t DatapathMaps::ct_forget_service_flows(
+    const std::function<bool(const ebpfnet_ct_key& addressed, const ebpfnet_ct_key& xlate)>& gone) {
+  return ct_forget(fd(kCt), [&](const ebpfnet_ct_key& k, const ebpfnet_ct_entry& e) {
+    return (e.flags & (EBPFNET_CT_F_SERVICE | EBPFNET_CT_F_REPLY)) == EBPFNET_CT_F_SERVICE && gone(k, e.xlate);
+  });
+}
+
 size_t DatapathMaps::ct_forget_addresses(const std::set<Ipv4>& ips) {
   if (ips.empty()) return 0;
   auto in = [&](__be32 a) { return ips.count(Ipv4::from_be(a)) != 0; };
@@ -388,6 +397,70 @@ PrefilterCount DatapathMaps::prefilter_count(const Ipv4Cidr& c) const {
     out.bytes += s.bytes;
   }
   return out;
+}
+
+void DatapathMaps::put_service(const ebpfnet_svc_key& key, const ebpfnet_svc& s) {
+  if (bpf_map_update_elem(fd(kSvc), &key, &s, BPF_ANY) != 0) throw_errno(errno, "writing service " + std::to_string(s.id));
+}
+
+void DatapathMaps::delete_service(const ebpfnet_svc_key& key) {
+  if (bpf_map_delete_elem(fd(kSvc), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting service address " + Ipv4::from_be(key.addr).str() + ":" +
+                           std::to_string(ntohs(key.port)));
+}
+
+void DatapathMaps::put_maglev(uint32_t svc_id, std::span<const uint32_t> table) {
+  const std::string what = "Maglev table of service " + std::to_string(svc_id);
+  if (table.empty()) {
+    if (bpf_map_delete_elem(fd(kMaglev), &svc_id) != 0 && errno != ENOENT) throw_errno(errno, "deleting " + what);
+    return;
+  }
+  if (table.size() != EBPFNET_MAGLEV_SIZE) throw Error(Errc::failed, what + " has " + std::to_string(table.size()) + " slots");
+  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_svc", sizeof(__u32), sizeof(__u32), EBPFNET_MAGLEV_SIZE,
+                                nullptr));
+  if (!inner.valid()) throw_errno(errno, "creating " + what);
+  std::vector<__u32> keys(table.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<__u32>(i);
+  __u32 count = static_cast<__u32>(table.size());
+  if (bpf_map_update_batch(inner.get(), keys.data(), table.data(), &count, nullptr) != 0)
+    throw_errno(errno, "writing " + what);
+  const int inner_fd = inner.get();
+  if (bpf_map_update_elem(fd(kMaglev), &svc_id, &inner_fd, BPF_ANY) != 0) throw_errno(errno, "switching " + what);
+}
+
+std::vector<uint32_t> DatapathMaps::maglev(uint32_t svc_id) const {
+  __u32 inner_id = 0;
+  if (bpf_map_lookup_elem(fd(kMaglev), &svc_id, &inner_id) != 0) return {};
+  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+  if (!inner.valid()) throw_errno(errno, "opening the Maglev table of service " + std::to_string(svc_id));
+  std::vector<uint32_t> out(EBPFNET_MAGLEV_SIZE);
+  for (__u32 i = 0; i < out.size(); ++i)
+    if (bpf_map_lookup_elem(inner.get(), &i, &out[i]) != 0)
+      throw_errno(errno, "reading the Maglev table of service " + std::to_string(svc_id));
+  return out;
+}
+
+void DatapathMaps::put_backend(uint32_t id, const ebpfnet_backend& b) {
+  std::vector<ebpfnet_backend_stats> zero(possible_cpus());
+  if (bpf_map_update_elem(fd(kBackendStats), &id, zero.data(), BPF_NOEXIST) != 0 && errno != EEXIST)
+    throw_errno(errno, "writing counters of backend " + std::to_string(id));
+  if (bpf_map_update_elem(fd(kBackends), &id, &b, BPF_ANY) != 0)
+    throw_errno(errno, "writing backend " + std::to_string(id));
+}
+
+void DatapathMaps::delete_backend(uint32_t id) {
+  if (bpf_map_delete_elem(fd(kBackends), &id) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting backend " + std::to_string(id));
+  if (bpf_map_delete_elem(fd(kBackendStats), &id) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting counters of backend " + std::to_string(id));
+}
+
+uint64_t DatapathMaps::backend_connections(uint32_t id) const {
+  std::vector<ebpfnet_backend_stats> per_cpu(possible_cpus());
+  if (bpf_map_lookup_elem(fd(kBackendStats), &id, per_cpu.data()) != 0) return 0;
+  uint64_t n = 0;
+  for (const auto& s : per_cpu) n += s.connections;
+  return n;
 }
 
 void DatapathMaps::extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns) {

@@ -61,7 +61,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 3;
+constexpr int kStateVersion = 4;
 
 // ---- Writing
 
@@ -96,6 +96,24 @@ json to_json(const PublishRecord& p) {
   return {{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port}, {"port", p.port}};
 }
 
+json to_json(const ServiceRecord& v) {
+  json backends = json::array();
+  for (const auto& b : v.backends)
+    backends.push_back({{"id", b.id},
+                        {"endpoint", b.endpoint},
+                        {"port", b.port},
+                        {"weight", b.weight},
+                        {"draining", b.draining}});
+  return {{"name", v.name},
+          {"id", v.id},
+          {"proto", v.proto},
+          {"vip", v.vip ? json(v.vip->str()) : json(nullptr)},
+          {"port", v.port},
+          {"node_port", v.node_port},
+          {"affinity_s", v.affinity_s},
+          {"backends", backends}};
+}
+
 json to_json(const NodeState& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) eps.push_back(to_json(e));
@@ -106,6 +124,8 @@ json to_json(const NodeState& s) {
   for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
   json prefilter = json::array();
   for (const auto& c : s.prefilter) prefilter.push_back(c.str());
+  json services = json::array();
+  for (const auto& v : s.services) services.push_back(to_json(v));
   return {{"version", kStateVersion},
           {"name", s.name},
           {"sandbox", s.sandbox},
@@ -125,7 +145,10 @@ json to_json(const NodeState& s) {
           {"ct_timeouts", to_json(s.ct_timeouts)},
           {"ct_size", s.ct_size},
           {"policy_counters", to_json(s.policy_counters)},
-          {"prefilter", prefilter}};
+          {"prefilter", prefilter},
+          {"services", services},
+          {"service_counters",
+           {{"next_service", s.service_counters.next_service}, {"next_backend", s.service_counters.next_backend}}}};
 }
 
 json to_json(const Journal& j) {
@@ -172,9 +195,16 @@ json v2_to_v3(json j) {
   return j;
 }
 
+// Version 4: services (none before).
+json v3_to_v4(json j) {
+  if (!j.contains("services")) j["services"] = json::array();
+  if (!j.contains("service_counters")) j["service_counters"] = {{"next_service", 1}, {"next_backend", 1}};
+  return j;
+}
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -326,6 +356,21 @@ PublishRecord published_from(const Fields& p) {
   return {p.str("endpoint"), p.str("proto"), p.number<uint16_t>("target_port"), p.number<uint16_t>("port")};
 }
 
+ServiceRecord service_from(const Fields& f) {
+  ServiceRecord v;
+  v.name = f.str("name");
+  v.id = f.number<uint32_t>("id");
+  v.proto = f.str("proto");
+  if (!f.null("vip")) v.vip = f.ip("vip");
+  v.port = f.number<uint16_t>("port");
+  v.node_port = f.number<uint16_t>("node_port");
+  v.affinity_s = f.number<uint32_t>("affinity_s");
+  for (const Fields& b : f.list("backends"))
+    v.backends.push_back({b.number<uint32_t>("id"), b.str("endpoint"), b.number<uint16_t>("port"),
+                          b.number<uint32_t>("weight"), b.flag("draining")});
+  return v;
+}
+
 Journal journal_from(const json& doc) {
   Fields f(doc, "");
   Journal j;
@@ -365,6 +410,9 @@ NodeState state_from(const json& j) {
   s.ct_size = f.number<uint32_t>("ct_size");
   Fields c = f.object("policy_counters");
   s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
+  for (const Fields& v : f.list("services")) s.services.push_back(service_from(v));
+  Fields sc = f.object("service_counters");
+  s.service_counters = {sc.number<uint32_t>("next_service"), sc.number<uint32_t>("next_backend")};
   for (const std::string& p : f.strings("prefilter")) {
     auto cidr = Ipv4Cidr::parse(p);
     if (!cidr) throw f.bad("prefilter", "'" + p + "' is not a prefix");

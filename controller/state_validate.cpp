@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "ebpfnet/error.hpp"
@@ -135,6 +136,52 @@ void validate_prefilter(const NodeState& s) {
   if (!s.prefilter.empty() && !s.uplink) refuse("prefilter", "the node has no uplink to filter");
 }
 
+// What the datapath keys services by is unique: a vip:port, a node port
+// (which no published port may also hold); ids below their counters.
+void validate_services(const NodeState& s) {
+  Distinct<std::string> names;
+  Distinct<uint32_t> ids, backend_ids;
+  Distinct<std::tuple<std::string, uint32_t, uint16_t>> keys;  // proto, vip (0: node port), port
+  for (const auto& p : s.published) keys.add({p.proto, 0, p.port}, "published", p.proto + " port " + std::to_string(p.port));
+  for (size_t i = 0; i < s.services.size(); ++i) {
+    const ServiceRecord& v = s.services[i];
+    const std::string at = item("services", i);
+    check(at + "name", [&] { validate_name("service", v.name); });
+    names.add(v.name, at + "name", "'" + v.name + "'");
+    if (v.id == 0 || v.id >= s.service_counters.next_service)
+      refuse(at + "id", std::to_string(v.id) + " was not handed out (next is " +
+                            std::to_string(s.service_counters.next_service) + ")");
+    ids.add(v.id, at + "id", std::to_string(v.id));
+    if (v.proto != "tcp" && v.proto != "udp") refuse(at + "proto", "'" + printable(v.proto) + "' is not tcp or udp");
+    if (!v.vip && v.node_port == 0) refuse(at + "vip", "a service needs a virtual IP or a node port");
+    if (v.vip) {
+      if (s.cidr.contains(*v.vip)) refuse(at + "vip", v.vip->str() + " is inside the node's pool " + s.cidr.str());
+      if (v.vip->host() == 0) refuse(at + "vip", "0.0.0.0 is not a virtual IP");
+      if (v.port == 0) refuse(at + "port", "0 is not a port");
+      keys.add({v.proto, v.vip->host(), v.port}, at + "vip",
+               v.vip->str() + ":" + std::to_string(v.port) + "/" + v.proto);
+    }
+    if (v.node_port != 0)
+      keys.add({v.proto, 0, v.node_port}, at + "node_port", v.proto + " port " + std::to_string(v.node_port));
+    Distinct<std::pair<std::string, uint16_t>> targets;
+    for (size_t k = 0; k < v.backends.size(); ++k) {
+      const BackendRecord& b = v.backends[k];
+      const std::string bat = at + item("backends", k);
+      if (b.id == 0 || b.id >= s.service_counters.next_backend)
+        refuse(bat + "id", std::to_string(b.id) + " was not handed out (next is " +
+                               std::to_string(s.service_counters.next_backend) + ")");
+      backend_ids.add(b.id, bat + "id", std::to_string(b.id));
+      if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
+                       [&](const EndpointRecord& e) { return e.name == b.endpoint; }))
+        refuse(bat + "endpoint", "'" + printable(b.endpoint) + "' is not an endpoint of this node");
+      if (b.port == 0) refuse(bat + "port", "0 is not a port");
+      if (b.weight == 0 || b.weight > kMaxBackendWeight)
+        refuse(bat + "weight", std::to_string(b.weight) + " is not between 1 and " + std::to_string(kMaxBackendWeight));
+      targets.add({b.endpoint, b.port}, bat + "port", b.endpoint + ":" + std::to_string(b.port));
+    }
+  }
+}
+
 }  // namespace
 
 void validate_state(const NodeState& s, std::string_view node) {
@@ -154,6 +201,7 @@ void validate_state(const NodeState& s, std::string_view node) {
   validate_published(s);
   validate_routes(s);
   validate_prefilter(s);
+  validate_services(s);
   const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
                                                        {"tcp", s.ct_timeouts.tcp},
                                                        {"closing", s.ct_timeouts.closing},

@@ -131,6 +131,68 @@ struct {
 	__type(value, struct ebpfnet_prefilter_stats);
 } prefilter_stats SEC(".maps");
 
+/* Services (abi.h): what clients connect to, each service's Maglev table of
+ * active backends, and where each backend is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_SERVICES);
+	__type(key, struct ebpfnet_svc_key);
+	__type(value, struct ebpfnet_svc);
+} svc SEC(".maps");
+
+/* Written whole by the controller, then swapped in by one update of maglev. */
+struct maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EBPFNET_MAGLEV_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, EBPFNET_MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct maglev_table);
+} maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_backend);
+} backends SEC(".maps");
+
+/* Created by the controller with the backend: the datapath only updates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, EBPFNET_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_backend_stats);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ebpfnet_affinity_key);
+	__type(value, struct ebpfnet_affinity);
+} svc_affinity SEC(".maps");
+
+/* Connect-time balancing: the endpoints' namespaces, and per socket the
+ * service each backend it was sent to stands for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_ENDPOINTS);
+	__type(key, __u64);
+	__type(value, __be32);
+} sock_netns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ebpfnet_sock_revnat_key);
+	__type(value, struct ebpfnet_sock_revnat);
+} sock_revnat SEC(".maps");
+
 /* An array lookup with a constant key: the verifier inlines it into a few
  * instructions, so reading a slot per use costs next to nothing. */
 static __always_inline __u64 cfg(enum ebpfnet_cfg_slot slot)

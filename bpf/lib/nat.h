@@ -128,20 +128,22 @@ static __always_inline int starts_flow(const struct flow *f)
 	return f->key.proto != IPPROTO_TCP || is_syn(f);
 }
 
-/* Creates the flow of a connection to a published port: f arrives for the
- * uplink address and leaves for the endpoint behind it. Returns as
+/* Creates the flow of a connection to a published port or a service: f
+ * arrives for the address the client knows and leaves for the endpoint
+ * behind it. flags: EBPFNET_CT_F_SERVICE or 0, besides DNAT. Returns as
  * masquerade_create. */
-static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t, __u32 len,
-				       __u64 now, struct ebpfnet_ct_key *x)
+static __always_inline int dnat_create(const struct flow *f, const struct ebpfnet_pub_target *t, __u8 flags,
+				       __u32 len, __u64 now, struct ebpfnet_ct_key *x)
 {
+	flags |= EBPFNET_CT_F_DNAT;
 	*x = f->key;
 	x->daddr = t->ip;
 	x->dport = t->port;
 	/* An endpoint reaching its own published port would answer itself
 	 * directly; masquerading it too sends the answer back through here. */
 	if (f->key.saddr == t->ip)
-		return masquerade_create(f, len, now, x, EBPFNET_CT_F_DNAT | EBPFNET_CT_F_SNAT);
-	return ct_created(ct_create(&f->key, x, EBPFNET_CT_F_DNAT, len, now, is_syn(f)), EBPFNET_CT_F_DNAT, x, 1);
+		return masquerade_create(f, len, now, x, flags | EBPFNET_CT_F_SNAT);
+	return ct_created(ct_create(&f->key, x, flags, len, now, is_syn(f)), flags, x, 1);
 }
 
 /* Why masquerade_create or dnat_create failed, as a drop reason. */

@@ -10,6 +10,12 @@
 #define EBPFNET_MAX_PUBLISHED 4096
 /* Entries of each prefilter deny map (addresses, prefixes). */
 #define EBPFNET_MAX_PREFILTER 16384
+/* Service keys (a virtual IP or a node port each) and backends. */
+#define EBPFNET_MAX_SERVICES 65536
+#define EBPFNET_MAX_BACKENDS 65536
+/* Slots of a service's Maglev table: a prime (Maglev needs one), Cilium's
+ * default, so a change of one backend moves few other flows. */
+#define EBPFNET_MAGLEV_SIZE 16381
 /* Slots for drop counters: more than there are reasons, so adding a reason
  * keeps the layout of pinned counter maps. */
 #define EBPFNET_DROP_SLOTS 16
@@ -29,7 +35,8 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_TTL_EXCEEDED = 9,     /* a flow's packet from outside with no hop left */
 	EBPFNET_DROP_POLICY_DENY = 10,     /* a policy rule denied the connection */
 	EBPFNET_DROP_POLICY_DEFAULT = 11,  /* no policy rule matched and the direction's default is deny */
-	EBPFNET_DROP_REASON_MAX = 12,
+	EBPFNET_DROP_NO_BACKEND = 12,      /* a new connection to a service with no active backend */
+	EBPFNET_DROP_REASON_MAX = 13,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the
@@ -55,8 +62,8 @@ struct ebpfnet_ep_stats {
 /* The version of the pinned datapath's map ABI: raised whenever a map's
  * layout or meaning changes, so `attach` knows to migrate, and a binary older
  * than the pinned datapath refuses to touch it. 1: the layout before slots.
- * 3: the prefilter maps. */
-#define EBPFNET_ABI_VERSION 3
+ * 3: the prefilter maps. 4: the service maps. */
+#define EBPFNET_ABI_VERSION 4
 
 /* The node's runtime configuration: the array map "config" of u64 slots,
  * written by attach. Append only: a new setting is a new slot, so the pinned
@@ -75,7 +82,9 @@ enum ebpfnet_cfg_slot {
 	EBPFNET_CFG_CT_TIMEOUT_UDP = 10,
 	EBPFNET_CFG_CT_TIMEOUT_ICMP = 11,
 	EBPFNET_CFG_POLICIES = 12,       /* endpoints with a policy; 0 skips the ep_policy lookups */
-	EBPFNET_CFG_SLOT_COUNT = 13,
+	EBPFNET_CFG_SERVICES = 13,       /* service keys; 0 skips the svc lookups and lets same-node
+					  * traffic skip conntrack (no reply needs a reverse NAT) */
+	EBPFNET_CFG_SLOT_COUNT = 14,
 };
 /* Room to grow without a new layout. */
 #define EBPFNET_CFG_SLOTS 64
@@ -104,6 +113,8 @@ enum ebpfnet_ct_state {
  * TIME_WAIT after the flow closes; a masquerade port is not handed to another
  * connection to it meanwhile. */
 #define EBPFNET_CT_F_PEER_WAITS 0x8
+/* The flow reached a service: xlate holds the backend it was balanced to. */
+#define EBPFNET_CT_F_SERVICE 0x10
 
 /* Value of the LRU map "ct": one entry per direction of a flow. */
 struct ebpfnet_ct_entry {
@@ -147,6 +158,76 @@ struct ebpfnet_prefix {
 struct ebpfnet_prefilter_stats {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Services. The hash "svc" maps what a client connects to (a virtual IP,
+ * or a node port: addr 0 stands for the uplink's address) to the service.
+ * Each service has a Maglev table (the hash of maps "maglev", key: service
+ * id, value: an array of EBPFNET_MAGLEV_SIZE backend ids) holding only its
+ * active backends, weighted; the hash "backends" (key: backend id) says
+ * where each one is. A new connection takes the slot its flow hashes to
+ * (per packet at tc) or a random one (at connect), so every node picks the
+ * same backend for a flow and a backend change moves few others. A
+ * draining backend is in "backends" but no longer in the table: its
+ * connections continue, no new one reaches it. */
+struct ebpfnet_svc_key {
+	__be32 addr;  /* virtual IP; 0: a node port on the uplink's address */
+	__be16 port;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct ebpfnet_svc {
+	__u32 id;          /* key of maglev and svc_affinity */
+	__u32 affinity_s;  /* session affinity by client address: its timeout; 0: none */
+};
+
+enum ebpfnet_backend_state {
+	EBPFNET_BACKEND_ACTIVE = 0,
+	EBPFNET_BACKEND_DRAINING = 1,  /* existing connections only */
+};
+
+struct ebpfnet_backend {
+	__be32 ip;    /* an endpoint of the node */
+	__be16 port;
+	__u8 state;   /* enum ebpfnet_backend_state */
+	__u8 pad;
+	__u32 svc_id;
+};
+
+/* Per-CPU hash backend_stats (key: backend id), created with the backend. */
+struct ebpfnet_backend_stats {
+	__u64 connections;  /* new connections balanced to it */
+};
+
+/* LRU svc_affinity: a client's backend while it keeps coming back. */
+struct ebpfnet_affinity_key {
+	__u32 svc_id;
+	__be32 client;
+};
+
+struct ebpfnet_affinity {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 last_ns;  /* ct_now() of the last connection */
+};
+
+/* Connect-time balancing (cgroup socket hooks) acts only on sockets of the
+ * node's endpoints: the hash sock_netns maps the network namespace cookie of
+ * each endpoint to its IPv4. The LRU sock_revnat remembers, per socket,
+ * which service address a backend stands for, so getpeername and the
+ * source of UDP replies show the service. */
+struct ebpfnet_sock_revnat_key {
+	__u64 cookie;  /* bpf_get_socket_cookie() */
+	__be32 addr;   /* the backend */
+	__be16 port;
+	__u16 pad;
+};
+
+struct ebpfnet_sock_revnat {
+	__be32 addr;   /* the service */
+	__be16 port;
+	__u16 pad;
 };
 
 /* Network policy. Each endpoint with a policy has an ep_policy entry (key:

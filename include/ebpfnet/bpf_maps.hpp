@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -33,11 +34,13 @@ struct EndpointStats {
 };
 
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
-// Append only: a map of a newer ABI goes at the end (ABI 3: the prefilter's).
-inline constexpr std::array<const char*, 16> kMapNames = {
-    "ep_by_ip",  "ep_by_ifindex", "ep_stats",    "drop_stats", "config",         "ct",
-    "published", "routed",        "ep_policy",   "policy_cidr", "policy_port",   "monitor",
-    "events",    "prefilter_addr", "prefilter_cidr", "prefilter_stats"};
+// Append only: a map of a newer ABI goes at the end (ABI 3: the prefilter's,
+// ABI 4: the services').
+inline constexpr std::array<const char*, 23> kMapNames = {
+    "ep_by_ip",  "ep_by_ifindex",  "ep_stats",       "drop_stats",      "config",       "ct",
+    "published", "routed",         "ep_policy",      "policy_cidr",     "policy_port",  "monitor",
+    "events",    "prefilter_addr", "prefilter_cidr", "prefilter_stats", "svc",          "maglev",
+    "backends",  "backend_stats",  "svc_affinity",   "sock_netns",      "sock_revnat"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 constexpr size_t map_index(std::string_view name) {
@@ -51,14 +54,15 @@ enum class Refill {
   state,     // rewritten from node state: endpoints, published ports, routes, policy, config
   flows,     // copied entry by entry (conntrack): refused when the layouts cannot be converted
   counters,  // copied when key and value keep their size, else they start at zero
-  none,      // starts empty: monitor deadlines, the event ring
+  none,      // starts empty: monitor deadlines, the event ring, session affinity
 };
 inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
     Refill::state, Refill::state, Refill::counters, Refill::counters, Refill::state, Refill::flows,
     Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
-    Refill::none,  Refill::state, Refill::state,    Refill::counters};
+    Refill::none,  Refill::state, Refill::state,    Refill::counters, Refill::state, Refill::state,
+    Refill::state, Refill::counters, Refill::none,  Refill::state,    Refill::counters};
 // The first ABI version that has each map: attach upgrades a datapath that lacks them.
-constexpr uint32_t map_since_abi(size_t i) { return i >= 13 ? 3 : 1; }
+constexpr uint32_t map_since_abi(size_t i) { return i >= 16 ? 4 : i >= 13 ? 3 : 1; }
 
 // The entries of a hash map or a trie, whatever its layout: walks the keys
 // (key_size from the map's info), so maps of another ABI are counted too.
@@ -151,6 +155,22 @@ class DatapathMaps {
   void put_prefilter(const Ipv4Cidr& c);
   void delete_prefilter(const Ipv4Cidr& c);
   PrefilterCount prefilter_count(const Ipv4Cidr& c) const;
+
+  // Services (abi.h). A service's Maglev table is written whole into a new
+  // inner map that one update of maglev swaps in; an empty table removes
+  // it (the service has no active backend). A backend's counters are
+  // created with it (kept when it has some) and go with it.
+  void put_service(const ebpfnet_svc_key& key, const ebpfnet_svc& s);
+  void delete_service(const ebpfnet_svc_key& key);
+  void put_maglev(uint32_t svc_id, std::span<const uint32_t> table);
+  std::vector<uint32_t> maglev(uint32_t svc_id) const;  // empty: none
+  void put_backend(uint32_t id, const ebpfnet_backend& b);
+  void delete_backend(uint32_t id);
+  uint64_t backend_connections(uint32_t id) const;
+  // Removes the flows balanced to a service (both entries) for which gone()
+  // says yes, given the tuple the client addressed and the one it leaves as.
+  size_t ct_forget_service_flows(
+      const std::function<bool(const ebpfnet_ct_key& addressed, const ebpfnet_ct_key& xlate)>& gone);
 
   // Moves the monitor deadlines (CLOCK_MONOTONIC ns) to at least these; 0
   // leaves a deadline as it is, so monitors of either kind coexist.

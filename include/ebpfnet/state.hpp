@@ -81,6 +81,38 @@ struct PublishRecord {
   uint16_t port = 0;
 };
 
+// Backend weights: relative shares of a service's Maglev table.
+inline constexpr uint32_t kMaxBackendWeight = 100;
+
+// A backend of a service: an endpoint of the node and the port it serves.
+struct BackendRecord {
+  uint32_t id = 0;  // key of the backends map and its counters
+  std::string endpoint;
+  uint16_t port = 0;
+  uint32_t weight = 1;    // its share of new connections, relative to the others'
+  bool draining = false;  // keeps its connections, takes no new one
+};
+
+// A service: a virtual IP (vip:port), a node port on the uplink's address,
+// or both, balanced over its backends.
+struct ServiceRecord {
+  std::string name;
+  uint32_t id = 0;           // key of its Maglev table and its affinity entries
+  std::string proto;         // "tcp" or "udp"
+  std::optional<Ipv4> vip;
+  uint16_t port = 0;         // of the vip
+  uint16_t node_port = 0;    // 0: none
+  uint32_t affinity_s = 0;   // session affinity by client address: its timeout; 0: none
+  std::vector<BackendRecord> backends;
+};
+
+// Ids for services and backends; never reused, so a new backend never
+// inherits an old one's counters, affinity entries or flows.
+struct ServiceIdCounters {
+  uint32_t next_service = 1;
+  uint32_t next_backend = 1;
+};
+
 // Seconds a conntrack entry lives after its last packet, by state.
 struct CtTimeouts {
   uint32_t syn = 60;          // TCP before the handshake completes
@@ -111,6 +143,8 @@ struct NodeState {
   // Sources the uplink's XDP prefilter drops: prefixes, and addresses as /32;
   // none overlaps another.
   std::vector<Ipv4Cidr> prefilter;
+  std::vector<ServiceRecord> services;
+  ServiceIdCounters service_counters;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy

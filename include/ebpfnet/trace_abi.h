@@ -34,6 +34,8 @@ enum ebpfnet_trace_code {
 	EBPFNET_TRACE_ROUTED = 13,       /* redirect out of arg0; result 1 when the kernel resolves the neighbour */
 	EBPFNET_TRACE_ARP_REPLY = 14,    /* the gateway's ARP reply back to the sender (arg0 its veth) */
 	EBPFNET_TRACE_DROP = 15,         /* result the drop reason; arg0 the endpoint counted for (IPv4), 0: node */
+	EBPFNET_TRACE_SERVICE = 16,      /* a service was addressed: arg0 its id; result 1 a backend was
+					  * picked (arg1 its id, arg2 its IPv4), 0 none is active */
 };
 
 enum ebpfnet_trace_pass {
