@@ -19,6 +19,7 @@
 #include "pins.hpp"
 #include "policy.hpp"
 #include "prefilter.hpp"
+#include "services.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::datapath {
@@ -34,6 +35,7 @@ void refill(const Node& node, const NodeState& st, Datapath& dp) {
   endpoints::refill(node, st, dp.maps());
   policies::refill(st, dp.maps());
   prefilter::refill(st, dp.maps());
+  services::refill(st, dp.maps());
 }
 
 struct Switched {

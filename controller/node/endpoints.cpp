@@ -16,6 +16,7 @@
 #include "marks.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
+#include "services.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::endpoints {
@@ -270,6 +271,9 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
   Netlink nl = Netlink::in(nodens);
   // Each endpoint's node-side veth, when it is still the one it made.
   std::vector<int> veths;
+  std::set<std::string> names;
+  for (const auto& e : es) names.insert(e.name);
+  services::forget_endpoints(txn, names, maps);
   for (const auto& e : es) {
     uplink::unpublish_endpoint(txn, e, maps);
     // A planned record (a killed add's) has no ifindex yet: its veth, if it

@@ -13,6 +13,7 @@
 #include "policy.hpp"
 #include "prefilter.hpp"
 #include "routes.hpp"
+#include "services.hpp"
 #include "status.hpp"
 #include "trace.hpp"
 #include "uplink.hpp"
@@ -134,6 +135,36 @@ void Node::prefilter_set(const std::vector<Ipv4Cidr>& entries) {
 std::vector<PrefilterCount> Node::prefilter() {
   NodeTxn txn(*this);
   return prefilter::list(txn);
+}
+
+void Node::service_add(const ServiceSpec& spec) {
+  NodeTxn txn(*this);
+  services::add(txn, spec);
+}
+
+void Node::service_del(const std::vector<std::string>& names) {
+  NodeTxn txn(*this);
+  services::del(txn, names);
+}
+
+void Node::service_backend(const std::string& service, const BackendSpec& backend) {
+  NodeTxn txn(*this);
+  services::set_backend(txn, service, backend);
+}
+
+void Node::service_drain(const std::string& service, const BackendRef& backend) {
+  NodeTxn txn(*this);
+  services::drain(txn, service, backend);
+}
+
+void Node::service_backend_del(const std::string& service, const BackendRef& backend) {
+  NodeTxn txn(*this);
+  services::remove_backend(txn, service, backend);
+}
+
+std::vector<ServiceView> Node::services() {
+  NodeTxn txn(*this);
+  return services::list(txn);
 }
 
 PolicySize Node::set_policy(const std::string& endpoint, const PolicySource& source) {

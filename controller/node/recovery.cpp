@@ -15,6 +15,7 @@
 #include "pins.hpp"
 #include "policy.hpp"
 #include "prefilter.hpp"
+#include "services.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::recovery {
@@ -88,9 +89,11 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   gone += prune<ebpfnet_policy_port_key>(
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
   gone += prefilter::prune(st, maps);
+  gone += services::prune(st, maps);
   endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
   prefilter::refill(st, maps);
+  services::refill(st, maps);
   uplink::write_config(txn, maps);
   // The uplink's XDP link follows the deny list (a killed prefilter add or
   // del may have attached or detached it before the state said so).

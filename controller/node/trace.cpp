@@ -44,6 +44,17 @@ class Names {
     std::string name = nl_.name_of(static_cast<int>(ifindex));
     return name.empty() ? "ifindex " + std::to_string(ifindex) : name;
   }
+  std::string service_name(uint32_t id) const {
+    for (const auto& v : st_.services)
+      if (v.id == id) return v.name;
+    return "service " + std::to_string(id);
+  }
+  std::string backend_name(uint32_t service_id, uint32_t backend_id) const {
+    for (const auto& v : st_.services)
+      for (const auto& b : v.backends)
+        if (v.id == service_id && b.id == backend_id) return b.endpoint + ":" + std::to_string(b.port);
+    return "backend " + std::to_string(backend_id);
+  }
   // "ingress of db: rule 2 "deny tcp 5432 from 10.240.0.0/24"" or "egress of web: default deny".
   std::string rule(uint32_t dir_raw, __be32 ip, uint32_t rule) const {
     const PolicyDir dir = dir_raw == EBPFNET_INGRESS ? PolicyDir::ingress : PolicyDir::egress;
@@ -184,9 +195,11 @@ TraceStep name_step(const ebpfnet_trace_step& s, const Names& names) {
     case EBPFNET_TRACE_CT_CREATE: {
       t.stage = "conntrack";
       const bool snat = a0 & EBPFNET_CT_F_SNAT, dnat = a0 & EBPFNET_CT_F_DNAT;
-      const std::string kind = snat && dnat ? "hairpin (published port, masqueraded)"
+      const bool svc = a0 & EBPFNET_CT_F_SERVICE;
+      const std::string to = svc ? "service" : "published port";
+      const std::string kind = snat && dnat ? "hairpin (" + to + ", masqueraded)"
                                : snat       ? "masquerade"
-                               : dnat       ? "published port"
+                               : dnat       ? to
                                             : "tracked, untranslated";
       if (s.result == 0) {
         t.result = "would create";
@@ -250,6 +263,15 @@ TraceStep name_step(const ebpfnet_trace_step& s, const Names& names) {
       t.stage = "arp";
       t.result = "reply";
       t.detail = "the gateway's ARP reply goes back out of " + names.ifname(a0);
+      break;
+    case EBPFNET_TRACE_SERVICE:
+      t.stage = "service";
+      t.result = s.result ? names.backend_name(a0, a1) : "no active backend";
+      t.detail = names.service_name(a0) + (s.result ? ": balanced to backend " + names.backend_name(a0, a1) + " (" +
+                                                          Ipv4::from_be(a2).str() + ")"
+                                                    : ": no active backend takes a new connection");
+      field("service", names.service_name(a0));
+      if (s.result) field("backend", names.backend_name(a0, a1));
       break;
     case EBPFNET_TRACE_DROP:
       t.stage = "drop";

@@ -9,6 +9,7 @@
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "endpoints.hpp"
+#include "services.hpp"
 #include "marks.hpp"
 
 namespace ebpfnet::uplink {
@@ -104,6 +105,7 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   cfg[EBPFNET_CFG_CT_TIMEOUT_UDP] = st.ct_timeouts.udp;
   cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
   cfg[EBPFNET_CFG_POLICIES] = st.policed_endpoints();
+  cfg[EBPFNET_CFG_SERVICES] = services::key_count(st);
   maps.write_config(cfg);
 }
 

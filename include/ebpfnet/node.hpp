@@ -15,6 +15,7 @@
 #include "ebpfnet/datapath.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/netns.hpp"
+#include "ebpfnet/services.hpp"
 #include "ebpfnet/state.hpp"
 
 namespace ebpfnet {
@@ -221,6 +222,15 @@ class Node {
   // Makes the list exactly entries (apply); checked as prefilter_add checks.
   void prefilter_set(const std::vector<Ipv4Cidr>& entries);
   std::vector<PrefilterCount> prefilter();
+
+  // Services (include/ebpfnet/services.hpp): virtual IPs and node ports
+  // balanced over endpoints of the node. Each call is all or none.
+  void service_add(const ServiceSpec& spec);
+  void service_del(const std::vector<std::string>& names);
+  void service_backend(const std::string& service, const BackendSpec& backend);
+  void service_drain(const std::string& service, const BackendRef& backend);
+  void service_backend_del(const std::string& service, const BackendRef& backend);
+  std::vector<ServiceView> services();
 
   // Network policy. set_policy replaces the endpoint's policy atomically:
   // new rule sets beside the old, one switch.

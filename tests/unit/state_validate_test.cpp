@@ -53,6 +53,10 @@ NodeState rich() {
   s.policy_counters = {3, 4};
   s.uplink->xdp = XdpMode::native;
   s.prefilter = {*Ipv4Cidr::parse("203.0.113.0/24"), *Ipv4Cidr::parse("198.51.100.7/32")};
+  s.services = {{"api", 1, "tcp", Ipv4::parse("10.96.0.10"), 80, 30080, 0,
+                 {{1, "web", 8080, 1, false}, {2, "db", 8080, 2, true}}},
+                {"dns", 2, "udp", Ipv4::parse("10.96.0.53"), 53, 0, 60, {{3, "db", 53, 1, false}}}};
+  s.service_counters = {3, 4};
   return s;
 }
 
@@ -102,7 +106,13 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.ct_size, 65536u);
   EXPECT_EQ(s.policy_counters.next_class, 4u);
   EXPECT_EQ(s.prefilter.size(), 2u);
-  EXPECT_EQ(read().at("version"), 3);
+  ASSERT_EQ(s.services.size(), 2u);
+  EXPECT_EQ(s.services[0].node_port, 30080);
+  EXPECT_TRUE(s.services[0].backends[1].draining);
+  EXPECT_EQ(s.services[0].backends[1].weight, 2u);
+  EXPECT_EQ(s.services[1].affinity_s, 60u);
+  EXPECT_EQ(s.service_counters.next_backend, 4u);
+  EXPECT_EQ(read().at("version"), 4);
 }
 
 TEST_F(StateFile, RefusesABadPrefilter) {
@@ -204,18 +214,41 @@ TEST_F(StateFile, RefusesAMissingField) {
   expect_refused("version", [](json& j) { j["version"] = 0; });
 }
 
+TEST_F(StateFile, RefusesABadService) {
+  expect_refused("services[0].vip", [](json& j) { j["services"][0]["vip"] = "10.240.0.9"; });
+  expect_refused("services[0].vip", [](json& j) { j["services"][0]["vip"] = nullptr; j["services"][0]["node_port"] = 0; });
+  expect_refused("services[1].name", [](json& j) { j["services"][1]["name"] = "api"; });
+  expect_refused("services[1].id", [](json& j) { j["services"][1]["id"] = 1; });
+  expect_refused("services[1].id", [](json& j) { j["services"][1]["id"] = 9; });
+  expect_refused("services[0].proto", [](json& j) { j["services"][0]["proto"] = "sctp"; });
+  expect_refused("services[0].node_port", [](json& j) { j["services"][0]["node_port"] = 8080; });
+  expect_refused("services[1].vip", [](json& j) {
+    j["services"][1]["vip"] = "10.96.0.10";
+    j["services"][1]["port"] = 80;
+    j["services"][1]["proto"] = "tcp";
+  });
+  expect_refused("services[0].backends[0].endpoint", [](json& j) { j["services"][0]["backends"][0]["endpoint"] = "gone"; });
+  expect_refused("services[0].backends[1].id", [](json& j) { j["services"][0]["backends"][1]["id"] = 1; });
+  expect_refused("services[0].backends[0].weight", [](json& j) { j["services"][0]["backends"][0]["weight"] = 0; });
+  expect_refused("services[0].backends[1].port", [](json& j) {
+    j["services"][0]["backends"][1]["endpoint"] = "web";
+    j["services"][0]["backends"][1]["port"] = 8080;
+  });
+  expect_refused("service_counters", [](json& j) { j.erase("service_counters"); });
+}
+
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 4;
+  j["version"] = 5;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 4 state loaded";
+    FAIL() << "a version 5 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 4; this ebpfnet reads up to 3: upgrade ebpfnet");
+                                         ") has schema version 5; this ebpfnet reads up to 4: upgrade ebpfnet");
   }
 }
 
@@ -255,9 +288,10 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 3);
+  EXPECT_EQ(j.at("version"), 4);
   EXPECT_EQ(j.at("ct_size"), 262144);
   EXPECT_EQ(j.at("prefilter"), json::array());
+  EXPECT_EQ(j.at("services"), json::array());
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
 }
 
@@ -282,7 +316,7 @@ TEST(StateMigration, Version2LoadsWithAnEmptyPrefilter) {
   json j = json::parse(kVersion1);
   j["uplink"] = {{"ifname", "eth0"}, {"outside", "lab-out"}, {"tc_mode", "tcx"}};
   std::ofstream(store.dir() / "state.json") << j.dump();
-  store.save(store.load());  // now version 3
+  store.save(store.load());  // now the current version
   json v2 = json::parse(test::read_file(store.dir() / "state.json"));
   v2["version"] = 2;
   v2.erase("prefilter");
@@ -296,6 +330,24 @@ TEST(StateMigration, Version2LoadsWithAnEmptyPrefilter) {
   v2["prefilter"] = {"203.0.113.0/24"};
   std::ofstream(store.dir() / "state.json") << v2.dump();
   EXPECT_EQ(store.load().prefilter.size(), 1u);
+}
+
+// Version 3 (ABI 3's ebpfnet) had no services.
+TEST(StateMigration, Version3LoadsWithoutServices) {
+  test::TempStateDir dir;
+  StateStore store(dir.path(), "lab");
+  auto lock = store.lock(true);
+  std::ofstream(store.dir() / "state.json") << kVersion1;
+  store.save(store.load());
+  json v3 = json::parse(test::read_file(store.dir() / "state.json"));
+  v3["version"] = 3;
+  v3.erase("services");
+  v3.erase("service_counters");
+  std::ofstream(store.dir() / "state.json") << v3.dump();
+  NodeState s = store.load();
+  EXPECT_TRUE(s.services.empty());
+  EXPECT_EQ(s.service_counters.next_service, 1u);
+  EXPECT_EQ(s.service_counters.next_backend, 1u);
 }
 
 // A migrated file is validated like any other.

@@ -12,9 +12,10 @@ namespace {
 
 // Commands that change a node named by --node (node create and delete name
 // theirs otherwise; reading commands are not operations).
-constexpr std::array<std::string_view, 12> kCounted = {
-    "attach",    "endpoint add", "endpoint del", "expose",          "unexpose",      "route add",
-    "route del", "policy set",   "policy del",   "conntrack flush", "prefilter add", "prefilter del"};
+constexpr std::array<std::string_view, 17> kCounted = {
+    "attach",        "endpoint add",  "endpoint del",    "expose",        "unexpose",      "route add",
+    "route del",     "policy set",    "policy del",      "conntrack flush", "prefilter add", "prefilter del",
+    "service add",   "service del",   "service backend", "service drain", "service backend-del"};
 
 std::string command_of(const CLI::App& app) {
   std::string name;

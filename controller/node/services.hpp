@@ -1,0 +1,45 @@
+// Services: virtual IPs and node ports balanced over endpoints of the node.
+// The services live in the node's state; the maps follow it: one svc key
+// per address a client uses, one Maglev table per service holding its
+// active backends, one backends entry per backend.
+#pragma once
+
+#include <cstddef>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ebpfnet/node_txn.hpp"
+#include "ebpfnet/services.hpp"
+
+namespace ebpfnet::services {
+
+// Adds a service with its backends. Refused (nothing written): a name or
+// an address a service has, a virtual IP inside the node's pool, equal to
+// an endpoint, the gateway or the uplink's address; a node port that is
+// published or in the masquerade range, or without an uplink; a backend
+// that is no endpoint, given twice, or without a port where the service
+// has no virtual IP to take it from; ports out of range; too many.
+void add(NodeTxn& txn, const ServiceSpec& spec);
+void del(NodeTxn& txn, const std::vector<std::string>& names);
+// Adds a backend, or changes its weight, or makes a draining one active.
+void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& b);
+// A draining backend keeps its connections and takes no new one.
+void drain(NodeTxn& txn, const std::string& service, const BackendRef& b);
+// Removes a backend; its connections through the service end.
+void remove_backend(NodeTxn& txn, const std::string& service, const BackendRef& b);
+std::vector<ServiceView> list(NodeTxn& txn);
+
+// Takes the endpoints that go away out of every service (their flows go
+// with their addresses). maps nullptr: the datapath is not attached.
+void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, DatapathMaps* maps);
+
+// The svc keys the state holds, for the config slot that turns the lookups on.
+size_t key_count(const NodeState& st);
+// Writes every service of the state (backends, tables, keys).
+void refill(const NodeState& st, DatapathMaps& maps);
+// Keys, tables and backends the state does not name go, and the flows of
+// backends it no longer has.
+size_t prune(const NodeState& st, DatapathMaps& maps);
+
+}  // namespace ebpfnet::services

@@ -1,0 +1,244 @@
+// Services with real traffic on a sandbox node: a virtual IP answered by
+// every backend, a node port from outside, UDP replies from the virtual IP,
+// draining that keeps an open connection, backends leaving with their
+// endpoints, bad input refused with nothing changed.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "connection.hpp"
+#include "ebpfnet/netns.hpp"
+#include "support.hpp"
+
+namespace ebpfnet {
+namespace {
+
+using nlohmann::json;
+using test::Child;
+using test::CmdResult;
+using test::SandboxNode;
+
+const Ipv4 kVip = *Ipv4::parse("10.96.0.10");
+const Ipv4 kUplink = *Ipv4::parse(kSandboxUplinkIp);
+constexpr uint16_t kVipPort = 80, kBackendPort = 8080, kNodePort = 30080;
+
+json cli_json(SandboxNode& sb, const std::vector<std::string>& args) {
+  std::vector<std::string> full = {"-o", "json"};
+  full.insert(full.end(), args.begin(), args.end());
+  CmdResult r = sb.cli(full, 30);
+  if (r.code != 0) throw std::runtime_error("ebpfnet " + test::joined(args) + ": " + r.err);
+  return json::parse(r.out);
+}
+
+void ok(SandboxNode& sb, const std::vector<std::string>& args) {
+  CmdResult r = sb.cli(args, 30);
+  ASSERT_EQ(r.code, 0) << test::joined(args) << ": " << r.err;
+}
+
+// A TCP server in ns that answers every connection with its name and the
+// client's address, then closes.
+std::unique_ptr<Child> name_server(const std::string& ns, const std::string& name) {
+  auto c = std::make_unique<Child>(std::vector<std::string>{
+      "ip", "netns", "exec", ns, "socat", "-T5", "TCP-LISTEN:" + std::to_string(kBackendPort) + ",reuseaddr,fork",
+      "SYSTEM:echo " + name + " $SOCAT_PEERADDR"});
+  if (!test::listening(ns, "-t", kBackendPort)) throw std::runtime_error("server in " + ns + " did not come up");
+  return c;
+}
+
+// One connection from ns to dst:port: what the server said, "" when none
+// answered within 3 s.
+std::string ask(const Netns& ns, Ipv4 dst, uint16_t port) {
+  UniqueFd fd = test::socket_in(ns, SOCK_STREAM);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = dst.be();
+  a.sin_port = htons(port);
+  timeval tv{3, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  std::string got;
+  char buf[128];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0;) got.append(buf, n);
+  while (!got.empty() && got.back() == '\n') got.pop_back();
+  return got;
+}
+
+uint64_t connections(const json& list, const std::string& service) {
+  uint64_t n = 0;
+  for (const auto& s : list)
+    if (s.at("name") == service)
+      for (const auto& b : s.at("backends")) n += b.at("connections").get<uint64_t>();
+  return n;
+}
+
+class ServiceTraffic : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EBPFNET_REQUIRE_ROOT();
+    sb_.emplace("10.240.0.0/24", true, true, "", "sv");
+    ok(*sb_, {"endpoint", "add", c(), w1(), w2()});
+  }
+  std::string c() const { return sb_->name() + "-c"; }
+  std::string w1() const { return sb_->name() + "-w1"; }
+  std::string w2() const { return sb_->name() + "-w2"; }
+  std::string ip_of(const std::string& ep) {
+    for (const auto& e : cli_json(*sb_, {"endpoint", "list"}))
+      if (e.at("name") == ep) return e.at("ip");
+    return "";
+  }
+  std::optional<SandboxNode> sb_;
+};
+
+TEST_F(ServiceTraffic, VipReachesEveryBackendAndNodePortWorksFromOutside) {
+  auto s1 = name_server(w1(), "w1");
+  auto s2 = name_server(w2(), "w2");
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--node-port", "30080", "--backend",
+            w1() + ":8080", "--backend", w2() + ":8080,weight=3"});
+  const Netns client = Netns::open_named(c());
+  std::map<std::string, int> seen;
+  constexpr int kConnections = 40;
+  for (int i = 0; i < kConnections; ++i) seen[ask(client, kVip, kVipPort)]++;
+  const std::string cip = ip_of(c());
+  EXPECT_GT(seen["w1 " + cip], 0) << "the backend sees the client's own address";
+  EXPECT_GT(seen["w2 " + cip], seen["w1 " + cip]) << "w2 weighs three times w1";
+  EXPECT_EQ(seen["w1 " + cip] + seen["w2 " + cip], kConnections);
+
+  const Netns outside = Netns::open_named(sb_->outside());
+  for (int i = 0; i < 10; ++i) {
+    const std::string answer = ask(outside, kUplink, kNodePort);
+    EXPECT_NE(answer.find(" 198.18."), std::string::npos)
+        << "node-port connection " << i << " answered by a backend that sees the client's address: '" << answer
+        << "'";
+  }
+  EXPECT_EQ(connections(cli_json(*sb_, {"service", "list"}), "api"), uint64_t(kConnections + 10));
+}
+
+TEST_F(ServiceTraffic, UdpRepliesComeFromTheVip) {
+  const std::string wip = ip_of(w1());
+  // Bound to the endpoint's address, as a server that answers from it.
+  Child echo({"ip", "netns", "exec", w1(), "socat", "-T5", "UDP-RECVFROM:5353,bind=" + wip + ",fork",
+              "SYSTEM:read l; echo $l"});
+  ASSERT_TRUE(test::listening(w1(), "-u", 5353));
+  ok(*sb_, {"service", "add", "dns", kVip.str() + ":53/udp", "--backend", w1() + ":5353"});
+  UniqueFd fd = test::socket_in(Netns::open_named(c()), SOCK_DGRAM);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = kVip.be();
+  to.sin_port = htons(53);
+  const std::string msg = "hello\n";
+  ASSERT_EQ(::sendto(fd.get(), msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+            ssize_t(msg.size()));
+  ASSERT_TRUE(test::ready(fd.get(), POLLIN, 3000)) << "no UDP reply";
+  char buf[64];
+  sockaddr_in from{};
+  socklen_t len = sizeof from;
+  const ssize_t n = ::recvfrom(fd.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+  EXPECT_EQ(std::string(buf, std::max<ssize_t>(n, 0)), msg);
+  EXPECT_EQ(Ipv4::from_be(from.sin_addr.s_addr).str(), kVip.str());
+  EXPECT_EQ(ntohs(from.sin_port), 53);
+}
+
+TEST_F(ServiceTraffic, DrainKeepsAnOpenConnectionWhileNewOnesAvoidTheBackend) {
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080"});
+  const Netns client = Netns::open_named(c());
+  test::Connection held = test::connect_tcp("to w1 through the vip", client, kVip, kVipPort,
+                                            Netns::open_named(w1()), Ipv4(0), kBackendPort);
+  ASSERT_TRUE(held.echo());
+  auto s2 = name_server(w2(), "w2");
+  ok(*sb_, {"service", "backend", "api", w2() + ":8080"});
+  ok(*sb_, {"service", "drain", "api", w1()});
+  const json list = cli_json(*sb_, {"service", "list"});
+  EXPECT_EQ(list.at(0).at("backends").at(0).at("state"), "draining");
+  for (int i = 0; i < 15; ++i) ASSERT_EQ(ask(client, kVip, kVipPort).substr(0, 3), "w2 ") << "connection " << i;
+  EXPECT_TRUE(held.echo()) << "the drained backend's connection continues";
+
+  // Removing the backend ends its connections.
+  ok(*sb_, {"service", "backend-del", "api", w1() + ":8080"});
+  EXPECT_FALSE(held.echo()) << "a removed backend's connection must not continue";
+}
+
+TEST_F(ServiceTraffic, NoActiveBackendRefusesNewConnections) {
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp"});
+  EXPECT_EQ(ask(Netns::open_named(c()), kVip, kVipPort), "");
+  const json eps = cli_json(*sb_, {"endpoint", "list"});
+  const json node = cli_json(*sb_, {"status"});
+  uint64_t counted = node.at("node_drops").value("no-backend", 0);
+  for (const auto& e : eps)
+    if (e.at("name") == c()) counted += e.at("stats").at("drops").value("no-backend", 0);
+  EXPECT_GE(counted, 1u) << "the refusal is counted as no-backend";
+}
+
+TEST_F(ServiceTraffic, DeletedEndpointLeavesItsServices) {
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080", "--backend",
+            w2() + ":8080"});
+  auto s2 = name_server(w2(), "w2");
+  ok(*sb_, {"endpoint", "del", w1()});
+  const json list = cli_json(*sb_, {"service", "list"});
+  ASSERT_EQ(list.at(0).at("backends").size(), 1u);
+  EXPECT_EQ(list.at(0).at("backends").at(0).at("endpoint"), w2());
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(ask(Netns::open_named(c()), kVip, kVipPort).substr(0, 3), "w2 ");
+  ok(*sb_, {"service", "del", "api"});
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}), json::array());
+  EXPECT_NE(ask(Netns::open_named(c()), kVip, kVipPort).substr(0, 3), "w2 ") << "a deleted service answers no more";
+}
+
+struct BadCase {
+  std::vector<std::string> args;
+  int code;
+  std::string says;
+};
+
+TEST_F(ServiceTraffic, BadInputIsRefusedWithNothingChanged) {
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--node-port", "30080", "--backend", w1() + ":8080"});
+  ok(*sb_, {"expose", w2(), "80/tcp", "--port", "8081"});
+  const std::string ep_ip = ip_of(c());
+  const BadCase cases[] = {
+      {{"service", "add", "x", "10.240.0.77:80/tcp"}, 2, "inside the node's pool"},
+      {{"service", "add", "x", ep_ip + ":80/tcp"}, 2, "inside the node's pool"},
+      {{"service", "add", "x", "10.240.0.1:80/tcp"}, 2, "inside the node's pool"},
+      {{"service", "add", "x", kUplink.str() + ":80/tcp"}, 2, "uplink's address"},
+      {{"service", "add", "x", "127.0.0.1:80/tcp"}, 2, "not a unicast address"},
+      {{"service", "add", "api", "10.96.0.11:80/tcp"}, 4, "already exists"},
+      {{"service", "add", "x", kVip.str() + ":80/tcp"}, 4, "is service 'api'"},
+      {{"service", "add", "x", "10.96.0.12:0/tcp"}, 2, "not a port"},
+      {{"service", "add", "x", "10.96.0.12:70000"}, 2, "not a port"},
+      {{"service", "add", "x", "10.96.0.12:80/sctp"}, 2, "not tcp or udp"},
+      {{"service", "add", "x", "10.96.0.300:80"}, 2, "not an IPv4 address"},
+      {{"service", "add", "x"}, 2, "needs a virtual IP"},
+      {{"service", "add", "x", "--node-port", "30080"}, 4, "is service 'api'"},
+      {{"service", "add", "x", "--node-port", "8081"}, 4, "is published"},
+      {{"service", "add", "x", "--node-port", "62000"}, 2, "masquerade range"},
+      {{"service", "add", "x", "10.96.0.12:80", "--backend", "nobody:80"}, 3, "does not exist"},
+      {{"service", "add", "x", "10.96.0.12:80", "--backend", w1(), "--backend", w1() + ":80"}, 2, "given twice"},
+      {{"service", "add", "x", "--node-port", "30081", "--backend", w1()}, 2, "needs a port"},
+      {{"service", "add", "x", "10.96.0.12:80", "--backend", w1() + ":80,weight=0"}, 2, "weight=N"},
+      {{"service", "add", "x", "10.96.0.12:80", "--backend", w1() + ":80,weight=101"}, 2, "weight=N"},
+      {{"service", "add", "x", "10.96.0.12:80", "--affinity", "100000"}, 2, "above the limit"},
+      {{"service", "add", "bad/name", "10.96.0.12:80"}, 2, "service"},
+      {{"service", "del", "nothing"}, 3, "does not exist"},
+      {{"service", "del", "api", "api"}, 2, "given twice"},
+      {{"service", "drain", "api", w2()}, 3, "is not a backend"},
+      {{"service", "drain", "nothing", w1()}, 3, "does not exist"},
+      {{"service", "backend-del", "api", w1() + ":9"}, 3, "is not a backend"},
+      {{"service", "backend", "api", "nobody:80"}, 3, "does not exist"},
+  };
+  const json before = cli_json(*sb_, {"service", "list"});
+  for (const auto& bad : cases) {
+    CmdResult r = sb_->cli(bad.args, 30);
+    EXPECT_EQ(r.code, bad.code) << test::joined(bad.args) << ": " << r.err;
+    EXPECT_NE(r.err.find(bad.says), std::string::npos) << test::joined(bad.args) << ": " << r.err;
+    test::expect_one_line_error(r);
+  }
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}), before) << "nothing changed";
+}
+
+}  // namespace
+}  // namespace ebpfnet
