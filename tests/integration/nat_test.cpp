@@ -106,13 +106,7 @@ CmdResult ping(const std::string& ns, Ipv4 dst) {
   return run_in(ns, {"ping", "-n", "-c1", "-W1", dst.str()}, 10);
 }
 
-json cli_json(SandboxNode& sb, const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"-o", "json"};
-  full.insert(full.end(), args.begin(), args.end());
-  CmdResult r = sb.cli(full, 30);
-  if (r.code != 0) throw std::runtime_error("ebpfnet " + args[0] + ": " + r.err);
-  return json::parse(r.out);
-}
+using test::cli_json;
 
 // `conntrack list` rows of one protocol.
 std::vector<json> flows(SandboxNode& sb, const std::string& proto) {

@@ -208,13 +208,7 @@ std::string ping_try(const Netns& from, Ipv4 dst, Ms timeout) {
   return probe_icmp(from, dst, timeout).ok ? "reply" : "timeout";
 }
 
-json cli_json(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s = 60) {
-  std::vector<std::string> full = {"-o", "json"};
-  full.insert(full.end(), args.begin(), args.end());
-  CmdResult r = sb.cli(full, timeout_s);
-  if (r.code != 0) throw std::runtime_error("ebpfnet " + test::joined(args) + ": " + r.err);
-  return json::parse(r.out);
-}
+using test::cli_json;
 
 void cli_ok(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s = 60) {
   CmdResult r = sb.cli(args, timeout_s);

@@ -70,13 +70,7 @@ std::vector<std::string> receive_all(int fd, int limit_ms) {
   return got;
 }
 
-json cli_json(SandboxNode& sb, const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"-o", "json"};
-  full.insert(full.end(), args.begin(), args.end());
-  CmdResult r = sb.cli(full, 30);
-  if (r.code != 0) throw std::runtime_error("ebpfnet " + test::joined(args) + ": " + r.err);
-  return json::parse(r.out);
-}
+using test::cli_json;
 
 // `prefilter list -o json` as entry -> dropped packets.
 std::map<std::string, uint64_t> drops(SandboxNode& sb) {

@@ -29,13 +29,7 @@ const Ipv4 kVip = *Ipv4::parse("10.96.0.10");
 const Ipv4 kUplink = *Ipv4::parse(kSandboxUplinkIp);
 constexpr uint16_t kVipPort = 80, kBackendPort = 8080, kNodePort = 30080;
 
-json cli_json(SandboxNode& sb, const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"-o", "json"};
-  full.insert(full.end(), args.begin(), args.end());
-  CmdResult r = sb.cli(full, 30);
-  if (r.code != 0) throw std::runtime_error("ebpfnet " + test::joined(args) + ": " + r.err);
-  return json::parse(r.out);
-}
+using test::cli_json;
 
 void ok(SandboxNode& sb, const std::vector<std::string>& args) {
   CmdResult r = sb.cli(args, 30);

@@ -228,6 +228,14 @@ CmdResult SandboxNode::cli(const std::vector<std::string>& args, int timeout_s) 
   return run(full, "", timeout_s);
 }
 
+nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s) {
+  std::vector<std::string> full = {"-o", "json"};
+  full.insert(full.end(), args.begin(), args.end());
+  CmdResult r = sb.cli(full, timeout_s);
+  if (r.code != 0) throw std::runtime_error("ebpfnet " + joined(args) + ": " + r.err);
+  return nlohmann::json::parse(r.out);
+}
+
 std::string step_name(const testing::TestParamInfo<std::string>& info) {
   std::string n = info.param;
   for (char& c : n)

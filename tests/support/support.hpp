@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ebpfnet/node.hpp"
 
 namespace ebpfnet::test {
@@ -108,6 +110,9 @@ class SandboxNode {
   std::string outside_;
   Node node_;
 };
+
+// ebpfnet -o json args... on sb, parsed; throws with the error when it fails.
+nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s = 60);
 
 // The whole file ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& p);
