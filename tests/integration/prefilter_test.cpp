@@ -343,14 +343,14 @@ TEST_F(Prefilter, AnAbi2NodeIsUpgradedAndGetsThePrefilter) {
 
   const json r = cli_json(*sb_, {"attach"});
   EXPECT_EQ(r["from_abi"], 2);
-  EXPECT_EQ(r["to_abi"], 3);
+  EXPECT_EQ(r["to_abi"], EBPFNET_ABI_VERSION);
   std::set<std::string> created;
   for (const auto& m : r["maps"])
     if (m["how"] == "created") created.insert(m["name"]);
   EXPECT_EQ(created, (std::set<std::string>{"prefilter_addr", "prefilter_cidr", "prefilter_stats"})) << r.dump();
   for (const auto& m : r["maps"]) EXPECT_EQ(m["how"], "created") << m.dump() << ": ABI 2's maps are reused";
   EXPECT_TRUE(conn.echo()) << "the established connection survives the upgrade";
-  EXPECT_EQ(json::parse(test::read_file(state_file))["version"], 3);
+  EXPECT_GE(json::parse(test::read_file(state_file))["version"].get<int>(), 3) << "the schema with the prefilter";
 
   ASSERT_EQ(sb_->cli({"prefilter", "add", kDeniedSrc.str()}).code, 0);
   EXPECT_EQ(from_outside("upgraded"), (std::vector<std::string>{"upgraded-other " + kOtherSrc.str()}));
