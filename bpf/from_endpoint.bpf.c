@@ -11,6 +11,7 @@
 #include "lib/icmp_err.h"
 #include "lib/policy.h"
 #include "lib/lb.h"
+#include "lib/reject.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -157,7 +158,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 	    ((pub = published_target(&f)) || (svc_rc = lb_target(&f, 0, now, &target, &backend)))) {
 		/* A published port or a node port, reached from this node. */
 		if (svc_rc < 0)
-			return drop(skb, st, EBPFNET_DROP_NO_BACKEND);
+			return refuse_no_backend(skb, st);
 		if (!pub)
 			pub = &target;
 		dst = bpf_map_lookup_elem(&ep_by_ip, &pub->ip);
@@ -176,7 +177,7 @@ static __always_inline int tracked_from_endpoint(struct __sk_buff *skb, struct c
 		 * backend as the destination. */
 		dst = svc_rc > 0 ? bpf_map_lookup_elem(&ep_by_ip, &target.ip) : NULL;
 		if (!dst)
-			return drop(skb, st, EBPFNET_DROP_NO_BACKEND);
+			return refuse_no_backend(skb, st);
 		if (policy_admit(skb, ep->ip, dst->ip, target.port, dst->ip, target.port, f.key.proto, &who) < 0)
 			return TC_ACT_SHOT;
 		nat_rc = dnat_create(&f, &target, EBPFNET_CT_F_SERVICE, skb->len, now, &x);

@@ -12,6 +12,7 @@
 #include "lib/icmp_err.h"
 #include "lib/policy.h"
 #include "lib/lb.h"
+#include "lib/reject.h"
 
 static __always_inline int to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
@@ -127,7 +128,7 @@ int from_uplink(struct __sk_buff *skb)
 		   ((pub = published_target(&f)) || (svc_rc = lb_target(&f, 0, now, &target, &backend)))) {
 		/* A published port, or a node port balanced among its backends. */
 		if (svc_rc < 0)
-			return drop(skb, NULL, EBPFNET_DROP_NO_BACKEND);
+			return refuse_no_backend(skb, NULL);
 		if (!pub)
 			pub = &target;
 		if (policy_admit(skb, f.key.saddr, f.key.daddr, f.key.dport, pub->ip, pub->port, f.key.proto, &who) < 0)

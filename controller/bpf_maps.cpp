@@ -455,6 +455,17 @@ void DatapathMaps::delete_backend(uint32_t id) {
     throw_errno(errno, "deleting counters of backend " + std::to_string(id));
 }
 
+void DatapathMaps::put_sock_netns(uint64_t cookie, Ipv4 endpoint) {
+  __be32 ip = endpoint.be();
+  if (bpf_map_update_elem(fd(kSockNetns), &cookie, &ip, BPF_ANY) != 0)
+    throw_errno(errno, "writing sock_netns entry of " + endpoint.str());
+}
+
+void DatapathMaps::delete_sock_netns(uint64_t cookie) {
+  if (bpf_map_delete_elem(fd(kSockNetns), &cookie) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting sock_netns entry " + std::to_string(cookie));
+}
+
 uint64_t DatapathMaps::backend_connections(uint32_t id) const {
   std::vector<ebpfnet_backend_stats> per_cpu(possible_cpus());
   if (bpf_map_lookup_elem(fd(kBackendStats), &id, per_cpu.data()) != 0) return 0;

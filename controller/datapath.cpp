@@ -49,14 +49,6 @@ void configure(Skeleton<from_endpoint_bpf>& fe, const DatapathConfig& cfg) {
     throw_errno(errno, "sizing the conntrack map");
 }
 
-// Every object declares the node's maps (bpf/lib/maps.h); all but the first
-// loaded take the first one's, so one set serves every program.
-void share_maps(bpf_object* obj, const MapFds& fds) {
-  for (size_t i = 0; i < kMapNames.size(); ++i)
-    if (bpf_map__reuse_fd(find_map(obj, kMapNames[i]), fds[i].get()) != 0)
-      throw_errno(errno, std::string("reusing map ") + kMapNames[i]);
-}
-
 MapFds dup_maps(bpf_object* obj) {
   MapFds fds;
   for (size_t i = 0; i < kMapNames.size(); ++i)
@@ -100,6 +92,12 @@ uint64_t fnv1a(uint64_t h, std::span<const unsigned char> bytes) {
 }
 
 }  // namespace
+
+void share_maps(bpf_object* obj, const DatapathMaps& maps) {
+  for (size_t i = 0; i < kMapNames.size(); ++i)
+    if (bpf_map__reuse_fd(find_map(obj, kMapNames[i]), maps.fd(i)) != 0)
+      throw_errno(errno, std::string("reusing map ") + kMapNames[i]);
+}
 
 std::string MapLayout::str() const {
   return std::string(map_type_name(type)) + " key " + std::to_string(key_size) + " value " +
@@ -159,20 +157,19 @@ Datapath Datapath::load(const DatapathConfig& cfg, const MapFds* reuse) {
       throw_errno(errno, std::string("reusing map ") + kMapNames[i]);
   }
   fe.load();
-  MapFds fds = dup_maps(fe->obj);
+  DatapathMaps maps(dup_maps(fe->obj));
 
   Skeleton<from_uplink_bpf> fu("from_uplink");
-  share_maps(fu->obj, fds);
+  share_maps(fu->obj, maps);
   fu.load();
 
   Skeleton<uplink_prefilter_bpf> up("uplink_prefilter");
-  share_maps(up->obj, fds);
+  share_maps(up->obj, maps);
   up.load();
 
   return Datapath(dup_fd(bpf_program__fd(fe->progs.from_endpoint), "from_endpoint"),
                   dup_fd(bpf_program__fd(fu->progs.from_uplink), "from_uplink"),
-                  dup_fd(bpf_program__fd(up->progs.uplink_prefilter), "uplink_prefilter"),
-                  DatapathMaps(std::move(fds)));
+                  dup_fd(bpf_program__fd(up->progs.uplink_prefilter), "uplink_prefilter"), std::move(maps));
 }
 
 MapFds Datapath::open_map_pins(const std::filesystem::path& dir) {

@@ -61,7 +61,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 4;
+constexpr int kStateVersion = 5;
 
 // ---- Writing
 
@@ -84,6 +84,7 @@ json to_json(const EndpointRecord& e) {
           {"host_ifname", e.host_ifname},
           {"host_ifindex", e.host_ifindex},
           {"host_mac", mac_str(e.host_mac)},
+          {"netns_cookie", e.netns_cookie},
           {"tc_mode", to_string(e.tc_mode)},
           {"container_id", e.container_id},
           {"cni_network", e.cni_network},
@@ -144,6 +145,7 @@ json to_json(const NodeState& s) {
           {"published", pubs},
           {"ct_timeouts", to_json(s.ct_timeouts)},
           {"ct_size", s.ct_size},
+          {"socket_lb", s.socket_lb},
           {"policy_counters", to_json(s.policy_counters)},
           {"prefilter", prefilter},
           {"services", services},
@@ -202,9 +204,24 @@ json v3_to_v4(json j) {
   return j;
 }
 
+// Version 5: connect-time balancing (on unless attach turned it off) and
+// each endpoint's namespace cookie (0: not known yet, learnt at the next
+// refill from its namespace).
+void fill_netns_cookies(json& endpoints) {
+  if (endpoints.is_array())
+    for (auto& e : endpoints)
+      if (e.is_object() && !e.contains("netns_cookie")) e["netns_cookie"] = 0;
+}
+
+json v4_to_v5(json j) {
+  if (!j.contains("socket_lb")) j["socket_lb"] = true;
+  if (j.contains("endpoints")) fill_netns_cookies(j["endpoints"]);
+  return j;
+}
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -337,6 +354,7 @@ EndpointRecord endpoint_from(const Fields& f) {
   e.host_ifname = f.str("host_ifname");
   e.host_ifindex = f.number<int>("host_ifindex");
   e.host_mac = f.mac("host_mac");
+  e.netns_cookie = f.number<uint64_t>("netns_cookie");
   e.tc_mode = f.mode("tc_mode");
   e.container_id = f.str("container_id");
   e.cni_network = f.str("cni_network");
@@ -371,7 +389,10 @@ ServiceRecord service_from(const Fields& f) {
   return v;
 }
 
-Journal journal_from(const json& doc) {
+Journal journal_from(json doc) {
+  // Journals carry no version: one a killed older ebpfnet wrote has
+  // endpoints without a namespace cookie (0 means not known).
+  if (doc.is_object() && doc.contains("adding")) fill_netns_cookies(doc["adding"]);
   Fields f(doc, "");
   Journal j;
   j.op = f.str("op");
@@ -408,6 +429,7 @@ NodeState state_from(const json& j) {
   s.ct_timeouts = {t.number<uint32_t>("syn"), t.number<uint32_t>("tcp"), t.number<uint32_t>("closing"),
                    t.number<uint32_t>("udp"), t.number<uint32_t>("icmp")};
   s.ct_size = f.number<uint32_t>("ct_size");
+  s.socket_lb = f.flag("socket_lb");
   Fields c = f.object("policy_counters");
   s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
   for (const Fields& v : f.list("services")) s.services.push_back(service_from(v));

@@ -20,6 +20,7 @@
 #include "policy.hpp"
 #include "prefilter.hpp"
 #include "services.hpp"
+#include "socket_lb.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::datapath {
@@ -31,11 +32,12 @@ std::string program_tag(const std::filesystem::path& pin) {
 }
 
 // Writes what node state puts in the maps (idempotent: a reused map holds it already).
-void refill(const Node& node, const NodeState& st, Datapath& dp) {
+void refill(const Node& node, NodeState& st, Datapath& dp) {
   endpoints::refill(node, st, dp.maps());
   policies::refill(st, dp.maps());
   prefilter::refill(st, dp.maps());
   services::refill(st, dp.maps());
+  socket_lb::refill(st, dp.maps());
 }
 
 struct Switched {
@@ -189,6 +191,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
   }
 
   if (opts.tc_mode) st.tc_mode = opts.tc_mode;
+  if (opts.socket_lb) st.socket_lb = *opts.socket_lb;
   for (const auto& spec : opts.ct_timeouts) set_ct_timeout(st.ct_timeouts, spec);
   st.ct_size = cfg.ct_size;
   if (opts.uplink) {
@@ -244,6 +247,8 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     r.links_repaired = switched.endpoints + (switched.uplink ? 1 : 0) + (switched.prefilter ? 1 : 0);
   }
   st.attached = true;
+  txn.step("socket-lb");
+  socket_lb::converge(txn, dp.maps(), r.loaded && old ? &old->maps() : nullptr);
   txn.commit();
   return r;
 }

@@ -12,6 +12,7 @@
 #include "ebpfnet/ipam.hpp"
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/netlink.hpp"
+#include "ebpfnet/sock_lb.hpp"
 #include "ebpfnet/tc_attach.hpp"
 #include "marks.hpp"
 #include "pins.hpp"
@@ -90,6 +91,7 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   Netns epns = rec.netns_owned ? Netns::open_named(rec.name) : Netns::open_spec(rec.netns);
   if (epns.same_as(nodens))
     throw Error(Errc::usage, "endpoint '" + rec.name + "' cannot live in the node's own namespace");
+  rec.netns_cookie = sock_lb::netns_cookie(epns);
   Netlink nl_ep = Netlink::in(epns);
   if (nl_ep.link(rec.ifname))
     throw Error(Errc::exists, "interface " + rec.ifname + " already exists in netns " + rec.netns);
@@ -138,7 +140,11 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
 
   txn.step("maps");
   dp.maps().put_endpoint(make_endpoint(rec.host_ifindex, rec.ip, rec.mac, rec.host_mac));
-  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip = rec.ip] { dp.maps().delete_endpoint(idx, ip); });
+  dp.maps().put_sock_netns(rec.netns_cookie, rec.ip);
+  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip = rec.ip, cookie = rec.netns_cookie] {
+    dp.maps().delete_sock_netns(cookie);
+    dp.maps().delete_endpoint(idx, ip);
+  });
 
   txn.step("attach");
   {
@@ -295,6 +301,12 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
     if (maps) {
       policies::remove_endpoint(txn.state(), e, *maps);
       maps->delete_endpoint(ifindex, e.ip);
+      // Endpoints may share a namespace (a container with two interfaces).
+      const auto& all = txn.state().endpoints;
+      if (e.netns_cookie && std::none_of(all.begin(), all.end(), [&](const EndpointRecord& o) {
+            return o.netns_cookie == e.netns_cookie && !names.count(o.name);
+          }))
+        maps->delete_sock_netns(e.netns_cookie);
     }
   }
   if (maps) {

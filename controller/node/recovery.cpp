@@ -16,6 +16,7 @@
 #include "policy.hpp"
 #include "prefilter.hpp"
 #include "services.hpp"
+#include "socket_lb.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet::recovery {
@@ -90,15 +91,18 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
   gone += prefilter::prune(st, maps);
   gone += services::prune(st, maps);
+  gone += socket_lb::prune(st, maps);
   endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
   prefilter::refill(st, maps);
   services::refill(st, maps);
+  socket_lb::refill(txn.state(), maps);
   uplink::write_config(txn, maps);
   // The uplink's XDP link follows the deny list (a killed prefilter add or
   // del may have attached or detached it before the state said so).
   if (UniqueFd prog(bpf_obj_get((txn.node().pin_dir() / "uplink_prefilter").c_str())); prog.valid())
     prefilter::converge_xdp(txn, prog.get(), -1, false);
+  socket_lb::converge(txn, maps);
   if (gone) spdlog::info("node {}: {} map entries the state does not hold removed", txn.node().name(), gone);
 }
 

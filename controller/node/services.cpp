@@ -13,6 +13,7 @@
 #include "ebpfnet/maglev.hpp"
 #include "ebpfnet/names.hpp"
 #include "endpoints.hpp"
+#include "socket_lb.hpp"
 #include "uplink.hpp"
 
 namespace ebpfnet {
@@ -296,6 +297,8 @@ void add(NodeTxn& txn, const ServiceSpec& spec) {
   st.services.push_back(v);
   txn.step("config");
   write_config(txn);
+  txn.step("socket-lb");
+  socket_lb::converge(txn, maps);
   txn.commit();
   spdlog::info("node {}: service {} added with {} backends", txn.node().name(), v.name, v.backends.size());
 }
@@ -320,7 +323,11 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
     }
     std::erase_if(st.services, [&](const ServiceRecord& s) { return s.name == v.name; });
   }
-  if (maps) write_config(txn);
+  if (maps) {
+    write_config(txn);
+    txn.step("socket-lb");
+    socket_lb::converge(txn, *maps);
+  }
   txn.commit();
 }
 

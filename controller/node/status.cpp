@@ -9,6 +9,7 @@
 #include "ebpfnet/xdp_attach.hpp"
 #include "endpoints.hpp"
 #include "pins.hpp"
+#include "socket_lb.hpp"
 
 namespace ebpfnet::status {
 
@@ -76,6 +77,7 @@ NodeStatus read(NodeTxn& txn) {
     }
   }
   for (const auto& l : Netlink::in(node.netns()).links("bridge")) s.bridges.push_back(l.name);
+  s.socket_lb = socket_lb::status(node, s.state);
   return s;
 }
 

@@ -172,6 +172,11 @@ class DatapathMaps {
   size_t ct_forget_service_flows(
       const std::function<bool(const ebpfnet_ct_key& addressed, const ebpfnet_ct_key& xlate)>& gone);
 
+  // Connect-time balancing: which network namespaces are the endpoints'
+  // (their cookies), so the socket hooks touch no other socket.
+  void put_sock_netns(uint64_t cookie, Ipv4 endpoint);
+  void delete_sock_netns(uint64_t cookie);
+
   // Moves the monitor deadlines (CLOCK_MONOTONIC ns) to at least these; 0
   // leaves a deadline as it is, so monitors of either kind coexist.
   void extend_monitor(uint64_t drops_until_ns, uint64_t flows_until_ns);

@@ -12,6 +12,8 @@
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/ipv4.hpp"
 
+struct bpf_object;
+
 namespace ebpfnet {
 
 inline constexpr uint32_t kDefaultCtSize = 262144;
@@ -95,6 +97,10 @@ class Datapath {
   UniqueFd uplink_prefilter_;
   DatapathMaps maps_;
 };
+
+// Every BPF object declares all the node's maps (bpf/lib/maps.h): before it
+// loads, this makes it use maps' instead of creating its own.
+void share_maps(bpf_object* obj, const DatapathMaps& maps);
 
 // Mounts bpffs on /sys/fs/bpf when nothing is mounted there; throws
 // Errc::environment when that is impossible.

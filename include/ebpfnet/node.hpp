@@ -50,6 +50,7 @@ struct AttachOptions {
   std::optional<std::string> uplink; // the node's way out (production: its eth0)
   std::vector<std::string> ct_timeouts;  // NAME=SECONDS; the others keep their values
   std::optional<uint32_t> ct_size;       // conntrack entries; a change migrates the flows
+  std::optional<bool> socket_lb;         // connect-time service balancing (default on)
   bool dry_run = false;                  // say what would change, change nothing
 };
 
@@ -163,6 +164,7 @@ struct NodeStatus {
   DropCounts node_drops{};
   std::vector<EndpointView> endpoints;
   std::vector<std::string> bridges;  // bridge devices in the node (there should be none)
+  std::string socket_lb;  // connect-time balancing: attached, idle, off, unavailable: WHY
 };
 
 // A prefilter entry as users write it: "203.0.113.0/24", or an address

@@ -49,6 +49,7 @@ struct EndpointRecord {
   std::string host_ifname;
   int host_ifindex = 0;
   Mac host_mac{};
+  uint64_t netns_cookie = 0;  // SO_NETNS_COOKIE of its namespace; 0: not known yet
   TcMode tc_mode = TcMode::tcx;
   // Set when a CNI runtime added it: DEL, CHECK and GC find the endpoint by
   // (container_id, ifname) and GC only touches its own network's.
@@ -139,6 +140,7 @@ struct NodeState {
   std::vector<RouteRecord> routes;
   CtTimeouts ct_timeouts;
   uint32_t ct_size = 262144;  // conntrack entries (two per flow); attach --ct-size changes it
+  bool socket_lb = true;      // connect-time balancing where the kernel has it; attach --socket-lb
   PolicyIdCounters policy_counters;
   // Sources the uplink's XDP prefilter drops: prefixes, and addresses as /32;
   // none overlaps another.

@@ -198,7 +198,7 @@ struct IcmpError {
 
 // An ICMP error as a router or host sends it, quoting `quote`.
 inline Bytes icmp_error(const IcmpError& e, const Mac& smac, const Mac& dmac, Ipv4 src, Ipv4 dst,
-                 uint8_t ttl, const Bytes& quote) {
+                 uint8_t ttl, const Bytes& quote, uint16_t id = 0x1c1c, uint16_t frag = 0x4000) {
   Bytes icmp(8 + quote.size(), 0);
   icmp[0] = e.type;
   icmp[1] = e.code;
@@ -210,7 +210,7 @@ inline Bytes icmp_error(const IcmpError& e, const Mac& smac, const Mac& dmac, Ip
   icmp[3] = uint8_t(check);
   return Frame()
       .eth(smac, dmac)
-      .ipv4({.src = src, .dst = dst, .ttl = ttl, .id = 0x1c1c, .protocol = IPPROTO_ICMP})
+      .ipv4({.src = src, .dst = dst, .ttl = ttl, .id = id, .frag = frag, .protocol = IPPROTO_ICMP})
       .payload(icmp)
       .build();
 }

@@ -102,18 +102,45 @@ TEST_P(VipFlows, BalancedToBackendAndRepliesFromTheVip) {
 INSTANTIATE_TEST_SUITE_P(Protocols, VipFlows, ::testing::Values(L4::tcp, L4::udp),
                          [](const auto& info) { return info.param == L4::tcp ? "Tcp" : "Udp"; });
 
-// Without an active backend a new connection is dropped and counted, not
-// sent on towards an address nobody has.
-TEST_F(ServiceTest, NoActiveBackendDropsAsNoBackend) {
-  add_service(L4::tcp, {{&kB, 1, true}});
-  const Packet in = to_vip(kA, L4::tcp, 41001);
+class Refusals : public ServiceTest, public ::testing::WithParamInterface<L4> {};
+
+// Without an active backend a new connection is refused as a closed port
+// refuses it: the client gets an ICMP port unreachable from the address it
+// tried, quoting its packet, and the refusal is counted as no-backend.
+TEST_P(Refusals, NoActiveBackendAnswersPortUnreachable) {
+  const L4 l4 = GetParam();
+  add_service(l4, {{&kB, 1, true}});
+  const Bytes in = build(to_vip(kA, l4, 41001));
   const Counters before = counters();
-  const TcRun r = run_endpoint(build(in), kA);
-  EXPECT_EQ(verdict_name(r.retval), verdict_name(TC_ACT_SHOT));
-  EXPECT_TRUE(same_counters(Counters(before).tx(kA, build(in).size()).dropped(kA, EBPFNET_DROP_NO_BACKEND),
-                            counters()));
+  const TcRun r = run_endpoint(in, kA);
+  ASSERT_EQ(verdict_name(r.retval), verdict_name(TC_ACT_REDIRECT));
+  EXPECT_TRUE(frames_equal(icmp_error({3, 3}, kA.node_mac, kA.mac, kVip, kA.ip, 64, quote_of(in), 0, 0), r.out));
+  EXPECT_TRUE(ipv4_checksum_valid(r.out));
+  EXPECT_TRUE(l4_checksum_valid(r.out));
+  EXPECT_TRUE(same_counters(Counters(before).tx(kA, in.size()).dropped(kA, EBPFNET_DROP_NO_BACKEND), counters()));
   EXPECT_EQ(ct_entries(), 0u);
 }
+
+// The same for a node port from outside: the error leaves by the uplink.
+TEST_P(Refusals, NodePortWithoutBackendAnswersPortUnreachable) {
+  const L4 l4 = GetParam();
+  add_service(l4, {{&kB, 1, true}}, true);
+  const Bytes in = build({.l4 = l4, .smac = kRouterMac, .dmac = kUplinkMac, .src = kClient, .dst = kUplinkIp,
+                          .sport = 50002, .dport = kNodePort, .tcp_flags = kSyn});
+  Counters want = counters();
+  want.node[EBPFNET_DROP_NO_BACKEND]++;
+  const TcRun r = run_uplink(in);
+  ASSERT_EQ(verdict_name(r.retval), verdict_name(TC_ACT_REDIRECT));
+  EXPECT_TRUE(
+      frames_equal(icmp_error({3, 3}, kUplinkMac, kRouterMac, kUplinkIp, kClient, 64, quote_of(in), 0, 0), r.out));
+  EXPECT_TRUE(ipv4_checksum_valid(r.out));
+  EXPECT_TRUE(l4_checksum_valid(r.out));
+  EXPECT_TRUE(same_counters(want, counters()));
+  EXPECT_EQ(ct_entries(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, Refusals, ::testing::Values(L4::tcp, L4::udp),
+                         [](const auto& info) { return info.param == L4::tcp ? "Tcp" : "Udp"; });
 
 // Maglev gives each backend a share of new flows by its weight: B has
 // three times A's weight. A's flows to itself are hairpinned (masqueraded).

@@ -1,6 +1,8 @@
-// Services with real traffic on a sandbox node: a virtual IP answered by
-// every backend, a node port from outside, UDP replies from the virtual IP,
-// draining that keeps an open connection, backends leaving with their
+// Services with real traffic on a sandbox node, balanced at connect time
+// (the socket hooks) and per packet (attach --socket-lb off): a virtual IP
+// answered by every backend and seen by the client as its peer, a node port
+// from outside, UDP replies from the virtual IP, draining that keeps an
+// open connection, refusal without a backend, backends leaving with their
 // endpoints, bad input refused with nothing changed.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -46,18 +48,29 @@ std::unique_ptr<Child> name_server(const std::string& ns, const std::string& nam
   return c;
 }
 
-// One connection from ns to dst:port: what the server said, "" when none
-// answered within 3 s.
-std::string ask(const Netns& ns, Ipv4 dst, uint16_t port) {
-  UniqueFd fd = test::socket_in(ns, SOCK_STREAM);
+sockaddr_in sockaddr_of(Ipv4 ip, uint16_t port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = dst.be();
+  a.sin_addr.s_addr = ip.be();
   a.sin_port = htons(port);
+  return a;
+}
+
+// A TCP socket in ns connecting to dst:port within 3 s; errno when it fails.
+int connect_in(const Netns& ns, Ipv4 dst, uint16_t port, UniqueFd& fd) {
+  fd = test::socket_in(ns, SOCK_STREAM);
+  sockaddr_in a = sockaddr_of(dst, port);
   timeval tv{3, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? 0 : errno;
+}
+
+// One connection from ns to dst:port: what the server said, "" when none
+// answered within 3 s.
+std::string ask(const Netns& ns, Ipv4 dst, uint16_t port) {
+  UniqueFd fd;
+  if (connect_in(ns, dst, port, fd) != 0) return "";
   std::string got;
   char buf[128];
   for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0;) got.append(buf, n);
@@ -73,7 +86,7 @@ uint64_t connections(const json& list, const std::string& service) {
   return n;
 }
 
-class ServiceTraffic : public ::testing::Test {
+class ServiceNode : public ::testing::Test {
  protected:
   void SetUp() override {
     EBPFNET_REQUIRE_ROOT();
@@ -91,7 +104,24 @@ class ServiceTraffic : public ::testing::Test {
   std::optional<SandboxNode> sb_;
 };
 
-TEST_F(ServiceTraffic, VipReachesEveryBackendAndNodePortWorksFromOutside) {
+// Parameter: connect-time balancing on (the default) or off.
+class ServiceTraffic : public ServiceNode, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    ServiceNode::SetUp();
+    if (!connect_time()) ok(*sb_, {"attach", "--socket-lb", "off"});
+  }
+  bool connect_time() const { return GetParam(); }
+  // Whether conntrack holds a flow addressed to the virtual IP: per-packet
+  // balancing translates each packet; connect-time balancing none.
+  bool vip_flows() {
+    for (const auto& f : cli_json(*sb_, {"conntrack", "list"}))
+      if (f.at("dst").get<std::string>().starts_with(kVip.str() + ":")) return true;
+    return false;
+  }
+};
+
+TEST_P(ServiceTraffic, VipReachesEveryBackendAndNodePortWorksFromOutside) {
   auto s1 = name_server(w1(), "w1");
   auto s2 = name_server(w2(), "w2");
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--node-port", "30080", "--backend",
@@ -104,6 +134,7 @@ TEST_F(ServiceTraffic, VipReachesEveryBackendAndNodePortWorksFromOutside) {
   EXPECT_GT(seen["w1 " + cip], 0) << "the backend sees the client's own address";
   EXPECT_GT(seen["w2 " + cip], seen["w1 " + cip]) << "w2 weighs three times w1";
   EXPECT_EQ(seen["w1 " + cip] + seen["w2 " + cip], kConnections);
+  EXPECT_EQ(vip_flows(), !connect_time());
 
   const Netns outside = Netns::open_named(sb_->outside());
   for (int i = 0; i < 10; ++i) {
@@ -113,9 +144,18 @@ TEST_F(ServiceTraffic, VipReachesEveryBackendAndNodePortWorksFromOutside) {
         << "'";
   }
   EXPECT_EQ(connections(cli_json(*sb_, {"service", "list"}), "api"), uint64_t(kConnections + 10));
+
+  UniqueFd fd;
+  ASSERT_EQ(connect_in(client, kVip, kVipPort, fd), 0);
+  sockaddr_in peer{};
+  socklen_t len = sizeof peer;
+  ASSERT_EQ(::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_EQ(Ipv4::from_be(peer.sin_addr.s_addr).str() + ":" + std::to_string(ntohs(peer.sin_port)),
+            kVip.str() + ":80")
+      << "the client sees the service as its peer";
 }
 
-TEST_F(ServiceTraffic, UdpRepliesComeFromTheVip) {
+TEST_P(ServiceTraffic, UdpRepliesComeFromTheVip) {
   const std::string wip = ip_of(w1());
   // Bound to the endpoint's address, as a server that answers from it.
   Child echo({"ip", "netns", "exec", w1(), "socat", "-T5", "UDP-RECVFROM:5353,bind=" + wip + ",fork",
@@ -140,7 +180,7 @@ TEST_F(ServiceTraffic, UdpRepliesComeFromTheVip) {
   EXPECT_EQ(ntohs(from.sin_port), 53);
 }
 
-TEST_F(ServiceTraffic, DrainKeepsAnOpenConnectionWhileNewOnesAvoidTheBackend) {
+TEST_P(ServiceTraffic, DrainKeepsAnOpenConnectionWhileNewOnesAvoidTheBackend) {
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080"});
   const Netns client = Netns::open_named(c());
   test::Connection held = test::connect_tcp("to w1 through the vip", client, kVip, kVipPort,
@@ -154,14 +194,18 @@ TEST_F(ServiceTraffic, DrainKeepsAnOpenConnectionWhileNewOnesAvoidTheBackend) {
   for (int i = 0; i < 15; ++i) ASSERT_EQ(ask(client, kVip, kVipPort).substr(0, 3), "w2 ") << "connection " << i;
   EXPECT_TRUE(held.echo()) << "the drained backend's connection continues";
 
-  // Removing the backend ends its connections.
   ok(*sb_, {"service", "backend-del", "api", w1() + ":8080"});
-  EXPECT_FALSE(held.echo()) << "a removed backend's connection must not continue";
+  if (connect_time())
+    EXPECT_TRUE(held.echo()) << "a socket keeps the backend it connected to (README: Services)";
+  else
+    EXPECT_FALSE(held.echo()) << "per packet, removing the backend ends its connections";
 }
 
-TEST_F(ServiceTraffic, NoActiveBackendRefusesNewConnections) {
+TEST_P(ServiceTraffic, NoActiveBackendRefusesNewConnections) {
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp"});
-  EXPECT_EQ(ask(Netns::open_named(c()), kVip, kVipPort), "");
+  UniqueFd fd;
+  // Refused (not a connect that timed out, EAGAIN, or unreachable).
+  EXPECT_EQ(connect_in(Netns::open_named(c()), kVip, kVipPort, fd), ECONNREFUSED);
   const json eps = cli_json(*sb_, {"endpoint", "list"});
   const json node = cli_json(*sb_, {"status"});
   uint64_t counted = node.at("node_drops").value("no-backend", 0);
@@ -170,7 +214,7 @@ TEST_F(ServiceTraffic, NoActiveBackendRefusesNewConnections) {
   EXPECT_GE(counted, 1u) << "the refusal is counted as no-backend";
 }
 
-TEST_F(ServiceTraffic, DeletedEndpointLeavesItsServices) {
+TEST_P(ServiceTraffic, DeletedEndpointLeavesItsServices) {
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080", "--backend",
             w2() + ":8080"});
   auto s2 = name_server(w2(), "w2");
@@ -190,7 +234,7 @@ struct BadCase {
   std::string says;
 };
 
-TEST_F(ServiceTraffic, BadInputIsRefusedWithNothingChanged) {
+TEST_F(ServiceNode, BadInputIsRefusedWithNothingChanged) {
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--node-port", "30080", "--backend", w1() + ":8080"});
   ok(*sb_, {"expose", w2(), "80/tcp", "--port", "8081"});
   const std::string ep_ip = ip_of(c());
@@ -233,6 +277,9 @@ TEST_F(ServiceTraffic, BadInputIsRefusedWithNothingChanged) {
   }
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}), before) << "nothing changed";
 }
+
+INSTANTIATE_TEST_SUITE_P(Balancing, ServiceTraffic, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "ConnectTime" : "PerPacket"; });
 
 }  // namespace
 }  // namespace ebpfnet

@@ -2,6 +2,8 @@
 // directory: planted symlinks are not followed, files and directories are
 // private, and anything another user could have written is refused.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,6 +195,29 @@ TEST_F(StateSafety, JournalRoundTripAndRemoval) {
   store_.remove_journal();
   EXPECT_FALSE(store_.load_journal());
   EXPECT_FALSE(fs::exists(in_node("journal.json")));
+}
+
+// Journals carry no version: one an ebpfnet before namespace cookies wrote
+// (killed mid-operation, then upgraded) still loads, its cookies unknown.
+TEST_F(StateSafety, JournalWithoutNetnsCookiesLoads) {
+  Journal j{.op = "endpoint add", .pid = 42};
+  EndpointRecord e;
+  e.name = "web";
+  e.netns = "web";
+  e.netns_path = "/run/netns/web";
+  e.host_ifname = "ep-web";
+  e.ip = *Ipv4::parse("10.240.0.2");
+  e.netns_cookie = 77;
+  j.adding.push_back(e);
+  store_.save_journal(j);
+  auto doc = nlohmann::json::parse(test::read_file(in_node("journal.json")));
+  ASSERT_EQ(doc["adding"][0]["netns_cookie"], 77);
+  doc["adding"][0].erase("netns_cookie");
+  std::ofstream(in_node("journal.json"), std::ios::trunc) << doc.dump();
+  auto back = store_.load_journal();
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->adding.size(), 1u);
+  EXPECT_EQ(back->adding[0].netns_cookie, 0u);
 }
 
 TEST_F(StateSafety, JournalIsValidatedLikeState) {

@@ -57,6 +57,8 @@ NodeState rich() {
                  {{1, "web", 8080, 1, false}, {2, "db", 8080, 2, true}}},
                 {"dns", 2, "udp", Ipv4::parse("10.96.0.53"), 53, 0, 60, {{3, "db", 53, 1, false}}}};
   s.service_counters = {3, 4};
+  s.socket_lb = false;
+  s.endpoints[0].netns_cookie = 4096;
   return s;
 }
 
@@ -112,7 +114,9 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.services[0].backends[1].weight, 2u);
   EXPECT_EQ(s.services[1].affinity_s, 60u);
   EXPECT_EQ(s.service_counters.next_backend, 4u);
-  EXPECT_EQ(read().at("version"), 4);
+  EXPECT_FALSE(s.socket_lb);
+  EXPECT_EQ(s.endpoints[0].netns_cookie, 4096u);
+  EXPECT_EQ(read().at("version"), 5);
 }
 
 TEST_F(StateFile, RefusesABadPrefilter) {
@@ -239,16 +243,16 @@ TEST_F(StateFile, RefusesABadService) {
 
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 5;
+  j["version"] = 6;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 5 state loaded";
+    FAIL() << "a version 6 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 5; this ebpfnet reads up to 4: upgrade ebpfnet");
+                                         ") has schema version 6; this ebpfnet reads up to 5: upgrade ebpfnet");
   }
 }
 
@@ -288,11 +292,30 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 4);
+  EXPECT_EQ(j.at("version"), 5);
   EXPECT_EQ(j.at("ct_size"), 262144);
   EXPECT_EQ(j.at("prefilter"), json::array());
   EXPECT_EQ(j.at("services"), json::array());
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
+}
+
+// Version 4 had neither connect-time balancing nor namespace cookies: it is
+// on, and each cookie is unknown (learnt from the namespace at the next refill).
+TEST_F(StateFile, Version4TurnsConnectTimeBalancingOnWithCookiesUnknown) {
+  json v4 = good_;
+  v4["version"] = 4;
+  v4.erase("socket_lb");
+  for (auto& e : v4["endpoints"]) e.erase("netns_cookie");
+  write(v4);
+  NodeState s = store_.load();
+  EXPECT_TRUE(s.socket_lb);
+  ASSERT_EQ(s.endpoints.size(), 2u);
+  EXPECT_EQ(s.endpoints[0].netns_cookie, 0u);
+}
+
+TEST_F(StateFile, RefusesABadNetnsCookie) {
+  expect_refused("endpoints[0].netns_cookie", [](json& j) { j["endpoints"][0]["netns_cookie"] = -1; });
+  expect_refused("socket_lb", [](json& j) { j["socket_lb"] = "yes"; });
 }
 
 TEST(StateMigration, Version1UplinkWithoutOutsideOwnedIsOwned) {

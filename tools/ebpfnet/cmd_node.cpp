@@ -66,6 +66,7 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
     bool uplink_sandbox = false, dry_run = false;
     std::vector<std::string> ct_timeouts;
     uint32_t ct_size = 0;
+    std::string socket_lb;
   };
   auto a = std::make_shared<Args>();
 
@@ -145,6 +146,11 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   attach->add_option("--ct-size", a->ct_size,
                      "conntrack entries, two per flow (default 262144); a change migrates the flows")
       ->type_name("N");
+  attach->add_option("--socket-lb", a->socket_lb,
+                     "connect-time service balancing for the node's endpoints (cgroup socket hooks; default "
+                     "on where the kernel has them); off: every connection is balanced per packet at tc")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->type_name("on|off");
   attach->add_flag("--dry-run", a->dry_run, "say what attach would do, change nothing");
   attach->callback([&ctx, &action, a] {
     action = [&ctx, a] {
@@ -154,6 +160,7 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
       if (!a->cidr.empty()) opts.cidr = parse_cidr(a->cidr);
       if (a->tc_mode != "auto") opts.tc_mode = parse_tc_mode(a->tc_mode);
       if (a->ct_size) opts.ct_size = a->ct_size;
+      if (!a->socket_lb.empty()) opts.socket_lb = a->socket_lb == "on";
       opts.dry_run = a->dry_run;
       AttachResult r = ctx.open_node().attach(opts);
       if (ctx.json())

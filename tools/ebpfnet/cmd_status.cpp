@@ -59,6 +59,8 @@ nlohmann::json status_json(const NodeStatus& s) {
           {"programs", progs},
           {"uplink", uplink},
           {"published", s.state.published.size()},
+          {"services", s.state.services.size()},
+          {"socket_lb", s.socket_lb},
           {"maps", maps},
           {"node_drops", drops},
           {"bridges", s.bridges},
@@ -106,6 +108,7 @@ void print_status(const NodeStatus& s) {
   } else {
     std::cout << "uplink    none (no NAT; attach --uplink IFNAME)\n";
   }
+  std::cout << "services  " << s.state.services.size() << ", connect-time balancing " << s.socket_lb << "\n";
   std::cout << "bridges   " << (s.bridges.empty() ? "none" : std::to_string(s.bridges.size())) << "\n";
   std::cout << "drops     " << drops_summary(s.node_drops) << " (not tied to an endpoint)\n\n";
   if (!s.maps.empty()) {

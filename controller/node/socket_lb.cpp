@@ -1,0 +1,71 @@
+#include "socket_lb.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/sock_lb.hpp"
+
+namespace ebpfnet::socket_lb {
+
+bool wanted(const NodeState& st) {
+  return st.attached && st.socket_lb &&
+         std::any_of(st.services.begin(), st.services.end(), [](const ServiceRecord& v) { return v.vip.has_value(); });
+}
+
+std::string status(const Node& node, const NodeState& st) {
+  if (!st.socket_lb) return "off";
+  if (const std::string& why = sock_lb::unsupported_reason(); !why.empty()) return "unavailable: " + why;
+  return sock_lb::attached(node.pin_dir()) ? "attached" : "idle";
+}
+
+void converge(NodeTxn& txn, const DatapathMaps& maps, const DatapathMaps* replaced) {
+  const std::filesystem::path dir = txn.node().pin_dir();
+  const bool have = sock_lb::attached(dir);
+  bool want = wanted(txn.state());
+  if (want && !sock_lb::unsupported_reason().empty()) {
+    spdlog::info("node {}: services are balanced per packet: connect-time balancing is unavailable: {}",
+                 txn.node().name(), sock_lb::unsupported_reason());
+    want = false;
+  }
+  if (want && (!have || replaced)) {
+    if (have)
+      txn.undo("socket hooks", [dir, replaced] { sock_lb::attach(*replaced, dir); });
+    else
+      txn.undo("socket hooks", [dir] { sock_lb::detach(dir); });
+    sock_lb::attach(maps, dir);
+    spdlog::info("node {}: connect-time balancing {}", txn.node().name(), have ? "reloaded" : "attached");
+  } else if (!want && have) {
+    sock_lb::detach(dir);
+    txn.undo("socket hooks", [dir, &maps] { sock_lb::attach(maps, dir); });
+    spdlog::info("node {}: connect-time balancing detached", txn.node().name());
+  }
+}
+
+void refill(NodeState& st, DatapathMaps& maps) {
+  for (auto& e : st.endpoints) {
+    if (!e.netns_cookie) try {
+        e.netns_cookie = sock_lb::netns_cookie(Netns::open_path(e.netns_path));
+      } catch (const Error& err) {
+        // Its namespace is gone: the endpoint is left out of the datapath anyway.
+        spdlog::debug("endpoint {}: no namespace cookie: {}", e.name, err.what());
+        continue;
+      }
+    maps.put_sock_netns(e.netns_cookie, e.ip);
+  }
+}
+
+size_t prune(const NodeState& st, DatapathMaps& maps) {
+  std::set<uint64_t> cookies;
+  for (const auto& e : st.endpoints) cookies.insert(e.netns_cookie);
+  return maps.prune("sock_netns", sizeof(uint64_t), [&](const void* k) {
+    uint64_t c;
+    std::memcpy(&c, k, sizeof c);
+    return cookies.count(c) > 0;
+  });
+}
+
+}  // namespace ebpfnet::socket_lb
