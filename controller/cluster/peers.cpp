@@ -41,7 +41,7 @@ std::optional<NodeRecord> PeerSet::accept(const KeyValue& kv) {
   }
   if (!r) {
     ++ignored_;
-    spdlog::warn("cluster: ignoring record {}: {}", printable(kv.key), printable(why, 200));
+    spdlog::warn("cluster {}: ignoring record {}: {}", keys_.name(), printable(kv.key), printable(why, 200));
   }
   return r;
 }

@@ -18,7 +18,7 @@ std::string owner_value(const std::string& node) { return nlohmann::json{{"node"
 
 }  // namespace
 
-Keys::Keys(const std::string& cluster) : root_("/ebpfnet/" + cluster + "/") {
+Keys::Keys(const std::string& cluster) : name_(cluster), root_("/ebpfnet/" + cluster + "/") {
   if (!valid_name(cluster))
     throw Error(Errc::usage, "cluster name '" + printable(cluster, 70) +
                                  "': 1-63 of a-z, 0-9 and '-', not starting or ending with '-'");
@@ -52,7 +52,7 @@ ClusterConfig Registry::ensure_config(const std::optional<ClusterConfig>& wanted
     if (std::string bad = check_config(*wanted); !bad.empty()) throw Error(Errc::usage, bad);
     KeyValue current;
     if (client_.create(key, encode(*wanted), 0, &current)) {
-      spdlog::info("cluster {}: created with CIDR {}, pools of /{}", keys_.root(), wanted->cidr.str(),
+      spdlog::info("cluster {}: created with CIDR {}, pools of /{}", keys_.name(), wanted->cidr.str(),
                    wanted->pool_prefix);
       return *wanted;
     }
@@ -80,12 +80,12 @@ Ipv4Cidr Registry::allocate_pool(const ClusterConfig& config, const std::string&
   for (const auto& kv : taken.kvs) {
     auto pool = keys_.pool_of(kv.key);
     if (!pool) {
-      spdlog::warn("cluster: ignoring foreign key {}", printable(kv.key));
+      spdlog::warn("cluster {}: ignoring foreign key {}", keys_.name(), printable(kv.key));
       continue;
     }
     auto owner = pool_owner(kv.value);
     if (owner && *owner == node && pool->prefix == config.pool_prefix && config.cidr.contains(pool->network)) {
-      spdlog::info("cluster: node {} keeps its pool {}", node, pool->str());
+      spdlog::info("cluster {}: node {} keeps its pool {}", keys_.name(), node, pool->str());
       return *pool;
     }
     used.insert(pool->network.host());  // taken, even when unreadable: never hand it out twice
@@ -97,7 +97,7 @@ Ipv4Cidr Registry::allocate_pool(const ClusterConfig& config, const std::string&
     if (used.count(candidate.network.host())) continue;
     KeyValue current;
     if (client_.create(keys_.pool(candidate), owner_value(node), 0, &current)) {
-      spdlog::info("cluster: node {} took pool {}", node, candidate.str());
+      spdlog::info("cluster {}: node {} took pool {}", keys_.name(), node, candidate.str());
       return candidate;
     }
     // Another node won it meanwhile, unless it is ours from an earlier run that raced us.

@@ -17,6 +17,7 @@ class Keys {
  public:
   explicit Keys(const std::string& cluster);  // throws Errc::usage for a bad name
   const std::string& root() const { return root_; }
+  const std::string& name() const { return name_; }
   std::string config() const { return root_ + "config"; }
   std::string nodes() const { return root_ + "nodes/"; }
   std::string node(const std::string& name) const { return nodes() + name; }
@@ -28,7 +29,7 @@ class Keys {
   std::optional<Ipv4Cidr> pool_of(const std::string& key) const;
 
  private:
-  std::string root_;
+  std::string name_, root_;
 };
 
 class Registry {
