@@ -64,6 +64,26 @@ TEST_F(EtcdTest, ACleanStopRevokesTheLeaseAndARestartKeepsThePool) {
   EXPECT_TRUE(wait_until([&] { return a.has_peer("node-b"); }, 5s));
 }
 
+TEST_F(EtcdTest, AnAgentKilledAndRestartedWithinItsTtlIsNeverSeenToLeave) {
+  RunningAgent a(options("node-a", "198.18.0.11"));
+  ASSERT_TRUE(a.joined()) << a.error();
+  auto ob = options("node-b", "198.18.0.12");
+  ob.revoke_on_stop = false;  // killed: its record stays under the old lease
+  std::optional<Ipv4Cidr> pool;
+  {
+    RunningAgent b(ob);
+    ASSERT_TRUE(b.joined()) << b.error();
+    pool = b.agent().pool();
+    ASSERT_TRUE(wait_until([&] { return a.has_peer("node-b"); }, 5s));
+  }
+  RunningAgent again(ob);  // same name and underlay: takes its record over under a new lease
+  ASSERT_TRUE(again.joined()) << again.error();
+  EXPECT_EQ(again.agent().pool(), pool);
+  std::this_thread::sleep_for(ob.ttl + 1s);  // past the old lease's expiry
+  EXPECT_TRUE(a.has_peer("node-b"));
+  EXPECT_FALSE(a.consumer().removed("node-b")) << "node-a saw node-b leave during a restart";
+}
+
 TEST_F(EtcdTest, ADuplicateNodeNameIsRefused) {
   RunningAgent a(options("node-a", "198.18.0.11"));
   ASSERT_TRUE(a.joined()) << a.error();
