@@ -104,6 +104,9 @@ TEST_F(ClusterCli, ClearErrorsForBadInputAndAnEtcdThatDoesNotAnswer) {
         "--cidr", "10.0.0.0/16", "--pool-size", "12"}, "--pool-size"},
       {{"--node", "N_1", "cluster", "agent", "--etcd", etcd_->url(), "--cluster", "x", "--underlay", "198.18.0.5"}, "node name"},
       {{"cluster", "agent", "--etcd", etcd_->url(), "--cluster", "x"}, "--underlay"},
+      // --node after the subcommand is the same global option.
+      {{"cluster", "agent", "--etcd", etcd_->url(), "--cluster", "x", "--node", "Bad_Name", "--underlay", "198.18.0.5"},
+       "node name 'Bad_Name'"},
   };
   for (const auto& c : cases) {
     CmdResult e = cli(c.args);
