@@ -36,6 +36,7 @@ void add_apply_command(CLI::App& app, Context& ctx, Action& action);
 void add_trace_command(CLI::App& app, Context& ctx, Action& action);
 void add_prefilter_commands(CLI::App& app, Context& ctx, Action& action);
 void add_service_commands(CLI::App& app, Context& ctx, Action& action);
+void add_cluster_commands(CLI::App& app, Context& ctx, Action& action);
 
 // Throws Errc::usage with an example when s is not a prefix.
 Ipv4Cidr parse_cidr(const std::string& s);

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   cli::add_trace_command(app, ctx, action);
   cli::add_prefilter_commands(app, ctx, action);
   cli::add_service_commands(app, ctx, action);
+  cli::add_cluster_commands(app, ctx, action);
   cli::add_apply_command(app, ctx, action);
   cli::add_demo_command(app, ctx, action);
   cli::add_bench_command(app, ctx, action);
