@@ -112,12 +112,19 @@ class ServiceTraffic : public ServiceNode, public ::testing::WithParamInterface<
     if (!connect_time()) ok(*sb_, {"attach", "--socket-lb", "off"});
   }
   bool connect_time() const { return GetParam(); }
-  // Whether conntrack holds a flow addressed to the virtual IP: per-packet
-  // balancing translates each packet; connect-time balancing none.
+  // Whether conntrack holds a flow addressed to the virtual IP (per-packet
+  // balancing translates each packet; connect-time balancing none), each
+  // naming its service and backend endpoint.
   bool vip_flows() {
+    bool any = false;
     for (const auto& f : cli_json(*sb_, {"conntrack", "list"}))
-      if (f.at("dst").get<std::string>().starts_with(kVip.str() + ":")) return true;
-    return false;
+      if (f.at("dst").get<std::string>().starts_with(kVip.str() + ":")) {
+        any = true;
+        EXPECT_EQ(f.value("service", ""), "api") << f.dump();
+        const std::string b = f.value("backend", "");
+        EXPECT_TRUE(b == w1() + ":8080" || b == w2() + ":8080") << f.dump();
+      }
+    return any;
   }
 };
 

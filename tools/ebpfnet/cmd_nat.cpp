@@ -5,6 +5,7 @@
 #include <charconv>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
@@ -46,7 +47,28 @@ double seconds_left(uint64_t expires_ns) {
   return expires_ns > now ? double(expires_ns - now) / 1e9 : 0;
 }
 
-void print_flows(const Context& ctx, const std::vector<CtFlow>& flows) {
+// The service a flow balanced by tc addressed, and the backend it took
+// ("endpoint:port"); nullopt for other flows.
+std::optional<std::pair<std::string, std::string>> service_of(const CtFlow& f,
+                                                              const std::vector<ServiceView>& services) {
+  if (!(f.entry.flags & EBPFNET_CT_F_SERVICE)) return std::nullopt;
+  const auto& k = f.key;
+  const auto& x = f.entry.xlate;
+  for (const auto& v : services) {
+    const ServiceRecord& r = v.record;
+    if (proto_name(k.proto) != r.proto) continue;
+    const uint16_t port = ntohs(k.dport);
+    if (!((r.vip && r.vip->be() == k.daddr && r.port == port) || (r.node_port && r.node_port == port))) continue;
+    std::string backend = addr_port(x.daddr, x.dport, x.proto);
+    for (const auto& b : v.backends)
+      if (b.ip.be() == x.daddr && htons(b.record.port) == x.dport)
+        backend = b.record.endpoint + ":" + std::to_string(b.record.port);
+    return std::pair{r.name, backend};
+  }
+  return std::nullopt;
+}
+
+void print_flows(const Context& ctx, const std::vector<CtFlow>& flows, const std::vector<ServiceView>& services) {
   nlohmann::json j = nlohmann::json::array();
   std::vector<std::vector<std::string>> rows;
   for (const auto& f : flows) {
@@ -59,13 +81,20 @@ void print_flows(const Context& ctx, const std::vector<CtFlow>& flows) {
     std::string xfrom = addr_port(x.saddr, x.sport, x.proto), xto = addr_port(x.daddr, x.dport, x.proto);
     std::string state = state_name(k.proto, f.entry.state);
     double ttl = seconds_left(f.entry.expires_ns);
-    j.push_back({{"proto", proto}, {"src", from}, {"dst", to}, {"nat_src", xfrom}, {"nat_dst", xto},
-                 {"nat", nat_kind(f.entry.flags)}, {"state", state}, {"expires_in_s", ttl},
-                 {"packets", f.entry.packets}, {"bytes", f.entry.bytes}});
+    const auto svc = service_of(f, services);
+    nlohmann::json row = {{"proto", proto}, {"src", from}, {"dst", to}, {"nat_src", xfrom}, {"nat_dst", xto},
+                          {"nat", nat_kind(f.entry.flags)}, {"state", state}, {"expires_in_s", ttl},
+                          {"packets", f.entry.packets}, {"bytes", f.entry.bytes}};
+    if (svc) {
+      row["service"] = svc->first;
+      row["backend"] = svc->second;
+    }
+    j.push_back(row);
     char ttl_s[16];
     std::snprintf(ttl_s, sizeof ttl_s, "%.0fs", ttl);
-    rows.push_back({proto, from + " -> " + to, xfrom + " -> " + xto, nat_kind(f.entry.flags), state,
-                    ttl_s, std::to_string(f.entry.packets)});
+    rows.push_back({proto, from + " -> " + to, xfrom + " -> " + xto,
+                    svc ? "service " + svc->first + " -> " + svc->second : nat_kind(f.entry.flags), state, ttl_s,
+                    std::to_string(f.entry.packets)});
   }
   if (ctx.json())
     std::cout << j.dump(2) << "\n";
@@ -188,7 +217,8 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
   ct->add_subcommand("list", "live flows with their translation, state and expiry")
       ->callback([&ctx, &action] {
         action = [&ctx] {
-          print_flows(ctx, ctx.open_node().conntrack());
+          Node node = ctx.open_node();
+          print_flows(ctx, node.conntrack(), node.services());
           return 0;
         };
       });
