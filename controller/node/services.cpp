@@ -457,5 +457,45 @@ size_t prune(const NodeState& st, DatapathMaps& maps) {
   return gone;
 }
 
+
+void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
+  if (specs.empty()) return;
+  NodeState& st = txn.state();
+  const size_t first = st.services.size();
+  // Checked one by one into the state, so each meets the ones before it; a
+  // refusal throws before anything is written or saved.
+  for (const auto& spec : specs) {
+    check_new(txn, spec);
+    ServiceRecord v{spec.name, 0, spec.proto, spec.vip, spec.port, spec.node_port, spec.affinity_s, {}};
+    for (const auto& b : spec.backends) {
+      BackendRecord r = backend_of(st, v, b);
+      for (const auto& o : v.backends)
+        if (o.endpoint == r.endpoint && o.port == r.port)
+          throw Error(Errc::usage, "backend " + backend_str(r) + " is given twice");
+      v.backends.push_back(r);
+    }
+    st.services.push_back(std::move(v));
+  }
+  check_capacity(st, 0, 0);
+  for (size_t i = first; i < st.services.size(); ++i) {
+    ServiceRecord& v = st.services[i];
+    v.id = st.service_counters.next_service++;
+    for (auto& b : v.backends) b.id = st.service_counters.next_backend++;
+  }
+
+  DatapathMaps& maps = txn.maps();
+  txn.journal({.op = "service add"});
+  txn.step("service");
+  for (size_t i = first; i < st.services.size(); ++i) {
+    const ServiceRecord& v = st.services[i];
+    txn.undo("service " + v.name, [&maps, v] { erase(v, maps); });
+    write(st, v, maps);
+  }
+  txn.step("config");
+  write_config(txn);
+  txn.commit();
+  spdlog::info("node {}: {} services added", txn.node().name(), specs.size());
+}
+
 }  // namespace services
 }  // namespace ebpfnet

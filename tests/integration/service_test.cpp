@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "connection.hpp"
+#include "ebpfnet/error.hpp"
 #include "ebpfnet/netns.hpp"
 #include "support.hpp"
 
@@ -232,6 +233,34 @@ TEST_F(ServiceTraffic, BadInputIsRefusedWithNothingChanged) {
     test::expect_one_line_error(r);
   }
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}), before) << "nothing changed";
+}
+
+// The bulk path (Node::service_add_many): all in one transaction, each
+// checked like service add, against the node and the ones before it; one
+// refusal and none is added. The last one answers on its virtual IP.
+TEST_F(ServiceTraffic, AddManyAddsAllOrNone) {
+  auto s1 = name_server(w1(), "w1");
+  auto spec = [&](int i) {
+    ServiceSpec v;
+    v.name = "bulk" + std::to_string(i);
+    v.vip = Ipv4::parse("10.96.1." + std::to_string(i + 1));
+    v.port = kVipPort;
+    v.backends.push_back({w1(), kBackendPort, 1});
+    return v;
+  };
+  std::vector<ServiceSpec> specs;
+  for (int i = 0; i < 20; ++i) specs.push_back(spec(i));
+  std::vector<ServiceSpec> bad = specs;
+  bad.back().vip = bad.front().vip;  // the same address twice
+  EXPECT_THROW(sb_->node().service_add_many(bad), Error);
+  EXPECT_TRUE(cli_json(*sb_, {"service", "list"}).empty()) << "nothing added";
+
+  sb_->node().service_add_many(specs);
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
+  const std::string cip = ip_of(c());
+  EXPECT_EQ(ask(Netns::open_named(c()), *specs.back().vip, kVipPort), "w1 " + cip);
+  EXPECT_THROW(sb_->node().service_add_many({spec(3)}), Error) << "bulk3 exists";
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
 }
 
 }  // namespace
