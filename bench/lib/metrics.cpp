@@ -171,6 +171,10 @@ json summarize_samples(const json& samples) {
         auto r = ratio(v, {metric, dp, fewest});
         if (!r.is_null()) ratios["same datapath at " + std::to_string(fewest)] = r;
       }
+      if (dp == "ebpfnet") {
+        auto r = ratio(v, {metric, "ebpfnet-1", rules});
+        if (!r.is_null()) ratios["ebpfnet-1"] = r;
+      }
       if (dp.rfind("iptables", 0) != 0)
         for (std::string b : {"iptables", "iptables-noflush", "iptables-restore"}) {
           auto r = ratio(v, {metric, b, rules});

@@ -103,9 +103,11 @@ ServiceSpec spec_of(int i, const std::vector<std::string>& backends) {
 // ebpfnet: a sandbox node (no uplink) with the client and the two backends
 // as endpoints; services through the controller library, one transaction
 // per bulk load, and `ebpfnet service add` for the timed single add.
+// "ebpfnet-1" is the same, a node of its own, kept at one service.
 class EbpfnetServices : public ServiceDatapath {
  public:
-  explicit EbpfnetServices(const ServicesConfig& cfg) : bin_(cfg.ebpfnet_bin), node_(cfg.prefix + "sv") {
+  EbpfnetServices(const ServicesConfig& cfg, const std::string& name)
+      : name_(name), bin_(cfg.ebpfnet_bin), node_(cfg.prefix + (name == "ebpfnet" ? "sv" : "s1")) {
     env_.state_root = cfg.state_dir / "ebpfnet-svc-state";
     client_ns_ = node_ + "-c";
     backend_ns_ = {node_ + "-b1", node_ + "-b2"};
@@ -123,7 +125,7 @@ class EbpfnetServices : public ServiceDatapath {
   }
   ~EbpfnetServices() override { destroy(); }
 
-  std::string name() const override { return "ebpfnet"; }
+  std::string name() const override { return name_; }
   std::string description() const override {
     return "ebpfnet sandbox node without uplink: a client and two backend endpoints; every service a "
            "virtual IP:80/tcp with both backends (per-packet Maglev at tc, from_endpoint)";
@@ -176,6 +178,7 @@ class EbpfnetServices : public ServiceDatapath {
   }
 
   Env env_;
+  std::string name_;
   std::filesystem::path bin_;
   std::string node_;
 };
@@ -328,12 +331,12 @@ std::string service_vip(int i) {
 }
 
 const std::vector<std::string>& service_datapaths() {
-  static const std::vector<std::string> v = {"ebpfnet", "iptables"};
+  static const std::vector<std::string> v = {"ebpfnet", "iptables", "ebpfnet-1"};
   return v;
 }
 
 std::unique_ptr<ServiceDatapath> make_service_datapath(const std::string& name, const ServicesConfig& cfg) {
-  if (name == "ebpfnet") return std::make_unique<EbpfnetServices>(cfg);
+  if (name == "ebpfnet" || name == "ebpfnet-1") return std::make_unique<EbpfnetServices>(cfg, name);
   if (name == "iptables") return std::make_unique<KubeIptables>(cfg);
   throw std::invalid_argument("unknown services datapath '" + name + "'");
 }

@@ -53,8 +53,9 @@ TEST(ServicesBench, GroupRunsBothDatapathsAtSmallNAndLeavesNothing) {
   SCOPED_TRACE(log.str());
   EXPECT_TRUE(j["failures"].empty()) << j["failures"].dump();
 
-  // Traffic to the last service's VIP on both datapaths at each N, both backends serving.
-  for (std::string dp : {"ebpfnet", "iptables"})
+  // Traffic to the last service's VIP on both datapaths at each N, both
+  // backends serving; ebpfnet-1 (one service) measured beside them.
+  for (std::string dp : {"ebpfnet", "iptables", "ebpfnet-1"})
     for (int n : {1, 50}) {
       bool found = false;
       for (const auto& m : j["measurements"]) {
@@ -63,7 +64,7 @@ TEST(ServicesBench, GroupRunsBothDatapathsAtSmallNAndLeavesNothing) {
         found = true;
         for (std::string v : {"svc_crr_cps", "svc_connect_p50_us", "svc_connect_p99_us"})
           EXPECT_GT(m["values"][v].get<double>(), 0) << dp << " @" << n << " " << v;
-        EXPECT_EQ(m["raw"]["vip"], service_vip(n - 1));
+        EXPECT_EQ(m["raw"]["vip"], service_vip(dp == "ebpfnet-1" ? 0 : n - 1));
         ASSERT_EQ(m["raw"]["served_per_backend"].size(), 2u);
         for (const auto& served : m["raw"]["served_per_backend"]) EXPECT_GT(served.get<long long>(), 0) << dp << " @" << n;
       }
@@ -86,6 +87,7 @@ TEST(ServicesBench, GroupRunsBothDatapathsAtSmallNAndLeavesNothing) {
   for (std::string dp : {"ebpfnet", "iptables"})
     EXPECT_GT(sv["traffic"][dp]["50"]["conn_per_s"].get<double>(), 0) << dp;
   ASSERT_EQ(sv["targets"].size(), 4u);
+  EXPECT_NE(sv["targets"][0]["what"].get<std::string>().find("ebpfnet-1"), std::string::npos);
   for (const auto& t : sv["targets"]) {
     EXPECT_TRUE(t["value"].is_number()) << t.dump();
     EXPECT_TRUE(t["met"].is_boolean()) << t.dump();

@@ -39,13 +39,14 @@ std::string help_text() {
       "                   policy with N rules on the server endpoint\n"
       "  (ebpfnet-xdp is not measured: there is no XDP forwarding mode)\n"
       "  services: ebpfnet (per-packet Maglev) against iptables, kube-proxy's iptables mode\n"
-      "                   on a bridge node, each with a client and two backends\n"
+      "                   on a bridge node, each with a client and two backends; ebpfnet-1:\n"
+      "                   ebpfnet kept at one service, measured in the same rounds\n"
       "Metrics (--only):\n";
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(g.size() < 8 ? 8 - g.size() : 1, ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
        "round by round against direct, tc-peer and bridge (rules: against 0 rules and\n"
        "bridge-iptables; cp: against ip commands and ip -batch; services: against the\n"
-       "fewest services and iptables).\n";
+       "fewest services, ebpfnet-1 and iptables).\n";
   h += "Writes results.json, results.md and one PNG per metric to -o DIR; prints a table\n"
        "(or, with the global -o json, results.json) on stdout; progress on stderr.\n";
   return h;
