@@ -1,5 +1,6 @@
 #include "bench/metrics.hpp"
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
@@ -58,6 +59,12 @@ const std::vector<MetricDef>& metric_defs() {
       {"scale_state_per_ep_kib", "scale", "state file per endpoint", "KiB", false},
       {"scale_map_entries_per_ep_kib", "scale", "map entries per endpoint (keys, values)", "KiB", false},
       {"scale_own_mem_pct_of_kernel", "scale", "ebpfnet's own memory per endpoint / the kernel's", "%", false},
+      {"svc_crr_cps", "services", "TCP connection rate to one service, N services present", "connections/s", true},
+      {"svc_connect_p50_us", "services", "TCP connect latency p50 to one service, N present", "us", false},
+      {"svc_connect_p99_us", "services", "TCP connect latency p99 to one service, N present", "us", false},
+      {"svc_add_ms", "services", "add one more service with N present", "ms", false},
+      {"svc_load_s", "services", "load services up to N (ebpfnet: one transaction from the previous N; iptables: "
+                                 "iptables-restore of all N)", "s", false},
   };
   return v;
 }
@@ -79,20 +86,26 @@ const std::vector<std::pair<std::string, std::string>>& metric_groups() {
       {"prefilter", "uplink prefilter: denied 64-byte frames dropped/s on one CPU, XDP vs the same drop at tc"},
       {"scale", "N endpoints on one node (--scale-n, default 10000): add, list, status, traffic, "
                 "delete, memory; only with --only (minutes)"},
+      {"services", "N services (--services-counts, default 1,1000,10000): conn/s and connect p50/p99 to one, "
+                   "ebpfnet vs kube-proxy's iptables mode; adding one more; only with --only (minutes)"},
   };
   return v;
 }
 
 const std::vector<std::string>& opt_in_groups() {
-  static const std::vector<std::string> v = {"scale"};
+  static const std::vector<std::string> v = {"scale", "services"};
   return v;
 }
 
 namespace {
 
-using Key = std::tuple<std::string, std::string, int>;  // metric, datapath, rules (-1: none)
+// metric, datapath, rules (or services, by the metric's group; -1: none)
+using Key = std::tuple<std::string, std::string, int>;
 
-int rules_of(const json& s) { return s.contains("rules") ? s["rules"].get<int>() : -1; }
+int rules_of(const json& s) {
+  if (s.contains("rules")) return s["rules"].get<int>();
+  return s.contains("services") ? s["services"].get<int>() : -1;
+}
 
 }  // namespace
 
@@ -135,9 +148,9 @@ json summarize_samples(const json& samples) {
                 {"n", s.n},
                 {"unit", def ? def->unit : ""},
                 {"better", def && !def->higher_better ? "lower" : "higher"}};
-    if (rules >= 0) row["rules"] = rules;
-    json ratios = json::object();
     std::string group = def ? def->group : "";
+    if (rules >= 0) row[group == "services" ? "services" : "rules"] = rules;
+    json ratios = json::object();
     if (group == "cp") {
       for (std::string b : {"ip", "ip-batch", "ip-batch+attach"})
         if (b != dp) {
@@ -149,6 +162,24 @@ json summarize_samples(const json& samples) {
         auto r = ratio(v, {metric, "tc", rules});
         if (!r.is_null()) ratios["tc"] = r;
       }
+    } else if (group == "services") {
+      // Against the same datapath at the fewest services, and the iptables baseline at as many.
+      int fewest = rules;
+      for (const auto& [other, v2] : by)
+        if (std::get<0>(other) == metric && std::get<1>(other) == dp) fewest = std::min(fewest, std::get<2>(other));
+      if (fewest != rules) {
+        auto r = ratio(v, {metric, dp, fewest});
+        if (!r.is_null()) ratios["same datapath at " + std::to_string(fewest)] = r;
+      }
+      if (dp == "ebpfnet") {
+        auto r = ratio(v, {metric, "ebpfnet-1", rules});
+        if (!r.is_null()) ratios["ebpfnet-1"] = r;
+      }
+      if (dp.rfind("iptables", 0) != 0)
+        for (std::string b : {"iptables", "iptables-noflush", "iptables-restore"}) {
+          auto r = ratio(v, {metric, b, rules});
+          if (!r.is_null()) ratios[b] = r;
+        }
     } else if (group == "rules") {
       if (rules != 0) {
         auto r = ratio(v, {metric, dp, 0});

@@ -33,13 +33,30 @@ std::string ratio_text(const json& r) {
 std::string dp_label(const json& row) {
   std::string s = row["datapath"];
   if (row.contains("rules")) s += " @" + std::to_string(row["rules"].get<int>());
+  if (row.contains("services")) s += " @" + std::to_string(row["services"].get<int>()) + " svc";
   return s;
 }
 
 std::string chart_label(const json& row) {
   std::string s = row["datapath"];
   if (row.contains("rules")) s += ", " + std::to_string(row["rules"].get<int>()) + " rules";
+  if (row.contains("services")) s += ", " + std::to_string(row["services"].get<int>()) + " services";
   return s;
+}
+
+// The targets a group summary carries (results[GROUP]["targets"]), one line each.
+std::vector<std::string> target_lines(const json& results) {
+  std::vector<std::string> out;
+  for (auto& [group, summary] : results.items()) {
+    if (!summary.is_object() || !summary.contains("targets")) continue;
+    for (const auto& t : summary["targets"]) {
+      const std::string goal = t["op"].get<std::string>() + " " + num(t["goal"].get<double>());
+      std::string verdict = t["met"].is_null() ? "not measured" : (t["met"].get<bool>() ? "met" : "MISSED");
+      std::string value = t["value"].is_number() ? num(t["value"].get<double>()) : "-";
+      out.push_back(group + ": " + t["what"].get<std::string>() + " = " + value + " (target " + goal + "): " + verdict);
+    }
+  }
+  return out;
 }
 
 std::string ratios_text(const json& row) {
@@ -103,6 +120,17 @@ std::string markdown_report(const json& results) {
         << num(r["max"]) << " | " << ratios_text(r) << " |\n";
     o << "\n";
   }
+  if (auto targets = target_lines(results); !targets.empty()) {
+    o << "## Targets\n\n";
+    for (const auto& t : targets) o << "- " << t << "\n";
+    o << "\n";
+  }
+  if (results.contains("services") && results["services"].contains("setup")) {
+    o << "## Services bench\n\n| datapath | what it is |\n|---|---|\n";
+    for (const auto& d : results["services"]["setup"]["datapaths"])
+      o << "| " << d["name"].get<std::string>() << " | " << d["description"].get<std::string>() << " |\n";
+    o << "\n";
+  }
   if (!results["unavailable"].empty()) {
     o << "## Not measured\n\n";
     for (const auto& u : results["unavailable"])
@@ -144,6 +172,7 @@ std::string terminal_table(const json& results) {
       t = "";
     }
   }
+  for (const auto& t : target_lines(results)) o << "target: " << t << "\n";
   for (const auto& u : results["unavailable"])
     o << "not measured: " << u["what"].get<std::string>() << ": " << u["reason"].get<std::string>()
       << "\n";

@@ -12,6 +12,8 @@
 #include "bench/prefilter.hpp"
 #include "bench/process.hpp"
 #include "bench/scale.hpp"
+#include "bench/services.hpp"
+#include "bench/stats.hpp"
 #include "bench/topology.hpp"
 
 namespace ebpfnet::bench {
@@ -85,6 +87,8 @@ class Run {
                           {"cp_singles", opt_.cp_singles},
                           {"scale_n", opt_.scale_n},
                           {"udp_flows", opt_.udp_flows},
+                          {"service_counts", opt_.service_counts},
+                          {"service_add_reps", opt_.service_add_reps},
                           {"placement",
                            {{"client_cpu", opt_.placement.client_cpu},
                             {"server_cpu", opt_.placement.server_cpu},
@@ -149,6 +153,7 @@ class Run {
     // Once, not per round: it takes minutes.
     round_ = 1;
     if (has(groups_, "scale")) run_scale_group(prefix, dir.path());
+    if (has(groups_, "services")) run_services_group(prefix, dir.path(), tools);
     topos.clear();  // every sandbox goes before the report is written
     prefilter_.reset();
     progress("sandboxes removed");
@@ -163,6 +168,7 @@ class Run {
              "rate is the datapath's per-packet cost, and loss stays 0 while the receiver on "
              "its own CPU keeps up.");
     summarize_prefilter(results);
+    summarize_services(results);
     results["duration_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
     return results;
   }
@@ -365,6 +371,156 @@ class Run {
     }
   }
 
+  void record_services(const std::string& metric, const std::string& dp, int n, double v) {
+    (*results_)["samples"].push_back(
+        {{"round", round_}, {"metric", metric}, {"datapath", dp}, {"services", n}, {"value", v}});
+  }
+
+  // N services on ebpfnet and on kube-proxy's iptables mode: the services
+  // are loaded once per N (ascending), then each round measures the
+  // connection rate on both (which goes first alternates) and times single
+  // adds. Sandboxes go when the group ends, also on failure.
+  void run_services_group(const std::string& prefix, const fs::path& dir, const Tools& tools) {
+    ServicesConfig c{prefix, opt_.ebpfnet_bin, dir / "services"};
+    fs::create_directories(c.state_dir);
+    std::vector<int> counts = opt_.service_counts;
+    std::sort(counts.begin(), counts.end());
+    counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+    services_setup_ = {{"counts", counts}, {"datapaths", json::array()}};
+    note("services: ebpfnet-1 is a second ebpfnet sandbox that keeps one service; it is measured in the "
+         "same rounds as ebpfnet and iptables at every N (its records carry that N), so ebpfnet at N against "
+         "ebpfnet-1 compares the two under the same load of the machine.");
+    note("services: tcp_crr (4 in flight, client CPU " + std::to_string(opt_.rr_placement.client_cpu) +
+         ", backends' servers CPU " + std::to_string(opt_.rr_placement.server_cpu) +
+         ") to the virtual IP of the last service added, while N exist; connect latency is connect() alone "
+         "(SYN to SYN-ACK through the balancer). Service add: " + std::to_string(opt_.service_add_reps) +
+         " single adds at each N, each removed again, median per round: ebpfnet-cli is a whole `ebpfnet "
+         "service add` process, ebpfnet-lib Node::service_add in the bench's process, iptables-noflush an "
+         "`iptables-restore --noflush` of that one service's chains and rules, iptables-restore the whole "
+         "tables with N+1 services (a kube-proxy full sync).");
+    std::vector<std::unique_ptr<ServiceDatapath>> dps;
+    try {
+      for (const auto& name : service_datapaths()) {
+        progress("building the services bench: " + name);
+        dps.push_back(make_service_datapath(name, c));
+        services_setup_["datapaths"].push_back({{"name", name},
+                                                {"description", dps.back()->description()},
+                                                {"namespaces", dps.back()->namespaces()}});
+      }
+      for (int n : counts) {
+        round_ = 1;
+        for (auto& d : dps) {
+          throw_if_interrupted();
+          if (d->name() == "ebpfnet-1") {  // the reference stays at one service
+            if (d->services() == 0) d->grow_to(1);
+            continue;
+          }
+          const double s = d->grow_to(n);
+          record_services("svc_load_s", d->name(), n, s);
+          progress("services: " + d->name() + " has " + std::to_string(n) + " services (" + fmt(s) + " s)");
+        }
+        for (int round = 1; round <= opt_.rounds; ++round) {
+          round_ = round;
+          for (size_t k = 0; k < dps.size(); ++k) {
+            throw_if_interrupted();
+            const ServiceDatapath& d = *dps[(k + static_cast<size_t>(round) - 1) % dps.size()];
+            Measurement m = measure_service_crr(d, tools, opt_.rr_placement, opt_.duration_s);
+            json j = {{"round", round_}, {"group", "services"}, {"datapath", d.name()}, {"services", n},
+                      {"values", m.values}, {"raw", m.raw}};
+            std::string line = "[round " + std::to_string(round_) + "/" + std::to_string(opt_.rounds) +
+                               "] services " + d.name() + " @" + std::to_string(n) + ":";
+            if (!m.error.empty()) {
+              j["error"] = m.error;
+              (*results_)["failures"].push_back({{"round", round_}, {"group", "services"}, {"datapath", d.name()},
+                                                 {"error", m.error}});
+              line += " FAILED: " + m.error;
+            }
+            for (auto& [k2, v] : m.values) {
+              record_services(k2, d.name(), n, v);
+              line += " " + k2 + "=" + fmt(v);
+            }
+            (*results_)["measurements"].push_back(j);
+            progress(line);
+          }
+          for (auto& d : dps) {
+            if (d->name() == "ebpfnet-1") continue;
+            for (auto& [way, ms] : d->time_add(opt_.service_add_reps)) {
+              const double med = summarize(ms).median;
+              record_services("svc_add_ms", way, n, med);
+              (*results_)["measurements"].push_back({{"round", round_}, {"group", "services"}, {"datapath", way},
+                                                     {"services", n}, {"values", {{"svc_add_ms", med}}},
+                                                     {"raw", {{"add_ms", ms}}}});
+              progress("[round " + std::to_string(round_) + "/" + std::to_string(opt_.rounds) + "] services " +
+                       way + " @" + std::to_string(n) + ": one more service added in " + fmt(med) + " ms");
+            }
+          }
+        }
+      }
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const std::exception& e) {
+      (*results_)["failures"].push_back(
+          {{"round", round_}, {"group", "services"}, {"datapath", "-"}, {"error", e.what()}});
+      progress(std::string("services FAILED: ") + e.what());
+    }
+    dps.clear();
+    progress("services: sandboxes removed");
+  }
+
+  // Per datapath and N: conn/s, connect p50/p99, add and load times; and
+  // the issue's targets as ratios read from this run.
+  void summarize_services(json& results) {
+    if (services_setup_.is_null()) return;
+    json out = {{"setup", services_setup_}, {"traffic", json::object()}, {"add_ms", json::object()},
+                {"load_s", json::object()}, {"targets", json::array()}};
+    const std::map<std::string, std::pair<std::string, std::string>> where = {
+        {"svc_crr_cps", {"traffic", "conn_per_s"}},
+        {"svc_connect_p50_us", {"traffic", "connect_p50_us"}},
+        {"svc_connect_p99_us", {"traffic", "connect_p99_us"}},
+        {"svc_add_ms", {"add_ms", ""}},
+        {"svc_load_s", {"load_s", ""}}};
+    const json* crr_hi = nullptr;
+    const std::vector<int> counts = services_setup_["counts"];
+    const int lo = counts.empty() ? 0 : counts.front(), hi = counts.empty() ? 0 : counts.back();
+    for (const auto& row : results["summary"]) {
+      auto it = where.find(row["metric"].get<std::string>());
+      if (it == where.end() || !row.contains("services")) continue;
+      const std::string dp = row["datapath"], n = std::to_string(row["services"].get<int>());
+      const auto& [section, field] = it->second;
+      if (field.empty()) out[section][dp][n] = row["median"];
+      else out[section][dp][n][field] = row["median"];
+      if (row["metric"] == "svc_crr_cps" && dp == "ebpfnet" && row["services"] == hi) crr_hi = &row;
+    }
+    auto target = [&](const std::string& what, const json& value, const std::string& op, double goal) {
+      json t = {{"what", what}, {"value", value}, {"op", op}, {"goal", goal}};
+      if (value.is_number()) {
+        const double v = value.get<double>();
+        t["met"] = op == ">=" ? v >= goal : v < goal;
+      } else {
+        t["met"] = nullptr;  // not measured
+      }
+      out["targets"].push_back(t);
+    };
+    auto ratio = [&](const std::string& key) -> json {
+      if (!crr_hi || !(*crr_hi)["ratios"].contains(key)) return nullptr;
+      return (*crr_hi)["ratios"][key]["median"];
+    };
+    const std::string H = std::to_string(hi);
+    // Against the reference at one service measured in the same rounds; else
+    // against ebpfnet's own rounds at the fewest services.
+    if (json r = ratio("ebpfnet-1"); !r.is_null())
+      target("ebpfnet conn/s at " + H + " services / at 1 (ebpfnet-1, same rounds)", r, ">=", 0.97);
+    else if (lo != hi)
+      target("ebpfnet conn/s at " + H + " services / at " + std::to_string(lo), ratio("same datapath at " + std::to_string(lo)),
+             ">=", 0.97);
+    target("ebpfnet conn/s / iptables conn/s at " + H + " services", ratio("iptables"), ">=", 2.0);
+    for (std::string way : {"ebpfnet-lib", "ebpfnet-cli"}) {
+      json v = out["add_ms"].contains(way) && out["add_ms"][way].contains(H) ? out["add_ms"][way][H] : json();
+      target("service add at " + H + " services, " + way + " (ms)", v, "<", 10.0);
+    }
+    results["services"] = out;
+  }
+
   // Both rates and their ratio, at the top of results.json.
   void summarize_prefilter(json& results) {
     if (prefilter_setup_.is_null()) return;
@@ -384,6 +540,7 @@ class Run {
   int round_ = 0;
   std::unique_ptr<PrefilterBench> prefilter_;
   json prefilter_setup_;
+  json services_setup_;
 };
 
 }  // namespace

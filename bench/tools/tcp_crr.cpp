@@ -2,11 +2,13 @@
 //
 //   tcp_crr server PORT [MAX_SECONDS]
 //       accepts on 0.0.0.0:PORT; for each connection reads 1 byte, writes 1 byte, closes.
-//       One thread, epoll; exits by itself after MAX_SECONDS (default 300).
+//       One thread, epoll; exits by itself after MAX_SECONDS (default 300), or on SIGTERM,
+//       and says on stderr how many transactions it served ("tcp_crr server: N transactions").
 //   tcp_crr client HOST PORT SECONDS [PARALLEL [MAX_CONNECTIONS]]
 //       PARALLEL threads (default 1) loop socket/connect/send 1/recv 1/close until SECONDS
-//       have passed (or MAX_CONNECTIONS were tried), then print one JSON line: connections/s
-//       and latency percentiles. Exits 1 when not one transaction completed.
+//       have passed (or MAX_CONNECTIONS were tried), then print one JSON line: connections/s,
+//       latency percentiles of the whole transaction and of connect() alone (the handshake:
+//       SYN out, SYN-ACK back). Exits 1 when not one transaction completed.
 //
 // Every connection is one transaction, so the datapath sees a SYN, a new conntrack entry and
 // (under NAT) a new translation for each. The client closes with SO_LINGER 0 (an RST): no
@@ -19,6 +21,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -61,7 +64,14 @@ constexpr int kIoTimeoutMs = 2500;
 
 // ---- server --------------------------------------------------------------------------------
 
+volatile sig_atomic_t g_stop = 0;
+
+void on_term(int) { g_stop = 1; }
+
 int server(uint16_t port, int max_seconds) {
+  struct sigaction sa{};
+  sa.sa_handler = on_term;  // no SA_RESTART: epoll_wait returns EINTR
+  sigaction(SIGTERM, &sa, nullptr);
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (lfd < 0) die("socket");
   int one = 1;
@@ -83,7 +93,7 @@ int server(uint16_t port, int max_seconds) {
   auto deadline = Clock::now() + std::chrono::seconds(max_seconds);
   uint64_t served = 0;
   epoll_event events[256];
-  while (Clock::now() < deadline) {
+  while (!g_stop && Clock::now() < deadline) {
     int n = epoll_wait(ep, events, 256, 200);
     if (n < 0 && errno != EINTR) die("epoll_wait");
     for (int i = 0; i < n; ++i) {
@@ -108,8 +118,8 @@ int server(uint16_t port, int max_seconds) {
       close(fd);  // also removes it from epoll
     }
   }
-  std::fprintf(stderr, "tcp_crr server: %llu transactions, lifetime of %d s over\n",
-               static_cast<unsigned long long>(served), max_seconds);
+  std::fprintf(stderr, "tcp_crr server: %llu transactions, %s\n", static_cast<unsigned long long>(served),
+               g_stop ? "stopped" : ("lifetime of " + std::to_string(max_seconds) + " s over").c_str());
   return 0;
 }
 
@@ -117,6 +127,7 @@ int server(uint16_t port, int max_seconds) {
 
 struct Worker {
   std::vector<uint32_t> latency_us;  // one per completed transaction
+  std::vector<uint32_t> connect_us;  // its connect() alone
   uint64_t errors = 0;
   uint64_t timeouts = 0;
   std::string first_error;
@@ -125,9 +136,14 @@ struct Worker {
 std::atomic<uint64_t> g_started{0};
 uint64_t g_max_connections = kMaxConnections;
 
+uint32_t micros_since(Clock::time_point t0) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  return static_cast<uint32_t>(std::min<long long>(us, UINT32_MAX));
+}
+
 // One transaction: a new socket, connect, 1 byte each way, close with RST.
-// Returns 0, or the errno of the step that failed.
-int transaction(const sockaddr_in& dst) {
+// Returns 0, or the errno of the step that failed; connect_us: how long connect() took.
+int transaction(const sockaddr_in& dst, uint32_t& connect_us) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
   timeval tv{kIoTimeoutMs / 1000, (kIoTimeoutMs % 1000) * 1000};
@@ -140,7 +156,10 @@ int transaction(const sockaddr_in& dst) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   int err = 0;
   char b = 'x';
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) != 0)
+  const auto t0 = Clock::now();
+  const int c = connect(fd, reinterpret_cast<const sockaddr*>(&dst), sizeof dst);
+  connect_us = micros_since(t0);
+  if (c != 0)
     err = errno == EINPROGRESS ? ETIMEDOUT : errno;
   else if (send(fd, &b, 1, MSG_NOSIGNAL) != 1)
     err = errno ? errno : EIO;
@@ -156,10 +175,11 @@ void run_worker(const sockaddr_in& dst, Clock::time_point deadline, Worker& w) {
   while (Clock::now() < deadline) {
     if (g_started.fetch_add(1, std::memory_order_relaxed) >= g_max_connections) break;
     auto t0 = Clock::now();
-    int err = transaction(dst);
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+    uint32_t connect_us = 0;
+    int err = transaction(dst, connect_us);
     if (err == 0) {
-      w.latency_us.push_back(static_cast<uint32_t>(std::min<long long>(us, UINT32_MAX)));
+      w.latency_us.push_back(micros_since(t0));
+      w.connect_us.push_back(connect_us);
       continue;
     }
     if (err == ETIMEDOUT) ++w.timeouts;
@@ -173,7 +193,10 @@ void run_worker(const sockaddr_in& dst, Clock::time_point deadline, Worker& w) {
 int client(const char* host, uint16_t port, int seconds, int parallel) {
   sockaddr_in dst = loadtool::destination(host, port);
   std::vector<Worker> workers(static_cast<size_t>(parallel));
-  for (auto& w : workers) w.latency_us.reserve(1 << 16);
+  for (auto& w : workers) {
+    w.latency_us.reserve(1 << 16);
+    w.connect_us.reserve(1 << 16);
+  }
   std::vector<std::thread> threads;
   auto start = Clock::now();
   auto deadline = start + std::chrono::seconds(seconds);
@@ -182,24 +205,27 @@ int client(const char* host, uint16_t port, int seconds, int parallel) {
   for (auto& t : threads) t.join();
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
 
-  std::vector<uint32_t> all;
+  std::vector<uint32_t> all, connects;
   uint64_t errors = 0, timeouts = 0;
   std::string first_error;
   for (auto& w : workers) {
     all.insert(all.end(), w.latency_us.begin(), w.latency_us.end());
+    connects.insert(connects.end(), w.connect_us.begin(), w.connect_us.end());
     errors += w.errors;
     timeouts += w.timeouts;
     if (first_error.empty()) first_error = w.first_error;
   }
   std::sort(all.begin(), all.end());
+  std::sort(connects.begin(), connects.end());
   std::printf(
       "{\"host\":\"%s\",\"port\":%u,\"seconds\":%.3f,\"parallel\":%d,\"connections\":%zu,"
       "\"errors\":%llu,\"timeouts\":%llu,\"first_error\":\"%s\",\"conn_per_s\":%.1f,"
-      "\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f}\n",
+      "\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f,\"connect_p50_us\":%.0f,\"connect_p99_us\":%.0f}\n",
       host, port, elapsed, parallel, all.size(), static_cast<unsigned long long>(errors),
       static_cast<unsigned long long>(timeouts), first_error.c_str(),
       static_cast<double>(all.size()) / elapsed, percentile(all, 0.50), percentile(all, 0.99),
-      all.empty() ? 0.0 : static_cast<double>(all.back()));
+      all.empty() ? 0.0 : static_cast<double>(all.back()), percentile(connects, 0.50),
+      percentile(connects, 0.99));
   return all.empty() ? 1 : 0;
 }
 

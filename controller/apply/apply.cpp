@@ -89,6 +89,7 @@ void carry_out(const Env& env, const Plan& plan) {
            [&] { node.unexpose(p.endpoint, p.proto, p.target_port, p.port); });
     for (const auto& dst : plan.route_del) step("route del " + dst.str(), [&] { node.route_del(dst); });
     for (const auto& e : plan.policy_del) step("policy del " + e, [&] { node.delete_policy(e); });
+    if (!plan.service_del.empty()) step("service del", [&] { node.service_del(plan.service_del); });
     for (const auto& r : plan.route_add) step("route add " + r.dst.str(), [&] { node.route_add(r); });
     for (const auto& p : plan.expose)
       step("expose " + p.endpoint + " " + std::to_string(p.target_port) + "/" + p.proto,
@@ -98,10 +99,12 @@ void carry_out(const Env& env, const Plan& plan) {
         node.set_policy(endpoint, [&](const PeerResolver& r) { return resolve_again(policy, r); });
       });
     if (plan.prefilter) step("prefilter", [&] { node.prefilter_set(*plan.prefilter); });
+    if (!plan.service_add.empty()) step("service add", [&] { node.service_add_many(plan.service_add); });
   } catch (const Error& e) {
     const size_t total = plan.create + plan.attach.has_value() + plan.unexpose.size() + plan.route_del.size() +
                          plan.policy_del.size() + plan.route_add.size() + plan.expose.size() +
-                         plan.policy_set.size() + plan.prefilter.has_value();
+                         plan.policy_set.size() + plan.prefilter.has_value() + !plan.service_del.empty() +
+                         !plan.service_add.empty();
     throw Error(e.code(), "apply to node " + plan.node + ": '" + doing + "' failed after " + std::to_string(done) +
                               " of " + std::to_string(total) + " step(s), which stay made: " + e.what() +
                               " (once the cause is fixed, apply again: it plans anew)");

@@ -21,6 +21,12 @@
 //   prefilter:                 # optional: sources dropped by XDP on the uplink, as `prefilter add`
 //     - 203.0.113.0/24         #   a prefix (no host bits) or an address; none may overlap another
 //     - 198.51.100.7
+//   services:                  # optional: service name -> what `service add` takes
+//     api:
+//       vip: 10.96.0.10:80/tcp   #   a virtual IP (optional when node_port is given)
+//       node_port: 30080         #   on the uplink's address (optional)
+//       affinity: 60             #   seconds a client keeps its backend (optional)
+//       backends: [web1:8080, "web2:8080,weight=2"]   # as --backend
 //   policies:                  # optional: endpoint name -> a policy, as in `policy set -f`
 //     web:
 //       ingress:
@@ -29,7 +35,7 @@
 //           - {action: allow, proto: tcp, port: 80}
 //
 // Endpoints are not described: runtimes (CNI) and `endpoint add` make them.
-// What the node has and the file omits (published ports, routes, policies, prefilter entries)
+// What the node has and the file omits (published ports, routes, policies, prefilter entries, services)
 // is removed by apply; so is a conntrack setting changed by hand.
 #include <charconv>
 #include <map>
@@ -104,7 +110,7 @@ class NodeYaml {
     std::optional<YAML::Node> policies, published_key, prefilter_key;
     f_.for_each_entry(
         doc, "at the top level",
-        {"node", "sandbox", "pool", "uplink", "conntrack", "published", "routes", "prefilter", "policies"},
+        {"node", "sandbox", "pool", "uplink", "conntrack", "published", "routes", "prefilter", "services", "policies"},
         [&](const std::string& key, const YAML::Node& v, const YAML::Node& k) {
           if (key == "node") {
             spec_.node = f_.scalar(key, v, k);
@@ -130,6 +136,9 @@ class NodeYaml {
           } else if (key == "prefilter") {
             for (const auto& item : list(key, v)) prefilter(item);
             prefilter_key.emplace(k);
+          } else if (key == "services") {
+            if (!v.IsMap()) f_.fail(v.IsNull() ? k : v, "services is a mapping of service names to services");
+            for (const auto& kv : v) service(kv.first, kv.second);
           } else {
             policies.emplace(v);
           }
@@ -276,6 +285,44 @@ class NodeYaml {
       if (q.rec.dst == r.rec.dst)
         f_.fail(n, "route " + r.rec.dst.str() + " is given twice (also on line " + std::to_string(q.line) + ")");
     spec_.routes.push_back(std::move(r));
+  }
+
+  // A service as `service add` takes it; what only the node can judge (the
+  // backends exist, the address is free) is judged when apply adds it.
+  void service(const YAML::Node& k, const YAML::Node& n) {
+    ServiceEntry e{{}, line_of(k)};
+    ServiceSpec& v = e.spec;
+    v.name = f_.at(k, [&] {
+      check_name([&] { validate_name("service", k.Scalar()); });
+      return k.Scalar();
+    });
+    if (!n.IsMap()) f_.fail(n.IsNull() ? k : n, "service " + v.name + " is a mapping with the keys vip, node_port, affinity, backends");
+    f_.for_each_entry(n, "in service " + v.name, {"vip", "node_port", "affinity", "backends"},
+                      [&](const std::string& key, const YAML::Node& val, const YAML::Node& kk) {
+                        if (key == "backends") {
+                          for (const auto& b : list(key, val)) {
+                            const std::string s = f_.scalar("a backend", b, kk);
+                            v.backends.push_back(f_.at(b, [&] {
+                              BackendSpec r;
+                              check_name([&] { r = parse_backend(s); });
+                              return r;
+                            }));
+                          }
+                          return;
+                        }
+                        const std::string s = f_.scalar(key, val, kk);
+                        if (key == "vip")
+                          f_.at(val, [&] { check_name([&] { parse_service_address(s, v); }); });
+                        else if (key == "node_port")
+                          f_.at(val, [&] { check_name([&] { parse_node_port(s, v); }); });
+                        else
+                          v.affinity_s = f_.at(val, [&] { return number("affinity", s, 0, UINT32_MAX); });
+                      });
+    if (!v.vip && !v.node_port) f_.fail(n, "service " + v.name + " needs a vip or a node_port");
+    for (const auto& q : spec_.services)
+      if (q.spec.name == v.name)
+        f_.fail(k, "service " + v.name + " is given twice (also on line " + std::to_string(q.line) + ")");
+    spec_.services.push_back(std::move(e));
   }
 
   // An address or a prefix, overlapping no entry before it.

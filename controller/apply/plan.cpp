@@ -5,6 +5,7 @@
 #include <iterator>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "ebpfnet/apply.hpp"
 #include "ebpfnet/error.hpp"
@@ -277,6 +278,54 @@ void plan_prefilter(const NodeSpec& want, const NodeState* have, Plan& plan) {
   if (differ) plan.prefilter = std::move(wanted);
 }
 
+// "api 10.96.0.10:80/tcp node port 30080 -> web1:8080, web2:8080 (weight 2)"
+std::string service_summary(const ServiceSpec& v) {
+  std::string s = v.name;
+  if (v.vip) s += " " + v.vip->str() + ":" + std::to_string(v.port) + "/" + v.proto;
+  if (v.node_port) s += " node port " + std::to_string(v.node_port) + (v.vip ? "" : "/" + v.proto);
+  s += " ->";
+  for (size_t i = 0; i < v.backends.size(); ++i) {
+    const BackendSpec& b = v.backends[i];
+    s += (i ? ", " : " ") + b.endpoint + ":" + std::to_string(b.port.value_or(v.port));
+    if (b.weight != 1) s += " (weight " + std::to_string(b.weight) + ")";
+  }
+  if (v.backends.empty()) s += " no backend";
+  return s;
+}
+
+// Whether the node's service is the file's. Draining is the node's
+// business (service drain), not the file's: a draining backend the file
+// lists is the same backend.
+bool same_service(const ServiceRecord& r, const ServiceSpec& v) {
+  if (r.proto != v.proto || r.vip != v.vip || r.port != v.port || r.node_port != v.node_port ||
+      r.affinity_s != v.affinity_s || r.backends.size() != v.backends.size())
+    return false;
+  std::multiset<std::tuple<std::string, uint16_t, uint32_t>> have, want;
+  for (const auto& b : r.backends) have.insert({b.endpoint, b.port, b.weight});
+  for (const auto& b : v.backends) want.insert({b.endpoint, b.port.value_or(v.port), b.weight});
+  return have == want;
+}
+
+// Services the node has and the file omits go; new ones are added; one
+// that differs is replaced (deleted, then added: its flows end).
+void plan_services(const NodeSpec& want, const NodeState* have, Plan& plan) {
+  const std::vector<ServiceRecord> none;
+  const std::vector<ServiceRecord>& held = have ? have->services : none;
+  for (const auto& r : held)
+    if (std::none_of(want.services.begin(), want.services.end(),
+                     [&](const ServiceEntry& e) { return e.spec.name == r.name; })) {
+      plan.service_del.push_back(r.name);
+      plan.changes.push_back({Op::remove, "service", r.name, {}});
+    }
+  for (const auto& e : want.services) {
+    auto r = std::find_if(held.begin(), held.end(), [&](const ServiceRecord& h) { return h.name == e.spec.name; });
+    if (r != held.end() && same_service(*r, e.spec)) continue;
+    if (r != held.end()) plan.service_del.push_back(r->name);
+    plan.service_add.push_back(e.spec);
+    plan.changes.push_back({r != held.end() ? Op::change : Op::add, "service", service_summary(e.spec), {}});
+  }
+}
+
 // Published ports and policies are about endpoints the node has; apply
 // does not make endpoints (runtimes and `endpoint add` do).
 void check_endpoints(const NodeSpec& want, const NodeState* have) {
@@ -306,6 +355,7 @@ Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const
   plan_routes(want, st, plan);
   plan_policies(want, st, plan);
   plan_prefilter(want, st, plan);
+  plan_services(want, st, plan);
   return plan;
 }
 

@@ -207,4 +207,9 @@ std::vector<EndpointRecord> Node::gc_container_endpoints(const std::string& netw
   return containers::gc(txn, network, keep);
 }
 
+void Node::service_add_many(const std::vector<ServiceSpec>& specs) {
+  NodeTxn txn(*this);
+  services::add_many(txn, specs);
+}
+
 }  // namespace ebpfnet

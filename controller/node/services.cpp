@@ -274,34 +274,52 @@ void write_config(NodeTxn& txn) {
 
 }  // namespace
 
-void add(NodeTxn& txn, const ServiceSpec& spec) {
-  check_new(txn, spec);
+void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
+  if (specs.empty()) return;
   NodeState& st = txn.state();
-  ServiceRecord v{spec.name, 0, spec.proto, spec.vip, spec.port, spec.node_port, spec.affinity_s, {}};
-  for (const auto& b : spec.backends) {
-    BackendRecord r = backend_of(st, v, b);
-    for (const auto& o : v.backends)
-      if (o.endpoint == r.endpoint && o.port == r.port)
-        throw Error(Errc::usage, "backend " + backend_str(r) + " is given twice");
-    v.backends.push_back(r);
+  const size_t first = st.services.size();
+  // Checked one by one into the state, so each meets the ones before it; a
+  // refusal throws before anything is written or saved.
+  for (const auto& spec : specs) {
+    check_new(txn, spec);
+    ServiceRecord v{spec.name, 0, spec.proto, spec.vip, spec.port, spec.node_port, spec.affinity_s, {}};
+    for (const auto& b : spec.backends) {
+      BackendRecord r = backend_of(st, v, b);
+      for (const auto& o : v.backends)
+        if (o.endpoint == r.endpoint && o.port == r.port)
+          throw Error(Errc::usage, "backend " + backend_str(r) + " is given twice");
+      v.backends.push_back(r);
+    }
+    st.services.push_back(std::move(v));
   }
-  check_capacity(st, keys_of(v).size(), v.backends.size());
-  v.id = st.service_counters.next_service++;
-  for (auto& b : v.backends) b.id = st.service_counters.next_backend++;
+  check_capacity(st, 0, 0);
+  for (size_t i = first; i < st.services.size(); ++i) {
+    ServiceRecord& v = st.services[i];
+    v.id = st.service_counters.next_service++;
+    for (auto& b : v.backends) b.id = st.service_counters.next_backend++;
+  }
 
   DatapathMaps& maps = txn.maps();
   txn.journal({.op = "service add"});
   txn.step("service");
-  txn.undo("service " + v.name, [&maps, v] { erase(v, maps); });
-  write(st, v, maps);
-  st.services.push_back(v);
+  for (size_t i = first; i < st.services.size(); ++i) {
+    const ServiceRecord& v = st.services[i];
+    txn.undo("service " + v.name, [&maps, v] { erase(v, maps); });
+    write(st, v, maps);
+  }
   txn.step("config");
   write_config(txn);
   txn.step("socket-lb");
   socket_lb::converge(txn, maps);
   txn.commit();
-  spdlog::info("node {}: service {} added with {} backends", txn.node().name(), v.name, v.backends.size());
+  if (specs.size() == 1)
+    spdlog::info("node {}: service {} added with {} backends", txn.node().name(), specs[0].name,
+                 specs[0].backends.size());
+  else
+    spdlog::info("node {}: {} services added", txn.node().name(), specs.size());
 }
+
+void add(NodeTxn& txn, const ServiceSpec& spec) { add_many(txn, {spec}); }
 
 void del(NodeTxn& txn, const std::vector<std::string>& names) {
   if (names.empty()) throw Error(Errc::usage, "service del needs a service name");
@@ -405,6 +423,8 @@ std::vector<ServiceView> list(NodeTxn& txn) {
 
 void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, DatapathMaps* maps) {
   NodeState& st = txn.state();
+  size_t services = 0, backends = 0;
+  std::string named;
   for (auto& v : st.services) {
     std::vector<BackendRecord> gone;
     for (const auto& b : v.backends)
@@ -415,9 +435,13 @@ void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, Data
       maps->put_maglev(v.id, table_of(st, v));
       for (const auto& b : gone) maps->delete_backend(b.id);
     }
-    spdlog::info("node {}: service {} lost {} backend(s) with their endpoints", txn.node().name(), v.name,
-                 gone.size());
+    if (++services <= 3) named += (named.empty() ? "" : ", ") + v.name;
+    backends += gone.size();
   }
+  // One line, not one per service: a node with 10,000 services logs 10,000.
+  if (services)
+    spdlog::info("node {}: {} backend(s) left {} service(s) ({}{}) with their endpoints", txn.node().name(),
+                 backends, services, named, services > 3 ? ", ..." : "");
 }
 
 size_t key_count(const NodeState& st) {

@@ -21,6 +21,10 @@ namespace ebpfnet::services {
 // that is no endpoint, given twice, or without a port where the service
 // has no virtual IP to take it from; ports out of range; too many.
 void add(NodeTxn& txn, const ServiceSpec& spec);
+// Adds many services in one transaction and one state write, all or none:
+// each is checked as add checks it, against the node and the ones before
+// it in specs. For bulk loaders (the services bench loads 10,000).
+void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs);
 void del(NodeTxn& txn, const std::vector<std::string>& names);
 // Adds a backend, or changes its weight, or makes a draining one active.
 void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& b);

@@ -41,6 +41,11 @@ struct PrefilterSpec {
   int line = 0;
 };
 
+struct ServiceEntry {
+  ServiceSpec spec;
+  int line = 0;
+};
+
 struct PolicySpec {
   std::string endpoint;
   Policy policy;  // endpoint-name peers resolved against the node's state
@@ -63,6 +68,7 @@ struct NodeSpec {
   std::vector<RouteSpec> routes;
   std::vector<PolicySpec> policies;
   std::vector<PrefilterSpec> prefilter;  // sources the uplink's XDP prefilter drops
+  std::vector<ServiceEntry> services;
 };
 
 // How policy peers that name endpoints are resolved: against the state of
@@ -83,7 +89,7 @@ struct DatapathFacts {
 // One line of the plan, as --diff shows it.
 struct Change {
   enum class Op { add, remove, change } op = Op::add;
-  std::string kind;                  // node, datapath, uplink, conntrack, published, route, policy, prefilter
+  std::string kind;                  // node, datapath, uplink, conntrack, published, route, policy, prefilter, service
   std::string what;                  // e.g. "tcp 8080 -> web:80"
   std::vector<std::string> details;  // e.g. the rules a policy change adds and removes
 };
@@ -110,6 +116,9 @@ struct Plan {
   std::vector<std::pair<std::string, Policy>> policy_set;
   // The whole deny list, when it differs from the node's (one operation).
   std::optional<std::vector<Ipv4Cidr>> prefilter;
+  // A service that differs from the file's is deleted and added again.
+  std::vector<std::string> service_del;
+  std::vector<ServiceSpec> service_add;
 
   bool empty() const { return changes.empty(); }
 };

@@ -257,6 +257,10 @@ class Node {
   std::vector<EndpointRecord> gc_container_endpoints(const std::string& network,
                                                      const std::vector<ContainerRef>& keep);
 
+  // Adds many services in one transaction (one state write), all or none,
+  // each checked as service_add checks it: for bulk loaders and the bench.
+  void service_add_many(const std::vector<ServiceSpec>& specs);
+
   const std::string& name() const { return name_; }
   const Env& env() const { return env_; }
   bool is_root() const { return name_ == kRootNode; }

@@ -172,6 +172,37 @@ TEST_F(Apply, EditsConverge) {
   EXPECT_EQ(node().policies().size(), 1u) << "and applying the edited file brings it back";
 }
 
+// Services declared in the file: added with traffic to the virtual IP,
+// left alone by a second apply, replaced when edited, removed when omitted.
+TEST_F(Apply, ServicesConverge) {
+  apply_ok(file(""));
+  add_endpoints();
+  const Ipv4 vip = *Ipv4::parse("10.96.0.10");
+  auto svc = [&](const std::string& backends) {
+    return file("services:\n  api:\n    vip: " + vip.str() + ":80/tcp\n    backends: [" + backends + "]\n");
+  };
+  const std::string one = svc(b_.name + ":" + std::to_string(kPort));
+  CmdResult r = apply(one);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("+ service api " + vip.str() + ":80/tcp -> " + b_.name + ":" + std::to_string(kPort)),
+            std::string::npos)
+      << r.out;
+  ASSERT_EQ(node().services().size(), 1u);
+  EXPECT_TRUE(probe_tcp_via(ns(a_), vip, 80, ns(b_), Ipv4(0), kPort).ok)
+      << "the virtual IP reaches the backend";
+  EXPECT_EQ(apply(one).out, "node " + name_ + ": no changes\n");
+
+  CmdResult edited = apply(svc(b_.name + ":" + std::to_string(kPort) + "," + a_.name + ":" + std::to_string(kPort)));
+  ASSERT_EQ(edited.code, 0) << edited.err;
+  EXPECT_NE(edited.out.find("~ service api"), std::string::npos) << edited.out;
+  ASSERT_EQ(node().services().size(), 1u);
+  EXPECT_EQ(node().services()[0].backends.size(), 2u);
+
+  apply_ok(file(""));
+  EXPECT_TRUE(node().services().empty());
+  EXPECT_EQ(map_entries("svc"), 0u);
+}
+
 TEST_F(Apply, DiffChangesNothing) {
   // Of a node that does not exist: nothing is made.
   CmdResult none = apply(file(""), {"--diff"});

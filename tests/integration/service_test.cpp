@@ -10,12 +10,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "connection.hpp"
+#include "ebpfnet/error.hpp"
 #include "ebpfnet/netns.hpp"
 #include "support.hpp"
 
@@ -283,6 +286,77 @@ TEST_F(ServiceNode, BadInputIsRefusedWithNothingChanged) {
     test::expect_one_line_error(r);
   }
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}), before) << "nothing changed";
+}
+
+// The bulk path (Node::service_add_many): all in one transaction, each
+// checked like service add, against the node and the ones before it; one
+// refusal and none is added. The last one answers on its virtual IP.
+TEST_F(ServiceNode, AddManyAddsAllOrNone) {
+  auto s1 = name_server(w1(), "w1");
+  auto spec = [&](int i) {
+    ServiceSpec v;
+    v.name = "bulk" + std::to_string(i);
+    v.vip = Ipv4::parse("10.96.1." + std::to_string(i + 1));
+    v.port = kVipPort;
+    v.backends.push_back({w1(), kBackendPort, 1});
+    return v;
+  };
+  std::vector<ServiceSpec> specs;
+  for (int i = 0; i < 20; ++i) specs.push_back(spec(i));
+  std::vector<ServiceSpec> bad = specs;
+  bad.back().vip = bad.front().vip;  // the same address twice
+  EXPECT_THROW(sb_->node().service_add_many(bad), Error);
+  EXPECT_TRUE(cli_json(*sb_, {"service", "list"}).empty()) << "nothing added";
+
+  sb_->node().service_add_many(specs);
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
+  const std::string cip = ip_of(c());
+  EXPECT_EQ(ask(Netns::open_named(c()), *specs.back().vip, kVipPort), "w1 " + cip);
+  EXPECT_THROW(sb_->node().service_add_many({spec(3)}), Error) << "bulk3 exists";
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
+}
+
+// With 10,000 services on the node, one more is added through the CLI
+// while a connection held through the first (to w2) and a stream of new
+// ones to the second (to w1) run: none is lost, and the new one answers.
+TEST_P(ServiceTraffic, OneMoreAmongTenThousandDisturbsNoConnection) {
+  auto s1 = name_server(w1(), "w1");
+  std::vector<ServiceSpec> specs;
+  for (int i = 0; i < 10000; ++i) {
+    ServiceSpec v;
+    v.name = "s" + std::to_string(i);
+    v.vip = Ipv4(kVip.host() + 256 + i);
+    v.port = kVipPort;
+    v.backends.push_back({i == 0 ? w2() : w1(), kBackendPort, 1});
+    specs.push_back(v);
+  }
+  sb_->node().service_add_many(specs);
+  const Ipv4 first = *specs[0].vip, second = *specs[1].vip;
+  const Netns client = Netns::open_named(c());
+  test::Connection held = test::connect_tcp("to w2 through s0", client, first, kVipPort, Netns::open_named(w2()),
+                                            Ipv4(0), kBackendPort);
+  ASSERT_TRUE(held.echo());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> asked{0}, lost{0};
+  std::thread traffic([&] {
+    const Netns ns = Netns::open_named(c());
+    while (!stop) {
+      if (ask(ns, second, kVipPort).substr(0, 3) != "w1 ") ++lost;
+      ++asked;
+    }
+  });
+  test::CmdResult r = sb_->cli({"service", "add", "one-more", kVip.str() + ":80/tcp", "--backend", w1() + ":8080"});
+  // A few connections after the change too.
+  const int after = asked + 5;
+  test::wait_until([&] { return asked >= after; }, std::chrono::seconds(20));
+  stop = true;
+  traffic.join();
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lost, 0) << "of " << asked << " connections to s1 during the change";
+  EXPECT_GE(asked, after);
+  EXPECT_TRUE(held.echo()) << "the held connection lives on";
+  EXPECT_EQ(ask(client, kVip, kVipPort).substr(0, 3), "w1 ") << "the new service answers";
 }
 
 INSTANTIATE_TEST_SUITE_P(Balancing, ServiceTraffic, ::testing::Bool(),

@@ -179,6 +179,65 @@ TEST(ApplyPlan, ConvergesThePrefilter) {
   EXPECT_EQ(lines(gone).size(), 2u);
 }
 
+// Services: added, left alone when the same (a draining backend included),
+// replaced when they differ, removed when the file omits them.
+TEST(ApplyPlan, ConvergesServices) {
+  NodeState st = lab();
+  const std::string file = R"(services:
+  api:
+    vip: 10.96.0.10:80/tcp
+    backends: [web:8080, "db:8080,weight=2"]
+  dns:
+    node_port: 30053/udp
+    affinity: 60
+    backends: [db:53]
+)";
+  Plan p = plan(file, st);
+  EXPECT_EQ(lines(p), (std::vector<std::string>{
+                          "+ service api 10.96.0.10:80/tcp -> web:8080, db:8080 (weight 2)",
+                          "+ service dns node port 30053/udp -> db:53"}));
+  ASSERT_EQ(p.service_add.size(), 2u);
+  EXPECT_EQ(p.service_add[1].affinity_s, 60u);
+  EXPECT_EQ(p.service_add[1].proto, "udp");
+
+  st.services = {{"api", 1, "tcp", ip("10.96.0.10"), 80, 0, 0, {{1, "web", 8080, 1, true}, {2, "db", 8080, 2, false}}},
+                 {"dns", 2, "udp", std::nullopt, 0, 30053, 60, {{3, "db", 53, 1, false}}},
+                 {"old", 3, "tcp", ip("10.96.0.11"), 80, 0, 0, {}}};
+  Plan again = plan(file, st);
+  EXPECT_EQ(lines(again), (std::vector<std::string>{"- service old"}));
+  EXPECT_EQ(again.service_del, (std::vector<std::string>{"old"}));
+
+  Plan changed = plan(R"(services:
+  api:
+    vip: 10.96.0.10:80/tcp
+    backends: [web:8080]
+)",
+                      st);
+  EXPECT_EQ(lines(changed), (std::vector<std::string>{"- service dns", "- service old",
+                                                      "~ service api 10.96.0.10:80/tcp -> web:8080"}));
+  EXPECT_EQ(changed.service_del, (std::vector<std::string>{"dns", "old", "api"}));
+  ASSERT_EQ(changed.service_add.size(), 1u);
+}
+
+TEST(ApplyPlan, RefusesBadServices) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"services:\n  api: {backends: [web:80]}\n", "node.yaml:5: service api needs a vip or a node_port"},
+      {"services:\n  api: {vip: 10.96.0.10:0}\n", "node.yaml:5: "},
+      {"services:\n  api: {vip: 10.96.0.10:80, backends: ['web:80,weight=x']}\n", "node.yaml:5: "},
+      {"services:\n  api: {vip: 10.96.0.10:80, port: 3}\n", "node.yaml:5: unknown key 'port' in service api"},
+      {"services:\n  bad/name: {vip: 10.96.0.10:80}\n", "node.yaml:5: "},
+      {"services: [api]\n", "services is a mapping"},
+  };
+  for (const auto& [body, says] : bad) {
+    try {
+      plan(body, lab());
+      ADD_FAILURE() << body << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << body << ": " << e.what();
+    }
+  }
+}
+
 TEST(ApplyPlan, ChangesInPlace) {
   NodeState st = applied(lab(), plan(kFull, lab()));
   Plan p = plan(R"(conntrack:

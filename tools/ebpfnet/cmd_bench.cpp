@@ -38,11 +38,15 @@ std::string help_text() {
       "  ebpfnet          ebpfnet's TC datapath: sandbox node with uplink (NAT, conntrack),\n"
       "                   policy with N rules on the server endpoint\n"
       "  (ebpfnet-xdp is not measured: there is no XDP forwarding mode)\n"
+      "  services: ebpfnet (per-packet Maglev) against iptables, kube-proxy's iptables mode\n"
+      "                   on a bridge node, each with a client and two backends; ebpfnet-1:\n"
+      "                   ebpfnet kept at one service, measured in the same rounds\n"
       "Metrics (--only):\n";
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(g.size() < 8 ? 8 - g.size() : 1, ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
        "round by round against direct, tc-peer and bridge (rules: against 0 rules and\n"
-       "bridge-iptables; cp: against ip commands and ip -batch).\n";
+       "bridge-iptables; cp: against ip commands and ip -batch; services: against the\n"
+       "fewest services, ebpfnet-1 and iptables).\n";
   h += "Writes results.json, results.md and one PNG per metric to -o DIR; prints a table\n"
        "(or, with the global -o json, results.json) on stdout; progress on stderr.\n";
   return h;
@@ -69,7 +73,7 @@ void write_outputs(nlohmann::json& results, const std::string& out_dir) {
 void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
     bool quick = false;
-    std::string only, datapaths, rules, cpus = "0,1", rr_cpus = "0,0";
+    std::string only, datapaths, rules, service_counts, cpus = "0,1", rr_cpus = "0,0";
     std::optional<int> rounds, duration, cp_batch, scale_n;
     std::string out_dir, tools, report;
   };
@@ -79,7 +83,8 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   cmd->footer(help_text());
   cmd->add_flag("--quick", a->quick, "CI smoke: 1 round of 1 s, rules 0 and 1000, 10 endpoints (< 1 min)");
   cmd->add_option("--only", a->only,
-                  "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp,prefilter,scale (default: all but scale)")
+                  "metrics to run, comma-separated: tput,pps,rr,crr,rules,cp,prefilter,scale,services (default: all but "
+                  "scale and services)")
       ->type_name("LIST");
   cmd->add_option("--datapaths", a->datapaths,
                   "datapaths, comma-separated: direct,tc-peer,bridge,bridge-iptables,ebpfnet")
@@ -89,6 +94,9 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
   cmd->add_option("--duration", a->duration, "seconds per measurement; default 3, quick 1")
       ->check(CLI::Range(1, 600));
   cmd->add_option("--rules", a->rules, "rule counts for the rules metric; default 0,1000,10000")
+      ->type_name("LIST");
+  cmd->add_option("--services-counts", a->service_counts,
+                  "numbers of services present for the services metric; default 1,1000,10000")
       ->type_name("LIST");
   cmd->add_option("--cp-batch", a->cp_batch, "endpoints in a row for cp; default 100, quick 10")
       ->check(CLI::Range(1, 1000));
@@ -141,6 +149,19 @@ void add_bench_command(CLI::App& app, Context& ctx, Action& action) {
             o.rule_counts.push_back(n);
           } catch (...) {
             throw Error(Errc::usage, "--rules: '" + r + "' is not a count from 0 to 100000");
+          }
+        }
+      }
+      if (!a->service_counts.empty()) {
+        o.service_counts.clear();
+        for (const auto& r : split(a->service_counts)) {
+          try {
+            size_t end = 0;
+            int n = std::stoi(r, &end);
+            if (end != r.size() || n < 1 || n > 60000) throw std::out_of_range(r);
+            o.service_counts.push_back(n);
+          } catch (...) {
+            throw Error(Errc::usage, "--services-counts: '" + r + "' is not a count from 1 to 60000");
           }
         }
       }

@@ -26,6 +26,8 @@ struct SuiteOptions {
   int cp_singles = 5;
   int scale_n = 10000;  // endpoints of the scale run
   int udp_flows = 8;
+  std::vector<int> service_counts = {1, 1000, 10000};  // services: N present
+  int service_add_reps = 5;  // services: single adds timed at each N (median per round)
   Placement placement;  // tput, pps: sender and receiver on two CPUs
   // rr, crr, rules: both on one CPU by default. Request/response is bound by
   // wake-up latency; waking an idle CPU of a VM (an IPI, a halted vCPU the
