@@ -103,18 +103,24 @@ ServiceSpec spec_of(int i, const std::vector<std::string>& backends) {
 // ebpfnet: a sandbox node (no uplink) with the client and the two backends
 // as endpoints; services through the controller library, one transaction
 // per bulk load, and `ebpfnet service add` for the timed single add.
-// "ebpfnet-1" is the same, a node of its own, kept at one service.
+// "ebpfnet" balances at connect time (the socket hooks, the default),
+// "ebpfnet-tc" per packet at tc (attach --socket-lb off); "ebpfnet-1" is
+// "ebpfnet" on a node of its own, kept at one service.
 class EbpfnetServices : public ServiceDatapath {
  public:
   EbpfnetServices(const ServicesConfig& cfg, const std::string& name)
-      : name_(name), bin_(cfg.ebpfnet_bin), node_(cfg.prefix + (name == "ebpfnet" ? "sv" : "s1")) {
+      : name_(name),
+        bin_(cfg.ebpfnet_bin),
+        node_(cfg.prefix + (name == "ebpfnet" ? "sv" : name == "ebpfnet-tc" ? "st" : "s1")) {
     env_.state_root = cfg.state_dir / "ebpfnet-svc-state";
     client_ns_ = node_ + "-c";
     backend_ns_ = {node_ + "-b1", node_ + "-b2"};
     Node::create(env_, node_, *Ipv4Cidr::parse("10.210.0.0/24"));
     try {
       Node node(env_, node_);
-      node.attach();
+      AttachOptions opts;
+      opts.socket_lb = name_ != "ebpfnet-tc";
+      node.attach(opts);
       node.add_endpoint(EndpointRequest{.name = client_ns_, .ip = Ipv4::parse("10.210.0.2")});
       node.add_endpoint(EndpointRequest{.name = backend_ns_[0], .ip = Ipv4::parse("10.210.0.3")});
       node.add_endpoint(EndpointRequest{.name = backend_ns_[1], .ip = Ipv4::parse("10.210.0.4")});
@@ -128,8 +134,10 @@ class EbpfnetServices : public ServiceDatapath {
   std::string name() const override { return name_; }
   std::string description() const override {
     return "ebpfnet sandbox node without uplink: a client and two backend endpoints; every service a "
-           "virtual IP:80/tcp with both backends (per-packet Maglev at tc, from_endpoint)" +
-           std::string(name_ == "ebpfnet" ? "" : "; kept at one service, measured in the same rounds as ebpfnet");
+           "virtual IP:80/tcp with both backends, " +
+           std::string(name_ == "ebpfnet-tc" ? "balanced per packet (Maglev at tc, from_endpoint; --socket-lb off)"
+                                             : "balanced at connect time (cgroup socket hooks, Maglev)") +
+           std::string(name_ == "ebpfnet-1" ? "; kept at one service, measured in the same rounds as ebpfnet" : "");
   }
   std::vector<std::string> namespaces() const override {
     return {node_, client_ns_, backend_ns_[0], backend_ns_[1]};
@@ -158,12 +166,12 @@ class EbpfnetServices : public ServiceDatapath {
                        service_name(i), vip, "--backend", backend_ns_[0] + b, "--backend", backend_ns_[1] + b}};
       auto t0 = Clock::now();
       run_ok(cli, 60);
-      out["ebpfnet-cli"].push_back(ms_since(t0));
+      out[name_ + "-cli"].push_back(ms_since(t0));
       node.service_del({service_name(i)});
       const ServiceSpec spec = spec_of(i, backend_ns_);
       t0 = Clock::now();
       node.service_add(spec);
-      out["ebpfnet-lib"].push_back(ms_since(t0));
+      out[name_ + "-lib"].push_back(ms_since(t0));
       node.service_del({service_name(i)});
     }
     return out;
@@ -336,12 +344,12 @@ std::string service_vip(int i) {
 }
 
 const std::vector<std::string>& service_datapaths() {
-  static const std::vector<std::string> v = {"ebpfnet", "iptables", "ebpfnet-1"};
+  static const std::vector<std::string> v = {"ebpfnet", "ebpfnet-tc", "iptables", "ebpfnet-1"};
   return v;
 }
 
 std::unique_ptr<ServiceDatapath> make_service_datapath(const std::string& name, const ServicesConfig& cfg) {
-  if (name == "ebpfnet" || name == "ebpfnet-1") return std::make_unique<EbpfnetServices>(cfg, name);
+  if (name == "ebpfnet" || name == "ebpfnet-tc" || name == "ebpfnet-1") return std::make_unique<EbpfnetServices>(cfg, name);
   if (name == "iptables") return std::make_unique<KubeIptables>(cfg);
   throw std::invalid_argument("unknown services datapath '" + name + "'");
 }

@@ -139,7 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadFile{"UnknownKey", kHead + "publish:\n  - {endpoint: web, port: 80}\n",
                 "node.yaml:4: unknown key 'publish' at the top level (allowed: node, sandbox, pool, uplink, "
-                "conntrack, published, routes, prefilter, policies)"},
+                "conntrack, published, routes, prefilter, services, policies)"},
         BadFile{"PrefilterHostBits", kHead + "prefilter:\n  - 203.0.113.1/24\n",
                 "node.yaml:5: prefilter entry '203.0.113.1/24' has host bits set; did you mean 203.0.113.0/24?"},
         BadFile{"PrefilterNotAnAddress", kHead + "prefilter:\n  - 203.0.113\n",
