@@ -38,9 +38,10 @@ std::string help_text() {
       "  ebpfnet          ebpfnet's TC datapath: sandbox node with uplink (NAT, conntrack),\n"
       "                   policy with N rules on the server endpoint\n"
       "  (ebpfnet-xdp is not measured: there is no XDP forwarding mode)\n"
-      "  services: ebpfnet (per-packet Maglev) against iptables, kube-proxy's iptables mode\n"
-      "                   on a bridge node, each with a client and two backends; ebpfnet-1:\n"
-      "                   ebpfnet kept at one service, measured in the same rounds\n"
+      "  services: ebpfnet (connect-time socket hooks), ebpfnet-tc (per-packet Maglev at tc)\n"
+      "                   and iptables (kube-proxy's iptables mode on a bridge node), each with a\n"
+      "                   client and two backends; ebpfnet-1: ebpfnet kept at one service,\n"
+      "                   measured in the same rounds\n"
       "Metrics (--only):\n";
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(g.size() < 8 ? 8 - g.size() : 1, ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
