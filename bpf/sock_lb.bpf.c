@@ -45,6 +45,9 @@ static __always_inline int balance(struct bpf_sock_addr *ctx)
 	__u64 cookie;
 	__u32 id = 0;
 
+	/* 0.0.0.0 is this host, never a virtual IP (node ports key on 0). */
+	if (!ctx->user_ip4)
+		return SOCK_ALLOW;
 	s = svc_of(ctx->user_ip4, (__be16)ctx->user_port, ctx->protocol);
 	if (!s)
 		return SOCK_ALLOW;
