@@ -8,6 +8,12 @@
  * socket whose network namespace is not one of this node's endpoints. */
 #include "lib/common.h"
 #include "lib/maps.h"
+/* Only listening() and the ring buffer are wanted of events.h here, not its
+ * emitters for packets. */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wunused-function"
+#include "lib/events.h"
+#pragma clang diagnostic pop
 #include "lib/lb.h"
 
 /* From errno.h, which a BPF build cannot include. */
@@ -24,13 +30,28 @@ static __always_inline __be32 *endpoint_of(struct bpf_sock_addr *ctx)
 	return bpf_map_lookup_elem(&sock_netns, &netns);
 }
 
-static __always_inline void count_no_backend(__be32 ip)
+/* A connect refused for want of a backend: counted for the endpoint and
+ * told to a listening monitor, as a refusal per packet is. */
+static __always_inline void refused(struct bpf_sock_addr *ctx, __be32 client)
 {
-	struct ebpfnet_endpoint *ep = bpf_map_lookup_elem(&ep_by_ip, &ip);
+	struct ebpfnet_endpoint *ep = bpf_map_lookup_elem(&ep_by_ip, &client);
 	struct ebpfnet_ep_stats *st = ep ? bpf_map_lookup_elem(&ep_stats, &ep->ifindex) : NULL;
+	struct ebpfnet_event ev = {};
 
 	if (st)
 		st->drops[EBPFNET_DROP_NO_BACKEND]++;
+	if (!listening(EBPFNET_EVENT_DROP))
+		return;
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.tuple.saddr = client;
+	ev.tuple.daddr = ctx->user_ip4;
+	ev.tuple.dport = (__be16)ctx->user_port;
+	ev.tuple.proto = ctx->protocol;
+	ev.ifindex = ep ? ep->ifindex : 0;
+	ev.endpoint = client;
+	ev.type = EBPFNET_EVENT_DROP;
+	ev.reason = EBPFNET_DROP_NO_BACKEND;
+	bpf_ringbuf_output(&events, &ev, sizeof(ev), 0);
 }
 
 /* Points a socket addressing a service at one of its backends. With no
@@ -59,7 +80,7 @@ static __always_inline int balance(struct bpf_sock_addr *ctx)
 	cookie = bpf_get_socket_cookie(ctx);
 	be = lb_pick(s, *client, lb_mix(lb_mix(0, (__u32)cookie), (__u32)(cookie >> 32)), bpf_ktime_get_ns(), &id);
 	if (!be) {
-		count_no_backend(*client);
+		refused(ctx, *client);
 		bpf_set_retval(-ECONNREFUSED);
 		return SOCK_DENY;
 	}

@@ -1,6 +1,7 @@
 // monitor: the datapath's drop and flow events, live from its ring buffer.
 #include "status.hpp"
 
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <set>
 
 #include "ebpfnet/error.hpp"
+#include "uplink.hpp"
 
 namespace ebpfnet::status {
 namespace {
@@ -30,7 +32,7 @@ class EventNamer {
   explicit EventNamer(std::function<std::optional<NodeState>()> load) : load_(std::move(load)) { reload(); }
 
   MonitorEvent name(const ebpfnet_event& ev) {
-    MonitorEvent m{ev, "", ""};
+    MonitorEvent m{ev, "", "", ""};
     const EndpointRecord* e = find(ev.endpoint);
     if (!e && ev.endpoint && !reloaded_for_.contains(ev.endpoint)) {
       // An endpoint added since the monitor started.
@@ -50,10 +52,25 @@ class EventNamer {
         m.rule = std::string(to_string(dir)) + " rule " + std::to_string(ev.rule) + ": " +
                  format_rule(dp.rules[ev.rule - 1], dir);
     }
+    m.service = service_of(ev);
     return m;
   }
 
  private:
+  // A node port is named only for a refusal: the event does not say whether
+  // its destination was the uplink's address.
+  std::string service_of(const ebpfnet_event& ev) const {
+    if (!state_) return "";
+    const uint16_t port = ntohs(ev.tuple.dport);
+    for (const auto& v : state_->services) {
+      if (uplink::proto_number(v.proto) != ev.tuple.proto) continue;
+      if (v.vip && v.vip->be() == ev.tuple.daddr && v.port == port) return v.name;
+      if (v.node_port == port && ev.type == EBPFNET_EVENT_DROP && ev.reason == EBPFNET_DROP_NO_BACKEND)
+        return v.name;
+    }
+    return "";
+  }
+
   const EndpointRecord* find(__be32 ip) const {
     if (!state_) return nullptr;
     for (const auto& e : state_->endpoints)

@@ -76,6 +76,7 @@ struct MonitorEvent {
   ebpfnet_event raw;
   std::string endpoint;  // the endpoint's name; "" when none or unknown
   std::string rule;      // policy verdicts: the rule or default that decided
+  std::string service;   // the service it addressed (a virtual IP, or a node port refused); "" when none
 };
 
 struct MonitorOptions {

@@ -674,30 +674,8 @@ TEST(PolicyTraffic, TenThousandRules) {
 
 // --- 4. monitor -----------------------------------------------------------
 
-// Runs `monitor -o json --count 1 --duration 10 extra...` and pokes until
-// it has printed its event (the first pokes may come before it listens).
-CmdResult monitor_once(SandboxNode& sb, const std::vector<std::string>& extra, const std::function<void()>& poke) {
-  std::vector<std::string> args = {"-o", "json", "monitor", "--count", "1", "--duration", "10"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  // run() kills it by PID if it overstays.
-  auto f = std::async(std::launch::async, [&] { return sb.cli(args, 15); });
-  for (int i = 0; i < 200 && f.wait_for(0s) != std::future_status::ready; ++i) {
-    poke();
-    f.wait_for(50ms);
-  }
-  return f.get();
-}
-
-json one_event(const CmdResult& r) {
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  try {
-    return json::parse(r.out.substr(0, r.out.find('\n')));
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "monitor printed '" << r.out << "': " << e.what();
-    return json::object();
-  }
-}
+using test::monitor_once;
+using test::one_event;
 
 std::string at_port(Ipv4 ip, unsigned port) { return ip.str() + ":" + std::to_string(port); }
 

@@ -216,6 +216,13 @@ TEST_P(ServiceTraffic, NoActiveBackendRefusesNewConnections) {
   UniqueFd fd;
   // Refused (not a connect that timed out, EAGAIN, or unreachable).
   EXPECT_EQ(connect_in(Netns::open_named(c()), kVip, kVipPort, fd), ECONNREFUSED);
+  const json ev = test::one_event(test::monitor_once(*sb_, {}, [&] {
+    UniqueFd again;
+    connect_in(Netns::open_named(c()), kVip, kVipPort, again);
+  }));
+  EXPECT_EQ(ev.value("reason", ""), "no-backend") << ev.dump();
+  EXPECT_EQ(ev.value("service", ""), "api") << ev.dump();
+  EXPECT_EQ(ev.value("endpoint", ""), c()) << ev.dump();
   const json eps = cli_json(*sb_, {"endpoint", "list"});
   const json node = cli_json(*sb_, {"status"});
   uint64_t counted = node.at("node_drops").value("no-backend", 0);

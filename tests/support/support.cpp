@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -234,6 +235,29 @@ nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, i
   CmdResult r = sb.cli(full, timeout_s);
   if (r.code != 0) throw std::runtime_error("ebpfnet " + joined(args) + ": " + r.err);
   return nlohmann::json::parse(r.out);
+}
+
+CmdResult monitor_once(SandboxNode& sb, const std::vector<std::string>& extra, const std::function<void()>& poke) {
+  std::vector<std::string> args = {"-o", "json", "monitor", "--count", "1", "--duration", "10"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  // run() kills it by PID if it overstays.
+  auto f = std::async(std::launch::async, [&] { return sb.cli(args, 15); });
+  for (int i = 0; i < 200 && f.wait_for(std::chrono::seconds(0)) != std::future_status::ready; ++i) {
+    poke();
+    f.wait_for(std::chrono::milliseconds(50));
+  }
+  return f.get();
+}
+
+nlohmann::json one_event(const CmdResult& r) {
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  try {
+    return nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "monitor printed '" << r.out << "': " << e.what();
+    return nlohmann::json::object();
+  }
 }
 
 std::string step_name(const testing::TestParamInfo<std::string>& info) {

@@ -114,6 +114,12 @@ class SandboxNode {
 // ebpfnet -o json args... on sb, parsed; throws with the error when it fails.
 nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s = 60);
 
+// Runs `monitor -o json --count 1 --duration 10 extra...` and pokes until
+// it has printed its event (the first pokes may come before it listens).
+CmdResult monitor_once(SandboxNode& sb, const std::vector<std::string>& extra, const std::function<void()>& poke);
+// The one event such a run printed (a failure when it printed another count).
+nlohmann::json one_event(const CmdResult& r);
+
 // The whole file ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& p);
 // The names in a directory, sorted ({} when it does not exist).

@@ -94,6 +94,7 @@ nlohmann::json event_json(const MonitorEvent& m) {
                       {"len", e.len},
                       {"endpoint", m.endpoint}};
   if (e.type == EBPFNET_EVENT_DROP) j["reason"] = drop_reason_name(e.reason);
+  if (!m.service.empty()) j["service"] = m.service;
   if (!m.rule.empty()) {
     j["direction"] = e.dir == EBPFNET_INGRESS ? "ingress" : "egress";
     j["rule"] = m.rule;
@@ -108,6 +109,7 @@ std::string event_line(const MonitorEvent& m) {
   s += "  " + proto_name(e.tuple.proto) + " " + addr_port(e.tuple.saddr, e.tuple.sport, e.tuple.proto) +
        " -> " + addr_port(e.tuple.daddr, e.tuple.dport, e.tuple.proto);
   if (!m.endpoint.empty()) s += "  endpoint " + m.endpoint;
+  if (!m.service.empty()) s += "  service " + m.service;
   if (!m.rule.empty()) s += "  (" + m.rule + ")";
   return s;
 }
