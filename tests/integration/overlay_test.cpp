@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "connection.hpp"
+#include "ebpfnet/cluster/overlay_peers.hpp"
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
@@ -232,6 +233,36 @@ TEST_F(Overlay, BadPeersAreRefused) {
   EXPECT_NE(bad.code, 0);
   test::expect_one_line_error(bad);
   EXPECT_EQ(n.overlay()->peers.size(), 1u) << "nothing refused was kept";
+}
+
+// The cluster agent's seam: its peers' changes program each node's overlay
+// through the node's own operations (here without etcd: the consumer is
+// handed the records the agent would hand it).
+TEST_F(Overlay, AgentPeersProgramTheOverlay) {
+  using cluster::NodeRecord;
+  cluster::OverlayPeerConsumer on_a(a_->node()), on_b(b_->node());
+  const NodeRecord ra{"node-a", kUnderlayA, kPoolA, std::nullopt, cluster::Mode::vxlan};
+  const NodeRecord rb{"node-b", kUnderlayB, kPoolB, std::nullopt, cluster::Mode::vxlan};
+  on_a.peer_added(rb);
+  on_b.peer_added(ra);
+  ProbeResult tcp = probe_tcp(ns(ea_), ns(eb_), eb_.ip, kPort);
+  ASSERT_TRUE(tcp.ok) << tcp.error;
+  on_a.peer_added(rb);  // a re-list after a restart: nothing changes
+  ASSERT_TRUE(a_->node().overlay());
+  EXPECT_EQ(a_->node().overlay()->peers.size(), 1u);
+
+  NodeRecord moved = rb;
+  moved.underlay = kStranger;
+  on_a.peer_changed(rb, moved);
+  ASSERT_TRUE(a_->node().overlay());
+  ASSERT_EQ(a_->node().overlay()->peers.size(), 1u);
+  EXPECT_EQ(a_->node().overlay()->peers[0].via, kStranger);
+  on_a.peer_changed(moved, rb);
+  EXPECT_TRUE(probe_tcp(ns(ea_), ns(eb_), eb_.ip, kPort).ok);
+
+  on_a.peer_removed(rb);
+  EXPECT_FALSE(a_->node().overlay()) << "the last peer took the device with it";
+  EXPECT_FALSE(probe_tcp(ns(ea_), ns(eb_), eb_.ip, kPort, ProbeTimeout(500)).ok);
 }
 
 // A node running map ABI 4 (no tunnel map, no from_tunnel) and state schema
