@@ -12,6 +12,7 @@
 #include "lib/policy.h"
 #include "lib/lb.h"
 #include "lib/reject.h"
+#include "lib/tunnel.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -225,6 +226,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 				       const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
 {
 	__u32 uplink = cfg(EBPFNET_CFG_UPLINK_IFINDEX);
+	const struct ebpfnet_tunnel_peer *peer;
 	struct ebpfnet_endpoint *dst;
 	struct iphdr *ip = parse_ipv4(c);
 
@@ -240,6 +242,9 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 	if (ip->ttl <= 1 || ip->daddr == gateway_ip)
 		return pass(ip->ttl <= 1 ? EBPFNET_PASS_TTL : EBPFNET_PASS_GATEWAY);
 	dst = bpf_map_lookup_elem(&ep_by_ip, &ip->daddr);
+	/* Another node's pool, through the overlay (local traffic never looks). */
+	if (!dst && (peer = tunnel_peer_of(ip->daddr)))
+		return to_tunnel(skb, c, ip, ep, peer, st);
 	if ((uplink && (!dst || cfg(EBPFNET_CFG_PUBLISHED))) || cfg(EBPFNET_CFG_SERVICES) || policy_of(ep->ip) ||
 	    (dst && policy_of(dst->ip)))
 		return tracked_from_endpoint(skb, c, eth, ip, ep, dst, st);

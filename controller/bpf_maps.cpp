@@ -18,7 +18,7 @@ namespace {
 enum MapIndex {
   kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted,
   kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents, kPrefilterAddr, kPrefilterCidr, kPrefilterStats,
-  kSvc, kMaglev, kBackends, kBackendStats, kSvcAffinity, kSockNetns, kSockRevnat
+  kSvc, kMaglev, kBackends, kBackendStats, kSvcAffinity, kSockNetns, kSockRevnat, kTunnel
 };
 
 int possible_cpus() {
@@ -44,6 +44,7 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_POLICY_DENY: return "policy-deny";
     case EBPFNET_DROP_POLICY_DEFAULT: return "policy-default-deny";
     case EBPFNET_DROP_NO_BACKEND: return "no-backend";
+    case EBPFNET_DROP_TUNNEL_PEER: return "tunnel-peer";
     default: return "unknown";
   }
 }
@@ -182,10 +183,12 @@ void DatapathMaps::write_config(const NodeConfig& cfg) {
   const NodeConfig old = read_config();
   for (__u32 s = EBPFNET_CFG_BUILD + 1; s < EBPFNET_CFG_SLOT_COUNT; ++s) {
     auto slot = static_cast<ebpfnet_cfg_slot>(s);
-    if (slot != EBPFNET_CFG_UPLINK_IFINDEX && cfg[slot] != old[slot]) write_slot(slot, cfg[slot]);
+    if (slot != EBPFNET_CFG_UPLINK_IFINDEX && slot != EBPFNET_CFG_TUNNEL_IFINDEX && cfg[slot] != old[slot])
+      write_slot(slot, cfg[slot]);
   }
-  if (cfg[EBPFNET_CFG_UPLINK_IFINDEX] != old[EBPFNET_CFG_UPLINK_IFINDEX])
-    write_slot(EBPFNET_CFG_UPLINK_IFINDEX, cfg[EBPFNET_CFG_UPLINK_IFINDEX]);
+  // The devices last: each turns on what the other slots describe.
+  for (auto slot : {EBPFNET_CFG_TUNNEL_IFINDEX, EBPFNET_CFG_UPLINK_IFINDEX})
+    if (cfg[slot] != old[slot]) write_slot(slot, cfg[slot]);
 }
 
 NodeConfig DatapathMaps::read_config() const {
@@ -213,6 +216,27 @@ void DatapathMaps::delete_routed(const Ipv4Cidr& dst) {
   ebpfnet_prefix key = prefix_key(dst);
   if (bpf_map_delete_elem(fd(kRouted), &key) != 0 && errno != ENOENT)
     throw_errno(errno, "deleting routed prefix " + dst.str());
+}
+
+void DatapathMaps::put_tunnel(const Ipv4Cidr& pool, Ipv4 underlay) {
+  ebpfnet_prefix key = prefix_key(pool);
+  ebpfnet_tunnel_peer v{};
+  v.underlay = underlay.be();
+  if (bpf_map_update_elem(fd(kTunnel), &key, &v, BPF_ANY) != 0)
+    throw_errno(errno, "writing tunnel peer of " + pool.str());
+}
+
+void DatapathMaps::delete_tunnel(const Ipv4Cidr& pool) {
+  ebpfnet_prefix key = prefix_key(pool);
+  if (bpf_map_delete_elem(fd(kTunnel), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting tunnel peer of " + pool.str());
+}
+
+std::optional<Ipv4> DatapathMaps::tunnel(const Ipv4Cidr& pool) const {
+  ebpfnet_prefix key = prefix_key(pool);
+  ebpfnet_tunnel_peer v{};
+  if (bpf_map_lookup_elem(fd(kTunnel), &key, &v) != 0) return std::nullopt;
+  return Ipv4::from_be(v.underlay);
 }
 
 void DatapathMaps::put_published(const PublishedPort& p) {

@@ -16,6 +16,7 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/skeleton.hpp"
 #include "from_endpoint.skel.h"
+#include "from_tunnel.skel.h"
 #include "from_uplink.skel.h"
 #include "uplink_prefilter.skel.h"
 
@@ -134,7 +135,9 @@ uint64_t Datapath::build_id() {
     auto* fu = static_cast<const unsigned char*>(from_uplink_bpf::elf_bytes(&n));
     h = fnv1a(h, {fu, n});
     auto* up = static_cast<const unsigned char*>(uplink_prefilter_bpf::elf_bytes(&n));
-    return fnv1a(h, {up, n});
+    h = fnv1a(h, {up, n});
+    auto* ft = static_cast<const unsigned char*>(from_tunnel_bpf::elf_bytes(&n));
+    return fnv1a(h, {ft, n});
   }();
   return id;
 }
@@ -167,9 +170,14 @@ Datapath Datapath::load(const DatapathConfig& cfg, const MapFds* reuse) {
   share_maps(up->obj, maps);
   up.load();
 
+  Skeleton<from_tunnel_bpf> ft("from_tunnel");
+  share_maps(ft->obj, maps);
+  ft.load();
+
   return Datapath(dup_fd(bpf_program__fd(fe->progs.from_endpoint), "from_endpoint"),
                   dup_fd(bpf_program__fd(fu->progs.from_uplink), "from_uplink"),
-                  dup_fd(bpf_program__fd(up->progs.uplink_prefilter), "uplink_prefilter"), std::move(maps));
+                  dup_fd(bpf_program__fd(up->progs.uplink_prefilter), "uplink_prefilter"),
+                  dup_fd(bpf_program__fd(ft->progs.from_tunnel), "from_tunnel"), std::move(maps));
 }
 
 MapFds Datapath::open_map_pins(const std::filesystem::path& dir) {
@@ -221,11 +229,15 @@ std::optional<Datapath> Datapath::open_pinned(const std::filesystem::path& dir, 
   UniqueFd from_endpoint = open_pin(dir / "from_endpoint");
   UniqueFd from_uplink = open_pin(dir / "from_uplink");
   UniqueFd uplink_prefilter = open_pin(dir / "uplink_prefilter");
+  UniqueFd from_tunnel = open_pin(dir / "from_tunnel");
   if (!from_endpoint.valid() || !from_uplink.valid()) return std::nullopt;
   auto maps = open_pinned_maps(dir, any_abi);
   if (!maps) return std::nullopt;
-  if (!uplink_prefilter.valid() && abi_of(open_map_pins(dir)) >= 3) return std::nullopt;
-  return Datapath(std::move(from_endpoint), std::move(from_uplink), std::move(uplink_prefilter), std::move(*maps));
+  const uint32_t abi = abi_of(open_map_pins(dir));
+  if (!uplink_prefilter.valid() && abi >= 3) return std::nullopt;
+  if (!from_tunnel.valid() && abi >= 5) return std::nullopt;
+  return Datapath(std::move(from_endpoint), std::move(from_uplink), std::move(uplink_prefilter),
+                  std::move(from_tunnel), std::move(*maps));
 }
 
 void Datapath::make_pin_dirs(const std::filesystem::path& dir) {
@@ -241,6 +253,7 @@ void Datapath::pin(const std::filesystem::path& dir) {
   for (size_t i = 0; i < kMapNames.size(); ++i) pin_replacing(maps_.fd(i), dir / "maps" / kMapNames[i]);
   // The programs last: their pins are what mark the datapath as attached.
   pin_replacing(uplink_prefilter_.get(), dir / "uplink_prefilter");
+  pin_replacing(from_tunnel_.get(), dir / "from_tunnel");
   pin_replacing(from_uplink_.get(), dir / "from_uplink");
   pin_replacing(from_endpoint_.get(), dir / "from_endpoint");
 }

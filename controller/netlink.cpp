@@ -1,5 +1,6 @@
 #include "ebpfnet/netlink.hpp"
 
+#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
@@ -103,6 +104,22 @@ nlmsghdr* new_veth(char* buf, uint32_t seq, const VethSpec& spec) {
   mnl_attr_put(nlh, IFLA_ADDRESS, spec.peer_mac.size(), spec.peer_mac.data());
   if (spec.peer_ns_fd >= 0) mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, spec.peer_ns_fd);
   mnl_attr_nest_end(nlh, peer);
+  mnl_attr_nest_end(nlh, data);
+  mnl_attr_nest_end(nlh, linkinfo);
+  return nlh;
+}
+
+nlmsghdr* new_vxlan(char* buf, uint32_t seq, const VxlanSpec& spec) {
+  nlmsghdr* nlh = put_header(buf, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  put_ifinfo(nlh, 0);
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, spec.name.c_str());
+  if (spec.mtu) mnl_attr_put_u32(nlh, IFLA_MTU, static_cast<uint32_t>(spec.mtu));
+  nlattr* linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+  mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "vxlan");
+  nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+  mnl_attr_put_u8(nlh, IFLA_VXLAN_COLLECT_METADATA, 1);
+  mnl_attr_put_u8(nlh, IFLA_VXLAN_LEARNING, 0);
+  mnl_attr_put_u16(nlh, IFLA_VXLAN_PORT, htons(spec.port));
   mnl_attr_nest_end(nlh, data);
   mnl_attr_nest_end(nlh, linkinfo);
   return nlh;
@@ -315,6 +332,14 @@ int Netlink::create_veth(const VethSpec& spec) {
   request(nlmsg::new_veth(buf, ++seq_, spec), "creating veth " + spec.name);
   const int ifindex = ifindex_of(spec.name);
   if (!ifindex) throw Error(Errc::failed, "veth " + spec.name + " vanished after creation");
+  return ifindex;
+}
+
+int Netlink::create_vxlan(const VxlanSpec& spec) {
+  char buf[kRequestSize];
+  request(nlmsg::new_vxlan(buf, ++seq_, spec), "creating vxlan device " + spec.name);
+  const int ifindex = ifindex_of(spec.name);
+  if (!ifindex) throw Error(Errc::failed, "vxlan device " + spec.name + " vanished after creation");
   return ifindex;
 }
 

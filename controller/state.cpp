@@ -61,7 +61,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 5;
+constexpr int kStateVersion = 6;
 
 // ---- Writing
 
@@ -127,6 +127,17 @@ json to_json(const NodeState& s) {
   for (const auto& c : s.prefilter) prefilter.push_back(c.str());
   json services = json::array();
   for (const auto& v : s.services) services.push_back(to_json(v));
+  json overlay = nullptr;
+  if (s.overlay) {
+    json peers = json::array();
+    for (const auto& p : s.overlay->peers) peers.push_back({{"pool", p.pool.str()}, {"via", p.via.str()}});
+    overlay = {{"ifname", s.overlay->ifname},
+               {"vni", s.overlay->vni},
+               {"port", s.overlay->port},
+               {"mtu", s.overlay->mtu},
+               {"tc_mode", to_string(s.overlay->tc_mode)},
+               {"peers", peers}};
+  }
   return {{"version", kStateVersion},
           {"name", s.name},
           {"sandbox", s.sandbox},
@@ -150,7 +161,8 @@ json to_json(const NodeState& s) {
           {"prefilter", prefilter},
           {"services", services},
           {"service_counters",
-           {{"next_service", s.service_counters.next_service}, {"next_backend", s.service_counters.next_backend}}}};
+           {{"next_service", s.service_counters.next_service}, {"next_backend", s.service_counters.next_backend}}},
+          {"overlay", overlay}};
 }
 
 json to_json(const Journal& j) {
@@ -219,9 +231,15 @@ json v4_to_v5(json j) {
   return j;
 }
 
+// Version 6: the VXLAN overlay (none before).
+json v5_to_v6(json j) {
+  if (!j.contains("overlay")) j["overlay"] = nullptr;
+  return j;
+}
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -439,6 +457,17 @@ NodeState state_from(const json& j) {
     auto cidr = Ipv4Cidr::parse(p);
     if (!cidr) throw f.bad("prefilter", "'" + p + "' is not a prefix");
     s.prefilter.push_back(*cidr);
+  }
+  if (!f.null("overlay")) {
+    Fields o = f.object("overlay");
+    OverlayRecord r;
+    r.ifname = o.str("ifname");
+    r.vni = o.number<uint32_t>("vni");
+    r.port = o.number<uint16_t>("port");
+    r.mtu = o.number<uint32_t>("mtu");
+    r.tc_mode = o.mode("tc_mode");
+    for (const Fields& p : o.list("peers")) r.peers.push_back({p.cidr("pool"), p.ip("via")});
+    s.overlay = std::move(r);
   }
   return s;
 }

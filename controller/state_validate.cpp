@@ -121,6 +121,46 @@ void validate_routes(const NodeState& s) {
   }
 }
 
+}  // namespace
+
+std::string tunnel_peer_problem(const NodeState& s, const Ipv4Cidr& pool, Ipv4 via, size_t skip) {
+  auto overlaps = [](const Ipv4Cidr& a, const Ipv4Cidr& b) { return a.contains(b.network) || b.contains(a.network); };
+  if (overlaps(pool, s.cidr)) return pool.str() + " overlaps the node's pool " + s.cidr.str();
+  for (const auto& r : s.routes)
+    if (overlaps(pool, r.dst)) return pool.str() + " overlaps the route to " + r.dst.str();
+  if (s.overlay)
+    for (size_t i = 0; i < s.overlay->peers.size(); ++i)
+      if (i != skip && overlaps(pool, s.overlay->peers[i].pool))
+        return pool.str() + " overlaps the pool " + s.overlay->peers[i].pool.str() + " of peer " +
+               s.overlay->peers[i].via.str();
+  const uint32_t h = via.host();
+  if (h == 0 || h == 0xffffffffu || (h >> 24) == 127 || (h >> 28) == 0xe || (h >> 28) == 0xf)
+    return via.str() + " is not a unicast address of a node";
+  if (s.cidr.contains(via) || pool.contains(via))
+    return "the peer's underlay address " + via.str() + " is inside a pool";
+  return "";
+}
+
+namespace {
+
+// The overlay's device has a name, a VNI of 24 bits and a port; each
+// peer's pool is a prefix that overlaps neither the node's pool, a route,
+// nor another peer's, and its node is a unicast address.
+void validate_overlay(const NodeState& s) {
+  if (!s.overlay) return;
+  const OverlayRecord& o = *s.overlay;
+  check("overlay.ifname", [&] { validate_ifname(o.ifname); });
+  if (o.vni == 0 || o.vni >= (1u << 24)) refuse("overlay.vni", std::to_string(o.vni) + " is not a VNI (1..16777215)");
+  if (o.port == 0) refuse("overlay.port", "0 is not a port");
+  if (o.mtu < 576 || o.mtu > 65485) refuse("overlay.mtu", std::to_string(o.mtu) + " is not an MTU (576..65485)");
+  for (size_t i = 0; i < o.peers.size(); ++i) {
+    const TunnelPeerRecord& p = o.peers[i];
+    const std::string at = item("overlay.peers", i);
+    if (auto problem = cidr_problem(p.pool); !problem.empty()) refuse(at + "pool", problem);
+    if (auto problem = tunnel_peer_problem(s, p.pool, p.via, i); !problem.empty()) refuse(at + "pool", problem);
+  }
+}
+
 // No entry holds another: the datapath's counters name the entry that matched.
 void validate_prefilter(const NodeState& s) {
   for (size_t i = 0; i < s.prefilter.size(); ++i) {
@@ -202,6 +242,7 @@ void validate_state(const NodeState& s, std::string_view node) {
   validate_routes(s);
   validate_prefilter(s);
   validate_services(s);
+  validate_overlay(s);
   const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
                                                        {"tcp", s.ct_timeouts.tcp},
                                                        {"closing", s.ct_timeouts.closing},

@@ -193,6 +193,15 @@ struct {
 	__type(value, struct ebpfnet_sock_revnat);
 } sock_revnat SEC(".maps");
 
+/* The overlay: remote pool -> the node owning it (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ebpfnet_prefix);
+	__type(value, struct ebpfnet_tunnel_peer);
+} tunnel SEC(".maps");
+
 /* An array lookup with a constant key: the verifier inlines it into a few
  * instructions, so reading a slot per use costs next to nothing. */
 static __always_inline __u64 cfg(enum ebpfnet_cfg_slot slot)

@@ -16,6 +16,7 @@
 #include "ebpfnet/tc_attach.hpp"
 #include "endpoints.hpp"
 #include "lifecycle.hpp"
+#include "overlay.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
 #include "prefilter.hpp"
@@ -38,12 +39,14 @@ void refill(const Node& node, NodeState& st, Datapath& dp) {
   prefilter::refill(st, dp.maps());
   services::refill(st, dp.maps());
   socket_lb::refill(st, dp.maps());
+  overlay::refill(st, dp.maps());
 }
 
 struct Switched {
   int endpoints = 0;
   bool uplink = false;
   bool prefilter = false;  // the uplink's XDP link (only while the deny list is not empty)
+  bool tunnel = false;     // the overlay device's program
 };
 
 // Attaches prog in mode `want` where one runs in mode `was`: the new first,
@@ -81,6 +84,7 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
         switch_mode(old->from_endpoint_fd(), e.host_ifindex, was, e.tc_mode, link_pin(node, e));
       });
   }
+  switched.tunnel = overlay::converge(txn, dp.from_tunnel_fd(), old ? old->from_tunnel_fd() : -1);
   if (!st.uplink) return switched;
   switched.prefilter =
       prefilter::converge_xdp(txn, dp.uplink_prefilter_fd(), old ? old->uplink_prefilter_fd() : -1, old.has_value());
@@ -185,7 +189,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
 
   if (opts.dry_run) {
     if (r.loaded)
-      for (const char* p : {"from_endpoint", "from_uplink", "uplink_prefilter"})
+      for (const char* p : {"from_endpoint", "from_uplink", "uplink_prefilter", "from_tunnel"})
         r.programs.push_back({p, program_tag(pin_dir / p), "", 0});
     return r;
   }
@@ -231,6 +235,8 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
                           switched.uplink ? 1 : 0});
     r.programs.push_back({"uplink_prefilter", program_tag(pin_dir / "uplink_prefilter"),
                           dp.uplink_prefilter_info().tag, switched.prefilter ? 1 : 0});
+    r.programs.push_back({"from_tunnel", program_tag(pin_dir / "from_tunnel"), dp.from_tunnel_info().tag,
+                          switched.tunnel ? 1 : 0});
     txn.step("pin");
     const NodeConfig before = dp.maps().read_config();
     txn.undo("identity slots", [&dp, before] {
@@ -244,7 +250,8 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
     dp.pin(pin_dir);
     spdlog::info("node {}: datapath {} at {}", node.name(), old ? "upgraded" : "loaded and pinned", pin_dir.string());
   } else {
-    r.links_repaired = switched.endpoints + (switched.uplink ? 1 : 0) + (switched.prefilter ? 1 : 0);
+    r.links_repaired = switched.endpoints + (switched.uplink ? 1 : 0) + (switched.prefilter ? 1 : 0) +
+                       (switched.tunnel ? 1 : 0);
   }
   st.attached = true;
   txn.step("socket-lb");
@@ -265,6 +272,7 @@ void detach(NodeTxn& txn) {
       if (l) detach_tc_ingress(st.uplink->tc_mode, l->ifindex, uplink_pin(node));
     }
   }
+  overlay::detach(txn);
   remove_pins(node.pin_dir());  // the prefilter's XDP link goes with its pin
   if (st.uplink) st.uplink->xdp.reset();
   st.attached = false;

@@ -12,6 +12,7 @@
 #include "lifecycle.hpp"
 #include "policy.hpp"
 #include "prefilter.hpp"
+#include "overlay.hpp"
 #include "routes.hpp"
 #include "services.hpp"
 #include "status.hpp"
@@ -116,6 +117,18 @@ void Node::route_del(const Ipv4Cidr& dst) {
 }
 
 std::vector<RouteRecord> Node::routes() { return NodeTxn(*this).state().routes; }
+
+void Node::tunnel_add(const TunnelPeerRecord& peer) {
+  NodeTxn txn(*this);
+  overlay::add(txn, peer);
+}
+
+void Node::tunnel_del(const Ipv4Cidr& pool) {
+  NodeTxn txn(*this);
+  overlay::del(txn, pool);
+}
+
+std::optional<OverlayRecord> Node::overlay() { return NodeTxn(*this).state().overlay; }
 
 void Node::prefilter_add(const std::vector<Ipv4Cidr>& entries) {
   NodeTxn txn(*this);

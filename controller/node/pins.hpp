@@ -14,4 +14,7 @@ inline std::filesystem::path uplink_pin(const Node& node) { return node.pin_dir(
 // The uplink's XDP link (the prefilter), pinned while the deny list is not empty.
 inline std::filesystem::path uplink_xdp_pin(const Node& node) { return node.pin_dir() / "uplink_xdp_link"; }
 
+// The overlay's vxlan device's TCX link (from_tunnel).
+inline std::filesystem::path tunnel_pin(const Node& node) { return node.pin_dir() / "tunnel_link"; }
+
 }  // namespace ebpfnet

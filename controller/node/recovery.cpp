@@ -12,6 +12,7 @@
 #include "ebpfnet/datapath.hpp"
 #include "endpoints.hpp"
 #include "marks.hpp"
+#include "overlay.hpp"
 #include "pins.hpp"
 #include "policy.hpp"
 #include "prefilter.hpp"
@@ -92,11 +93,15 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   gone += prefilter::prune(st, maps);
   gone += services::prune(st, maps);
   gone += socket_lb::prune(st, maps);
+  gone += overlay::prune(st, maps);
   endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
   prefilter::refill(st, maps);
   services::refill(st, maps);
   socket_lb::refill(txn.state(), maps);
+  overlay::refill(st, maps);
+  // A killed `tunnel add` may have made the device before the state had it.
+  overlay::remove_stray_device(txn);
   uplink::write_config(txn, maps);
   // The uplink's XDP link follows the deny list (a killed prefilter add or
   // del may have attached or detached it before the state said so).

@@ -33,6 +33,10 @@ void add(NodeTxn& txn, const RouteRecord& r) {
     throw Error(Errc::usage, "route " + r.dst.str() + " overlaps the node's pool " + st.cidr.str());
   for (const auto& q : st.routes)
     if (q.dst == r.dst) throw Error(Errc::exists, "a route to " + r.dst.str() + " exists already");
+  if (st.overlay)
+    for (const auto& p : st.overlay->peers)
+      if (r.dst.contains(p.pool.network) || p.pool.contains(r.dst.network))
+        throw Error(Errc::usage, "route " + r.dst.str() + " overlaps the overlay's pool " + p.pool.str());
   DatapathMaps& maps = txn.maps();
 
   Netlink& nl = txn.hold(Netlink::in(txn.node().netns()));

@@ -8,6 +8,7 @@
 #include "ebpfnet/tc_attach.hpp"
 #include "ebpfnet/xdp_attach.hpp"
 #include "endpoints.hpp"
+#include "overlay.hpp"
 #include "pins.hpp"
 #include "socket_lb.hpp"
 
@@ -35,6 +36,7 @@ NodeStatus read(NodeTxn& txn) {
     if (s.state.uplink) s.uplink_prog = dp->from_uplink_info();
     // Like from_uplink, only a node with an uplink has a use for it.
     if (s.state.uplink && dp->uplink_prefilter_fd() >= 0) s.prefilter_prog = dp->uplink_prefilter_info();
+    if (s.state.overlay && dp->from_tunnel_fd() >= 0) s.tunnel_prog = dp->from_tunnel_info();
     for (size_t i = 0; i < kMapNames.size(); ++i) {
       bpf_map_info info{};
       __u32 len = sizeof(info);
@@ -76,6 +78,9 @@ NodeStatus read(NodeTxn& txn) {
       s.attachments.back().xdp = s.state.uplink->xdp.value_or(XdpMode::native);
     }
   }
+  if (s.state.overlay)
+    view("overlay", s.state.overlay->ifname, s.state.overlay->tc_mode, overlay::attached_prog(node, s.state),
+         s.tunnel_prog ? s.tunnel_prog->id : 0);
   for (const auto& l : Netlink::in(node.netns()).links("bridge")) s.bridges.push_back(l.name);
   s.socket_lb = socket_lb::status(node, s.state);
   return s;

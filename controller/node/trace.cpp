@@ -255,8 +255,9 @@ TraceStep name_step(const ebpfnet_trace_step& s, const Names& names) {
     case EBPFNET_TRACE_ROUTED:
       t.stage = "forward";
       t.result = "out of " + names.ifname(a0);
-      t.detail = std::string(s.result ? "redirect_neigh (the kernel resolves the next hop)" : "redirect") + " out of " +
-                 names.ifname(a0);
+      t.detail = s.result == 2 ? "into the overlay through " + names.ifname(a0) + " to node " + Ipv4::from_be(a1).str()
+                 : std::string(s.result ? "redirect_neigh (the kernel resolves the next hop)" : "redirect") +
+                       " out of " + names.ifname(a0);
       field("ifname", names.ifname(a0));
       break;
     case EBPFNET_TRACE_ARP_REPLY:

@@ -106,6 +106,12 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
   cfg[EBPFNET_CFG_POLICIES] = st.policed_endpoints();
   cfg[EBPFNET_CFG_SERVICES] = services::key_count(st);
+  if (st.overlay) {
+    // Resolved in the node's namespace: the device is the node's.
+    const int tunnel = Netlink::in(txn.node().netns()).ifindex_of(st.overlay->ifname);
+    cfg[EBPFNET_CFG_TUNNEL_IFINDEX] = static_cast<uint32_t>(tunnel);
+    cfg[EBPFNET_CFG_TUNNEL_VNI] = st.overlay->vni;
+  }
   maps.write_config(cfg);
 }
 

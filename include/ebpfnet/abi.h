@@ -36,7 +36,9 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_POLICY_DENY = 10,     /* a policy rule denied the connection */
 	EBPFNET_DROP_POLICY_DEFAULT = 11,  /* no policy rule matched and the direction's default is deny */
 	EBPFNET_DROP_NO_BACKEND = 12,      /* a new connection to a service with no active backend */
-	EBPFNET_DROP_REASON_MAX = 13,
+	EBPFNET_DROP_TUNNEL_PEER = 13,     /* from the overlay: the outer source is not the node owning
+					    * the inner source's pool (or no tunnel key) */
+	EBPFNET_DROP_REASON_MAX = 14,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the
@@ -62,8 +64,8 @@ struct ebpfnet_ep_stats {
 /* The version of the pinned datapath's map ABI: raised whenever a map's
  * layout or meaning changes, so `attach` knows to migrate, and a binary older
  * than the pinned datapath refuses to touch it. 1: the layout before slots.
- * 3: the prefilter maps. 4: the service maps. */
-#define EBPFNET_ABI_VERSION 4
+ * 3: the prefilter maps. 4: the service maps. 5: the overlay's map "tunnel". */
+#define EBPFNET_ABI_VERSION 5
 
 /* The node's runtime configuration: the array map "config" of u64 slots,
  * written by attach. Append only: a new setting is a new slot, so the pinned
@@ -84,7 +86,10 @@ enum ebpfnet_cfg_slot {
 	EBPFNET_CFG_POLICIES = 12,       /* endpoints with a policy; 0 skips the ep_policy lookups */
 	EBPFNET_CFG_SERVICES = 13,       /* service keys; 0 skips the svc lookups and lets same-node
 					  * traffic skip conntrack (no reply needs a reverse NAT) */
-	EBPFNET_CFG_SLOT_COUNT = 14,
+	EBPFNET_CFG_TUNNEL_IFINDEX = 14, /* the node's collect_md vxlan device; 0: no overlay, so
+					  * no packet pays the tunnel lookup */
+	EBPFNET_CFG_TUNNEL_VNI = 15,     /* the VXLAN network identifier of the overlay */
+	EBPFNET_CFG_SLOT_COUNT = 16,
 };
 /* Room to grow without a new layout. */
 #define EBPFNET_CFG_SLOTS 64
@@ -146,6 +151,16 @@ struct ebpfnet_pub_target {
 struct ebpfnet_prefix {
 	__u32 prefixlen;
 	__be32 addr;
+};
+
+/* The VXLAN overlay. The LPM trie "tunnel" (key: struct ebpfnet_prefix)
+ * maps each remote pool to the node that owns it: from_endpoint sends
+ * traffic for it through the node's collect_md vxlan device with the peer
+ * as the tunnel's remote, and from_tunnel accepts a decapsulated packet only
+ * when its outer source is the peer that owns its inner source's pool. */
+struct ebpfnet_tunnel_peer {
+	__be32 underlay;  /* the peer node's underlay IPv4, network order */
+	__u32 pad;
 };
 
 /* The uplink prefilter (XDP): sources denied before anything else sees

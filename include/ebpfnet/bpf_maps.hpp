@@ -18,6 +18,7 @@
 namespace ebpfnet {
 
 static_assert(sizeof(ebpfnet_endpoint) == 20, "abi.h: ebpfnet_endpoint layout changed");
+static_assert(sizeof(ebpfnet_tunnel_peer) == 8, "abi.h: ebpfnet_tunnel_peer layout changed");
 static_assert(sizeof(ebpfnet_ep_stats) == 8 * (4 + EBPFNET_DROP_SLOTS),
               "abi.h: ebpfnet_ep_stats layout changed");
 
@@ -35,12 +36,12 @@ struct EndpointStats {
 
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
 // Append only: a map of a newer ABI goes at the end (ABI 3: the prefilter's,
-// ABI 4: the services').
-inline constexpr std::array<const char*, 23> kMapNames = {
+// ABI 4: the services', ABI 5: the overlay's).
+inline constexpr std::array<const char*, 24> kMapNames = {
     "ep_by_ip",  "ep_by_ifindex",  "ep_stats",       "drop_stats",      "config",       "ct",
     "published", "routed",         "ep_policy",      "policy_cidr",     "policy_port",  "monitor",
     "events",    "prefilter_addr", "prefilter_cidr", "prefilter_stats", "svc",          "maglev",
-    "backends",  "backend_stats",  "svc_affinity",   "sock_netns",      "sock_revnat"};
+    "backends",  "backend_stats",  "svc_affinity",   "sock_netns",      "sock_revnat",  "tunnel"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 constexpr size_t map_index(std::string_view name) {
@@ -60,9 +61,9 @@ inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
     Refill::state, Refill::state, Refill::counters, Refill::counters, Refill::state, Refill::flows,
     Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
     Refill::none,  Refill::state, Refill::state,    Refill::counters, Refill::state, Refill::state,
-    Refill::state, Refill::counters, Refill::none,  Refill::state,    Refill::counters};
+    Refill::state, Refill::counters, Refill::none,  Refill::state,    Refill::counters, Refill::state};
 // The first ABI version that has each map: attach upgrades a datapath that lacks them.
-constexpr uint32_t map_since_abi(size_t i) { return i >= 16 ? 4 : i >= 13 ? 3 : 1; }
+constexpr uint32_t map_since_abi(size_t i) { return i >= 23 ? 5 : i >= 16 ? 4 : i >= 13 ? 3 : 1; }
 
 // The entries of a hash map or a trie, whatever its layout: walks the keys
 // (key_size from the map's info), so maps of another ABI are counted too.
@@ -116,8 +117,9 @@ class DatapathMaps {
   DropCounts node_drops() const;
   size_t endpoint_count() const;
 
-  // Writes the settings that differ, the uplink's ifindex (which turns NAT
-  // on) last, so a packet never sees NAT without its address and ports. The
+  // Writes the settings that differ, the vxlan device's and the uplink's
+  // ifindexes (which turn the overlay and NAT on) last, so a packet never
+  // sees NAT without its address and ports, or the overlay without its VNI. The
   // datapath's identity (ABI version, build) is attach's, through write_slot.
   void write_config(const NodeConfig& cfg);
   NodeConfig read_config() const;
@@ -125,6 +127,12 @@ class DatapathMaps {
 
   void put_routed(const Ipv4Cidr& dst);
   void delete_routed(const Ipv4Cidr& dst);
+
+  // The overlay (abi.h): a remote pool and the underlay address of the node
+  // that owns it.
+  void put_tunnel(const Ipv4Cidr& pool, Ipv4 underlay);
+  void delete_tunnel(const Ipv4Cidr& pool);
+  std::optional<Ipv4> tunnel(const Ipv4Cidr& pool) const;
 
   void put_published(const PublishedPort& p);
   void delete_published(uint8_t proto, uint16_t port);

@@ -69,7 +69,7 @@ class Datapath {
   // <dir>/maps and <dir>/links (where attachments pin their links).
   static void make_pin_dirs(const std::filesystem::path& dir);
   // <dir>/maps/<map>, <dir>/from_endpoint, <dir>/from_uplink,
-  // <dir>/uplink_prefilter; creates dir. Pins of other objects under those
+  // <dir>/uplink_prefilter, <dir>/from_tunnel; creates dir. Pins of other objects under those
   // names are replaced; the pin of what this datapath lacks (an older ABI's)
   // is removed, so pinning an old datapath back restores it as it was.
   void pin(const std::filesystem::path& dir);
@@ -78,23 +78,29 @@ class Datapath {
   int from_uplink_fd() const { return from_uplink_.get(); }
   // The XDP prefilter of the uplink; -1 in a datapath pinned before ABI 3.
   int uplink_prefilter_fd() const { return uplink_prefilter_.get(); }
+  // The overlay's program on the vxlan device; -1 in a datapath pinned before ABI 5.
+  int from_tunnel_fd() const { return from_tunnel_.get(); }
   DatapathMaps& maps() { return maps_; }
   const DatapathMaps& maps() const { return maps_; }
   ProgInfo from_endpoint_info() const { return prog_info(from_endpoint_.get()); }
   ProgInfo from_uplink_info() const { return prog_info(from_uplink_.get()); }
   ProgInfo uplink_prefilter_info() const { return prog_info(uplink_prefilter_.get()); }
+  ProgInfo from_tunnel_info() const { return prog_info(from_tunnel_.get()); }
   static ProgInfo prog_info(int prog_fd);
   static std::optional<ProgInfo> prog_info_by_id(uint32_t id);
 
  private:
-  Datapath(UniqueFd from_endpoint, UniqueFd from_uplink, UniqueFd uplink_prefilter, DatapathMaps maps)
+  Datapath(UniqueFd from_endpoint, UniqueFd from_uplink, UniqueFd uplink_prefilter, UniqueFd from_tunnel,
+           DatapathMaps maps)
       : from_endpoint_(std::move(from_endpoint)),
         from_uplink_(std::move(from_uplink)),
         uplink_prefilter_(std::move(uplink_prefilter)),
+        from_tunnel_(std::move(from_tunnel)),
         maps_(std::move(maps)) {}
   UniqueFd from_endpoint_;
   UniqueFd from_uplink_;
   UniqueFd uplink_prefilter_;
+  UniqueFd from_tunnel_;
   DatapathMaps maps_;
 };
 

@@ -34,6 +34,14 @@ struct VethSpec {
   int peer_ns_fd = -1;
 };
 
+// A collect_md ("external") vxlan device: the tunnel's remote and VNI come
+// with each packet (from BPF), none is configured; no learning.
+struct VxlanSpec {
+  std::string name;
+  uint16_t port = 4789;  // UDP destination port, also the one it listens on
+  int mtu = 0;           // 0: the kernel's default (without a lower device: 1500)
+};
+
 struct Address {
   int ifindex = 0;
   Ipv4 ip;
@@ -58,6 +66,7 @@ struct Neighbor {
 // without root. Each writes one request into buf and returns its header.
 namespace nlmsg {
 nlmsghdr* new_veth(char* buf, uint32_t seq, const VethSpec& spec);
+nlmsghdr* new_vxlan(char* buf, uint32_t seq, const VxlanSpec& spec);
 nlmsghdr* del_link(char* buf, uint32_t seq, int ifindex);
 nlmsghdr* set_link_up(char* buf, uint32_t seq, int ifindex, bool up);
 nlmsghdr* set_alias(char* buf, uint32_t seq, int ifindex, const std::string& alias);
@@ -84,6 +93,7 @@ class Netlink {
 
   // Returns this side's ifindex.
   int create_veth(const VethSpec& spec);
+  int create_vxlan(const VxlanSpec& spec);
   // By ioctl, O(1) in the kernel: for a veth, a netlink answer also names
   // the peer's namespace, which costs a walk of the node's namespace ids.
   int ifindex_of(const std::string& name);  // 0: no such link

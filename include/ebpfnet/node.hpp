@@ -160,6 +160,7 @@ struct NodeStatus {
   std::optional<ProgInfo> prog;
   std::optional<ProgInfo> uplink_prog;  // attached at the uplink, if there is one
   std::optional<ProgInfo> prefilter_prog;  // pinned for the uplink's XDP hook (ABI 3+)
+  std::optional<ProgInfo> tunnel_prog;     // pinned for the overlay device, when there is one (ABI 5+)
   std::optional<Ipv4> uplink_ip;
   std::vector<MapInfo> maps;
   DropCounts node_drops{};
@@ -217,6 +218,12 @@ class Node {
   void route_add(const RouteRecord& r);
   void route_del(const Ipv4Cidr& dst);
   std::vector<RouteRecord> routes();
+  // The VXLAN overlay: another node's pool through the node's vxlan device
+  // to that node's underlay address (the device is made with the first
+  // peer and goes with the last).
+  void tunnel_add(const TunnelPeerRecord& peer);
+  void tunnel_del(const Ipv4Cidr& pool);
+  std::optional<OverlayRecord> overlay();
   // The uplink prefilter: sources (prefixes, addresses as /32) dropped by
   // XDP on the uplink before anything else sees them. Each call is all or
   // none; the XDP program is attached only while the list is not empty.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -72,6 +73,28 @@ struct UplinkRecord {
 struct RouteRecord {
   Ipv4Cidr dst;
   Ipv4 via;
+};
+
+// Another node's pool reached through the overlay: the underlay address of
+// the node that owns it.
+struct TunnelPeerRecord {
+  Ipv4Cidr pool;
+  Ipv4 via;
+};
+
+// The node's VXLAN overlay: one collect_md vxlan device in the node's
+// namespace (made with the first peer, removed with the last), the program
+// on its ingress, and the peers.
+struct OverlayRecord {
+  std::string ifname = "vx0";
+  uint32_t vni = 1;
+  uint16_t port = 4789;  // UDP, sent to and listened on
+  // The device's: an underlay MTU of 1500 less VXLAN's 50 bytes (outer
+  // IPv4, UDP, VXLAN, inner Ethernet). Larger packets with DF get
+  // "fragmentation needed" from the node with this MTU.
+  uint32_t mtu = 1450;
+  TcMode tc_mode = TcMode::tcx;
+  std::vector<TunnelPeerRecord> peers;
 };
 
 // A published port: uplink address:port -> endpoint:target_port.
@@ -147,6 +170,7 @@ struct NodeState {
   std::vector<Ipv4Cidr> prefilter;
   std::vector<ServiceRecord> services;
   ServiceIdCounters service_counters;
+  std::optional<OverlayRecord> overlay;  // none: no overlay device
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy
@@ -171,6 +195,10 @@ struct Journal {
 // outside the pool, a duplicate, a port or timeout of 0. State is read from
 // a file others may have edited, so it is checked like user input.
 void validate_state(const NodeState& s, std::string_view node);
+// Why pool via VIA cannot be a peer of the node's overlay (it overlaps the
+// node's pool, a route or another peer's pool (but peers[skip]), or via is
+// no unicast address outside the pools), or "".
+std::string tunnel_peer_problem(const NodeState& s, const Ipv4Cidr& pool, Ipv4 via, size_t skip = SIZE_MAX);
 // The same for a journal: every name recovery would act on is checked.
 void validate_journal(const Journal& j);
 

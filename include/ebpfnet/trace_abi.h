@@ -31,7 +31,8 @@ enum ebpfnet_trace_code {
 	EBPFNET_TRACE_NAT = 10,          /* the packet is rewritten: tuple is what it becomes */
 	EBPFNET_TRACE_ROUTE = 11,        /* the node's FIB: result bpf_fib_lookup's rc, arg0 the device */
 	EBPFNET_TRACE_TO_ENDPOINT = 12,  /* redirect_peer: arg0 the endpoint's veth, arg1 its IPv4 */
-	EBPFNET_TRACE_ROUTED = 13,       /* redirect out of arg0; result 1 when the kernel resolves the neighbour */
+	EBPFNET_TRACE_ROUTED = 13,       /* redirect out of arg0; result 1 when the kernel resolves the neighbour,
+					  * 2 into the overlay (arg1: the peer's underlay IPv4) */
 	EBPFNET_TRACE_ARP_REPLY = 14,    /* the gateway's ARP reply back to the sender (arg0 its veth) */
 	EBPFNET_TRACE_DROP = 15,         /* result the drop reason; arg0 the endpoint counted for (IPv4), 0: node */
 	EBPFNET_TRACE_SERVICE = 16,      /* a service was addressed: arg0 its id; result 1 a backend was

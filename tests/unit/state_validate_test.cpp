@@ -59,6 +59,10 @@ NodeState rich() {
   s.service_counters = {3, 4};
   s.socket_lb = false;
   s.endpoints[0].netns_cookie = 4096;
+  s.overlay = OverlayRecord{};
+  s.overlay->vni = 7;
+  s.overlay->peers = {{*Ipv4Cidr::parse("10.241.0.0/24"), *Ipv4::parse("198.18.250.2")},
+                      {*Ipv4Cidr::parse("10.242.0.0/24"), *Ipv4::parse("198.18.250.3")}};
   return s;
 }
 
@@ -116,7 +120,13 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.service_counters.next_backend, 4u);
   EXPECT_FALSE(s.socket_lb);
   EXPECT_EQ(s.endpoints[0].netns_cookie, 4096u);
-  EXPECT_EQ(read().at("version"), 5);
+  ASSERT_TRUE(s.overlay);
+  EXPECT_EQ(s.overlay->ifname, "vx0");
+  EXPECT_EQ(s.overlay->vni, 7u);
+  EXPECT_EQ(s.overlay->mtu, 1450u);
+  ASSERT_EQ(s.overlay->peers.size(), 2u);
+  EXPECT_EQ(s.overlay->peers[1].via.str(), "198.18.250.3");
+  EXPECT_EQ(read().at("version"), 6);
 }
 
 TEST_F(StateFile, RefusesABadPrefilter) {
@@ -125,6 +135,27 @@ TEST_F(StateFile, RefusesABadPrefilter) {
   expect_refused("prefilter[1]", [](json& j) { j["prefilter"] = {"203.0.113.0/24", "203.0.113.7/32"}; });
   expect_refused("prefilter", [](json& j) { j.erase("prefilter"); });
   expect_refused("uplink.xdp_mode", [](json& j) { j["uplink"]["xdp_mode"] = "offload"; });
+}
+
+TEST_F(StateFile, RefusesABadOverlay) {
+  expect_refused("overlay.peers[0].pool", [](json& j) { j["overlay"]["peers"][0]["pool"] = "10.240.0.0/16"; });
+  expect_refused("overlay.peers[0].pool", [](json& j) { j["overlay"]["peers"][1]["pool"] = "10.241.0.128/25"; });
+  expect_refused("overlay.peers[0].pool", [](json& j) { j["overlay"]["peers"][0]["pool"] = "192.168.50.0/25"; });
+  expect_refused("overlay.peers[0].pool", [](json& j) { j["overlay"]["peers"][0]["via"] = "224.0.0.1"; });
+  expect_refused("overlay.peers[0].via", [](json& j) { j["overlay"]["peers"][0]["via"] = "node-b"; });
+  expect_refused("overlay.vni", [](json& j) { j["overlay"]["vni"] = 1 << 24; });
+  expect_refused("overlay.ifname", [](json& j) { j["overlay"]["ifname"] = "a/b"; });
+  expect_refused("overlay.mtu", [](json& j) { j["overlay"]["mtu"] = 100; });
+  expect_refused("overlay", [](json& j) { j.erase("overlay"); });
+}
+
+// Version 5 had no overlay.
+TEST_F(StateFile, Version5LoadsWithoutAnOverlay) {
+  json v5 = good_;
+  v5["version"] = 5;
+  v5.erase("overlay");
+  write(v5);
+  EXPECT_FALSE(store_.load().overlay);
 }
 
 TEST_F(StateFile, RefusesABadNode) {
@@ -243,16 +274,16 @@ TEST_F(StateFile, RefusesABadService) {
 
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 6;
+  j["version"] = 7;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 6 state loaded";
+    FAIL() << "a version 7 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 6; this ebpfnet reads up to 5: upgrade ebpfnet");
+                                         ") has schema version 7; this ebpfnet reads up to 6: upgrade ebpfnet");
   }
 }
 
@@ -292,8 +323,9 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 5);
+  EXPECT_EQ(j.at("version"), 6);
   EXPECT_EQ(j.at("ct_size"), 262144);
+  EXPECT_EQ(j.at("overlay"), nullptr);
   EXPECT_EQ(j.at("prefilter"), json::array());
   EXPECT_EQ(j.at("services"), json::array());
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));

@@ -17,6 +17,7 @@
 #include "cli.hpp"
 #include "output.hpp"
 #include "ebpfnet/cluster/agent.hpp"
+#include "ebpfnet/cluster/overlay_peers.hpp"
 #include "ebpfnet/cluster/registry.hpp"
 #include "ebpfnet/error.hpp"
 
@@ -32,7 +33,8 @@ under a lease, takes a pool of the cluster CIDR, and watches its peers:
       --underlay 198.18.0.11 --cidr 10.244.0.0/16          # the first agent creates the cluster
   ebpfnet cluster peers --etcd http://198.18.0.1:2379 --cluster lab -o json
 The agent runs in the namespace it is started in (for a sandbox node:
-ip netns exec); peers are only logged for now: no VXLAN or routes yet.
+ip netns exec); peers are logged, and with --overlay programmed into the
+node's VXLAN overlay (docs/overlay.md); no native routes yet.
 See docs/cluster.md for the keys, leases and what happens when etcd is down.)";
 
 constexpr const char* kAgentHelp = R"(Runs in the foreground until SIGTERM or Ctrl-C, then revokes its lease so its
@@ -73,18 +75,18 @@ struct Args {
   std::string etcd, cluster, underlay, cidr, mode = "vxlan";
   int pool_size = 24;
   int ttl = 5;
+  bool overlay = false;
 };
 
 // Runs the agent on a thread; the calling thread waits for SIGTERM/SIGINT.
-int run_agent(const AgentOptions& opts) {
+int run_agent(const AgentOptions& opts, PeerConsumer& consumer) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread: they inherit it
 
-  LoggingPeerConsumer log_peers;
-  Agent agent(opts, log_peers);
+  Agent agent(opts, consumer);
   std::atomic<bool> ended{false};
   std::exception_ptr failure;
   std::jthread worker([&](std::stop_token stop) {
@@ -190,6 +192,8 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
   agent->add_option("--mode", a->mode, "how peers reach this node's pool")
       ->check(CLI::IsMember({"vxlan", "native"}))
       ->capture_default_str();
+  agent->add_flag("--overlay", a->overlay,
+                  "program the node's VXLAN overlay from its peers (the node, --node, must be attached)");
   agent->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       AgentOptions o;
@@ -207,7 +211,16 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
       o.ttl = std::chrono::seconds(a->ttl);
       // A daemon's log is its output: say what it does unless told more.
       if (spdlog::get_level() > spdlog::level::info) spdlog::set_level(spdlog::level::info);
-      return run_agent(o);
+      if (!a->overlay) {
+        LoggingPeerConsumer log_peers;
+        return run_agent(o, log_peers);
+      }
+      Node node = ctx.open_node();
+      if (!node.status().prog)
+        throw Error(Errc::usage, "--overlay: node '" + node.name() + "' is not attached (ebpfnet --node " +
+                                     node.name() + " attach)");
+      OverlayPeerConsumer overlay(node);
+      return run_agent(o, overlay);
     };
   });
 

@@ -212,6 +212,54 @@ void add_nat_commands(CLI::App& app, Context& ctx, Action& action) {
     };
   });
 
+  auto* tunnel = app.add_subcommand(
+      "tunnel", "the VXLAN overlay: other nodes' pools through the node's vxlan device, encapsulated in BPF");
+  tunnel->require_subcommand(1);
+  auto* tadd = tunnel->add_subcommand("add", "tunnel add POOL via NODE_ADDRESS (the underlay address of the "
+                                             "node that owns POOL; the device vx0 is made with the first)");
+  tadd->add_option("POOL", a->endpoint, "the other node's pool")->required();
+  tadd->add_option("via", a->via, "the word via, then the node's underlay address")->expected(2)->required();
+  tadd->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      const auto& words = a->via;
+      auto via = words.size() == 2 && words[0] == "via" ? Ipv4::parse(words[1]) : std::nullopt;
+      if (!via) throw Error(Errc::usage, "usage: ebpfnet tunnel add POOL via NODE_ADDRESS");
+      ctx.open_node().tunnel_add({parse_cidr(a->endpoint), *via});
+      if (!ctx.json()) std::cout << "pool " << a->endpoint << " through the overlay via " << via->str() << "\n";
+      return 0;
+    };
+  });
+  auto* tdel = tunnel->add_subcommand("del", "tunnel del POOL (the device goes with the last pool)");
+  tdel->add_option("POOL", a->endpoint, "the other node's pool")->required();
+  tdel->callback([&ctx, &action, a] {
+    action = [&ctx, a] {
+      ctx.open_node().tunnel_del(parse_cidr(a->endpoint));
+      if (!ctx.json()) std::cout << "pool " << a->endpoint << " no longer through the overlay\n";
+      return 0;
+    };
+  });
+  tunnel->add_subcommand("list", "the overlay's peers")->callback([&ctx, &action] {
+    action = [&ctx] {
+      const auto o = ctx.open_node().overlay();
+      nlohmann::json peers = nlohmann::json::array();
+      std::vector<std::vector<std::string>> rows;
+      if (o)
+        for (const auto& p : o->peers) {
+          peers.push_back({{"pool", p.pool.str()}, {"via", p.via.str()}});
+          rows.push_back({p.pool.str(), p.via.str(), o->ifname});
+        }
+      if (ctx.json())
+        std::cout << nlohmann::json{{"device", o ? nlohmann::json(o->ifname) : nlohmann::json(nullptr)},
+                                    {"vni", o ? nlohmann::json(o->vni) : nlohmann::json(nullptr)},
+                                    {"peers", peers}}
+                         .dump(2)
+                  << "\n";
+      else
+        print_table({"POOL", "VIA", "DEVICE"}, rows);
+      return 0;
+    };
+  });
+
   auto* ct = app.add_subcommand("conntrack", "the datapath's flow table (NAT and tracked flows)");
   ct->require_subcommand(1);
   ct->add_subcommand("list", "live flows with their translation, state and expiry")

@@ -36,7 +36,7 @@ nlohmann::json status_json(const NodeStatus& s) {
   for (int r = 0; r < EBPFNET_DROP_REASON_MAX; ++r)
     drops[std::string(drop_reason_name(r))] = s.node_drops[r];
   nlohmann::json progs = nlohmann::json::array();
-  for (const auto* p : {&s.prog, &s.uplink_prog, &s.prefilter_prog})
+  for (const auto* p : {&s.prog, &s.uplink_prog, &s.prefilter_prog, &s.tunnel_prog})
     if (*p) progs.push_back({{"name", (*p)->name}, {"id", (*p)->id}, {"tag", (*p)->tag}});
   nlohmann::json uplink = nullptr;
   if (s.state.uplink)
@@ -46,6 +46,13 @@ nlohmann::json status_json(const NodeStatus& s) {
               {"tc_mode", to_string(s.state.uplink->tc_mode)},
               {"prefilter_entries", s.state.prefilter.size()},
               {"xdp_mode", s.state.uplink->xdp ? nlohmann::json(to_string(*s.state.uplink->xdp)) : nlohmann::json(nullptr)}};
+  nlohmann::json overlay = nullptr;
+  if (s.state.overlay)
+    overlay = {{"ifname", s.state.overlay->ifname},
+               {"vni", s.state.overlay->vni},
+               {"port", s.state.overlay->port},
+               {"tc_mode", to_string(s.state.overlay->tc_mode)},
+               {"peers", s.state.overlay->peers.size()}};
   return {{"node", s.state.name},
           {"sandbox", s.state.sandbox},
           {"cidr", s.state.cidr.str()},
@@ -58,6 +65,7 @@ nlohmann::json status_json(const NodeStatus& s) {
           {"attachments", attachments},
           {"programs", progs},
           {"uplink", uplink},
+          {"overlay", overlay},
           {"published", s.state.published.size()},
           {"services", s.state.services.size()},
           {"socket_lb", s.socket_lb},
@@ -107,6 +115,12 @@ void print_status(const NodeStatus& s) {
     std::cout << "\n";
   } else {
     std::cout << "uplink    none (no NAT; attach --uplink IFNAME)\n";
+  }
+  if (s.state.overlay) {
+    std::cout << "overlay   " << s.state.overlay->ifname << " (vxlan, VNI " << s.state.overlay->vni << ", port "
+              << s.state.overlay->port << "), " << s.state.overlay->peers.size() << " peer pool(s)";
+    if (s.tunnel_prog) std::cout << ", program " << s.tunnel_prog->name << " id " << s.tunnel_prog->id;
+    std::cout << "\n";
   }
   std::cout << "services  " << s.state.services.size() << ", connect-time balancing " << s.socket_lb << "\n";
   std::cout << "bridges   " << (s.bridges.empty() ? "none" : std::to_string(s.bridges.size())) << "\n";
