@@ -211,14 +211,7 @@ TEST_F(Overlay, UnknownOuterSourceIsDroppedAndCounted) {
 
 TEST_F(Overlay, BadPeersAreRefused) {
   connect();
-  auto code = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return Errc{0};
-  };
+  auto code = test::error_code_of;
   Node& n = a_->node();
   EXPECT_EQ(code([&] { n.tunnel_add({*Ipv4Cidr::parse("10.240.0.0/16"), kUnderlayB}); }), Errc::usage)
       << "overlaps the node's own pool";

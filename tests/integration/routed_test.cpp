@@ -66,14 +66,7 @@ TEST_F(Routed, WithoutRoutesThePoolsDoNotReachEachOther) {
 
 TEST_F(Routed, BadRoutesAreRefusedAndChangeNothing) {
   connect();
-  auto code = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return Errc{0};
-  };
+  auto code = test::error_code_of;
   Node& n = lan1_->node();
   EXPECT_EQ(code([&] { n.route_add({*Ipv4Cidr::parse("10.240.0.0/16"), *Ipv4::parse("198.18.0.1")}); }),
             Errc::usage);

@@ -237,6 +237,15 @@ nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, i
   return nlohmann::json::parse(r.out);
 }
 
+Errc error_code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return Errc{0};
+}
+
 CmdResult monitor_once(SandboxNode& sb, const std::vector<std::string>& extra, const std::function<void()>& poke) {
   std::vector<std::string> args = {"-o", "json", "monitor", "--count", "1", "--duration", "10"};
   args.insert(args.end(), extra.begin(), extra.end());

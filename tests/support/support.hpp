@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ebpfnet/error.hpp"
 #include "ebpfnet/node.hpp"
 
 namespace ebpfnet::test {
@@ -113,6 +114,9 @@ class SandboxNode {
 
 // ebpfnet -o json args... on sb, parsed; throws with the error when it fails.
 nlohmann::json cli_json(SandboxNode& sb, const std::vector<std::string>& args, int timeout_s = 60);
+
+// The code of the ebpfnet::Error f throws; Errc{0} when it throws none.
+Errc error_code_of(const std::function<void()>& f);
 
 // Runs `monitor -o json --count 1 --duration 10 extra...` and pokes until
 // it has printed its event (the first pokes may come before it listens).
