@@ -16,6 +16,8 @@
 #include <utility>
 
 #include "ebpfnet/error.hpp"
+#include "json_fields.hpp"
+#include "service_json.hpp"
 
 namespace ebpfnet {
 
@@ -61,7 +63,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 6;
+constexpr int kStateVersion = 7;
 
 // ---- Writing
 
@@ -97,24 +99,6 @@ json to_json(const PublishRecord& p) {
   return {{"endpoint", p.endpoint}, {"proto", p.proto}, {"target_port", p.target_port}, {"port", p.port}};
 }
 
-json to_json(const ServiceRecord& v) {
-  json backends = json::array();
-  for (const auto& b : v.backends)
-    backends.push_back({{"id", b.id},
-                        {"endpoint", b.endpoint},
-                        {"port", b.port},
-                        {"weight", b.weight},
-                        {"draining", b.draining}});
-  return {{"name", v.name},
-          {"id", v.id},
-          {"proto", v.proto},
-          {"vip", v.vip ? json(v.vip->str()) : json(nullptr)},
-          {"port", v.port},
-          {"node_port", v.node_port},
-          {"affinity_s", v.affinity_s},
-          {"backends", backends}};
-}
-
 json to_json(const NodeState& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) eps.push_back(to_json(e));
@@ -125,8 +109,6 @@ json to_json(const NodeState& s) {
   for (const auto& r : s.routes) routes.push_back({{"dst", r.dst.str()}, {"via", r.via.str()}});
   json prefilter = json::array();
   for (const auto& c : s.prefilter) prefilter.push_back(c.str());
-  json services = json::array();
-  for (const auto& v : s.services) services.push_back(to_json(v));
   json overlay = nullptr;
   if (s.overlay) {
     json peers = json::array();
@@ -159,9 +141,6 @@ json to_json(const NodeState& s) {
           {"socket_lb", s.socket_lb},
           {"policy_counters", to_json(s.policy_counters)},
           {"prefilter", prefilter},
-          {"services", services},
-          {"service_counters",
-           {{"next_service", s.service_counters.next_service}, {"next_backend", s.service_counters.next_backend}}},
           {"overlay", overlay}};
 }
 
@@ -237,9 +216,15 @@ json v5_to_v6(json j) {
   return j;
 }
 
+// Version 7: the services move to their own table (services.db). A file
+// of an older version keeps its "services" and "service_counters" for the
+// loading transaction to move there; save() no longer writes them.
+json v6_to_v7(json j) { return j; }
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4,
+                                                           v4_to_v5, v5_to_v6, v6_to_v7};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -252,113 +237,6 @@ json migrate(json j, int version) {
 }
 
 // ---- Reading: strict, and every failure names its field.
-
-// One JSON object of the state file, read field by field: each field must
-// be present and of its type, and numbers must fit the type they are read
-// into (never truncated). Failures name the field, as "endpoints[2].ip".
-class Fields {
- public:
-  Fields(const json& j, std::string path) : j_(j), path_(std::move(path)) {
-    if (!j_.is_object())
-      throw Error(Errc::failed, (path_.empty() ? "the file" : path_) + ": is not a JSON object");
-  }
-
-  std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
-  Error bad(const std::string& key, const std::string& problem) const {
-    return Error(Errc::failed, name(key) + ": " + problem);
-  }
-
-  const json& at(const std::string& key) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) throw bad(key, "is missing");
-    return *it;
-  }
-  bool null(const std::string& key) const { return at(key).is_null(); }
-
-  std::string str(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_string()) throw bad(key, v.dump() + " is not a string");
-    return v.get<std::string>();
-  }
-
-  bool flag(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_boolean()) throw bad(key, v.dump() + " is not true or false");
-    return v.get<bool>();
-  }
-
-  template <typename T>
-  T number(const std::string& key) const {
-    return number_in<T>(at(key), name(key));
-  }
-
-  std::vector<std::string> strings(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_array()) throw bad(key, "is not a list");
-    std::vector<std::string> out;
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (!v[i].is_string()) throw bad(key, v[i].dump() + " is not a string");
-      out.push_back(v[i].get<std::string>());
-    }
-    return out;
-  }
-
-  // An id per direction (PolicyIds).
-  std::array<uint32_t, 2> pair(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_array() || v.size() != 2) throw bad(key, v.dump() + " is not a pair of ids");
-    return {number_in<uint32_t>(v[0], name(key) + "[0]"), number_in<uint32_t>(v[1], name(key) + "[1]")};
-  }
-
-  Ipv4 ip(const std::string& key) const {
-    auto a = Ipv4::parse(str(key));
-    if (!a) throw bad(key, at(key).dump() + " is not an IPv4 address");
-    return *a;
-  }
-
-  Ipv4Cidr cidr(const std::string& key) const {
-    auto c = Ipv4Cidr::parse(str(key));
-    if (!c) throw bad(key, at(key).dump() + " is not an IPv4 prefix without host bits");
-    return *c;
-  }
-
-  Mac mac(const std::string& key) const {
-    auto m = parse_mac(str(key));
-    if (!m) throw bad(key, at(key).dump() + " is not a MAC address");
-    return *m;
-  }
-
-  TcMode mode(const std::string& key) const {
-    auto m = parse_tc_mode(str(key));
-    if (!m) throw bad(key, at(key).dump() + " is not tcx or clsact");
-    return *m;
-  }
-
-  Fields object(const std::string& key) const { return Fields(at(key), name(key)); }
-
-  std::vector<Fields> list(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_array()) throw bad(key, "is not a list");
-    std::vector<Fields> out;
-    for (size_t i = 0; i < v.size(); ++i) out.emplace_back(v[i], name(key) + "[" + std::to_string(i) + "]");
-    return out;
-  }
-
- private:
-  template <typename T>
-  static T number_in(const json& v, const std::string& field) {
-    bool fits = v.is_number_unsigned() ? std::in_range<T>(v.get<uint64_t>())
-                                       : v.is_number_integer() && std::in_range<T>(v.get<int64_t>());
-    if (!fits)
-      throw Error(Errc::failed, field + ": " + v.dump() + " is not an integer in " +
-                                    std::to_string(std::numeric_limits<T>::min()) + ".." +
-                                    std::to_string(std::numeric_limits<T>::max()));
-    return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>()) : static_cast<T>(v.get<int64_t>());
-  }
-
-  const json& j_;
-  std::string path_;
-};
 
 EndpointRecord endpoint_from(const Fields& f) {
   EndpointRecord e;
@@ -392,21 +270,6 @@ PublishRecord published_from(const Fields& p) {
   return {p.str("endpoint"), p.str("proto"), p.number<uint16_t>("target_port"), p.number<uint16_t>("port")};
 }
 
-ServiceRecord service_from(const Fields& f) {
-  ServiceRecord v;
-  v.name = f.str("name");
-  v.id = f.number<uint32_t>("id");
-  v.proto = f.str("proto");
-  if (!f.null("vip")) v.vip = f.ip("vip");
-  v.port = f.number<uint16_t>("port");
-  v.node_port = f.number<uint16_t>("node_port");
-  v.affinity_s = f.number<uint32_t>("affinity_s");
-  for (const Fields& b : f.list("backends"))
-    v.backends.push_back({b.number<uint32_t>("id"), b.str("endpoint"), b.number<uint16_t>("port"),
-                          b.number<uint32_t>("weight"), b.flag("draining")});
-  return v;
-}
-
 Journal journal_from(json doc) {
   // Journals carry no version: one a killed older ebpfnet wrote has
   // endpoints without a namespace cookie (0 means not known).
@@ -422,7 +285,7 @@ Journal journal_from(json doc) {
   return j;
 }
 
-NodeState state_from(const json& j) {
+NodeState state_from(const json& j, int version) {
   Fields f(j, "");
   NodeState s;
   s.name = f.str("name");
@@ -450,9 +313,16 @@ NodeState state_from(const json& j) {
   s.socket_lb = f.flag("socket_lb");
   Fields c = f.object("policy_counters");
   s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
-  for (const Fields& v : f.list("services")) s.services.push_back(service_from(v));
-  Fields sc = f.object("service_counters");
-  s.service_counters = {sc.number<uint32_t>("next_service"), sc.number<uint32_t>("next_backend")};
+  if (version < 7) {
+    NodeState::LegacyServices l;
+    for (const Fields& v : f.list("services")) {
+      l.services.push_back(service_from(v));
+      validate_service(l.services.back(), v.name(""));
+    }
+    Fields c = f.object("service_counters");
+    l.counters = {c.number<uint32_t>("next_service"), c.number<uint32_t>("next_backend")};
+    s.legacy_services = std::move(l);
+  }
   for (const std::string& p : f.strings("prefilter")) {
     auto cidr = Ipv4Cidr::parse(p);
     if (!cidr) throw f.bad("prefilter", "'" + p + "' is not a prefix");
@@ -639,10 +509,17 @@ NodeState StateStore::load() const {
                                   std::to_string(version) + "; this ebpfnet reads up to " +
                                   std::to_string(kStateVersion) + ": upgrade ebpfnet");
   return reading(file, [&] {
-    NodeState s = state_from(migrate(std::move(j), version));
+    NodeState s = state_from(migrate(std::move(j), version), version);
     validate_state(s, node_);
     return s;
   });
+}
+
+fs::path StateStore::checked_path(std::string_view name) const {
+  NodeDir d = open_node_dir(dir_, false);
+  if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
+  open_in(d, dir_ / name, O_RDONLY | O_NONBLOCK);
+  return dir_ / name;
 }
 
 void StateStore::save(const NodeState& s) const { write_file("state.json", to_json(s).dump(2) + "\n", true); }

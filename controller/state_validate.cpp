@@ -176,21 +176,26 @@ void validate_prefilter(const NodeState& s) {
   if (!s.prefilter.empty() && !s.uplink) refuse("prefilter", "the node has no uplink to filter");
 }
 
-// What the datapath keys services by is unique: a vip:port, a node port
-// (which no published port may also hold); ids below their counters.
-void validate_services(const NodeState& s) {
+// The services a state file of schema 6 or older held, before they move to
+// the services table: what the datapath keys them by is unique (a vip:port,
+// a node port, which no published port may also hold), ids are below their
+// counters, backends are endpoints. (The table checks rows as it reads them.)
+void validate_legacy_services(const NodeState& s) {
+  if (!s.legacy_services) return;
+  const auto& services = s.legacy_services->services;
+  const ServiceIdCounters& counters = s.legacy_services->counters;
   Distinct<std::string> names;
   Distinct<uint32_t> ids, backend_ids;
   Distinct<std::tuple<std::string, uint32_t, uint16_t>> keys;  // proto, vip (0: node port), port
   for (const auto& p : s.published) keys.add({p.proto, 0, p.port}, "published", p.proto + " port " + std::to_string(p.port));
-  for (size_t i = 0; i < s.services.size(); ++i) {
-    const ServiceRecord& v = s.services[i];
+  for (size_t i = 0; i < services.size(); ++i) {
+    const ServiceRecord& v = services[i];
     const std::string at = item("services", i);
     check(at + "name", [&] { validate_name("service", v.name); });
     names.add(v.name, at + "name", "'" + v.name + "'");
-    if (v.id == 0 || v.id >= s.service_counters.next_service)
+    if (v.id == 0 || v.id >= counters.next_service)
       refuse(at + "id", std::to_string(v.id) + " was not handed out (next is " +
-                            std::to_string(s.service_counters.next_service) + ")");
+                            std::to_string(counters.next_service) + ")");
     ids.add(v.id, at + "id", std::to_string(v.id));
     if (v.proto != "tcp" && v.proto != "udp") refuse(at + "proto", "'" + printable(v.proto) + "' is not tcp or udp");
     if (!v.vip && v.node_port == 0) refuse(at + "vip", "a service needs a virtual IP or a node port");
@@ -207,9 +212,9 @@ void validate_services(const NodeState& s) {
     for (size_t k = 0; k < v.backends.size(); ++k) {
       const BackendRecord& b = v.backends[k];
       const std::string bat = at + item("backends", k);
-      if (b.id == 0 || b.id >= s.service_counters.next_backend)
+      if (b.id == 0 || b.id >= counters.next_backend)
         refuse(bat + "id", std::to_string(b.id) + " was not handed out (next is " +
-                               std::to_string(s.service_counters.next_backend) + ")");
+                               std::to_string(counters.next_backend) + ")");
       backend_ids.add(b.id, bat + "id", std::to_string(b.id));
       if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
                        [&](const EndpointRecord& e) { return e.name == b.endpoint; }))
@@ -241,7 +246,7 @@ void validate_state(const NodeState& s, std::string_view node) {
   validate_published(s);
   validate_routes(s);
   validate_prefilter(s);
-  validate_services(s);
+  validate_legacy_services(s);
   validate_overlay(s);
   const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
                                                        {"tcp", s.ct_timeouts.tcp},

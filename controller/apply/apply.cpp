@@ -61,12 +61,15 @@ Plan plan_file(const Env& env, std::string_view text, const std::string& source,
   // Parsing reads the node only for a file with policies.
   if (!loaded) have = Node(env, want.node).load_state();
   DatapathFacts dp;
+  std::vector<ServiceRecord> services;
   if (have) {
-    NodeStatus s = Node(env, want.node).status();
+    Node n(env, want.node);
+    NodeStatus s = n.status();
     dp = facts_of(s);
     have = std::move(s.state);
+    for (auto& v : n.services()) services.push_back(std::move(v.record));
   }
-  return make_plan(want, have, dp);
+  return make_plan(want, have, dp, services);
 }
 
 void carry_out(const Env& env, const Plan& plan) {

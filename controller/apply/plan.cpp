@@ -308,9 +308,7 @@ bool same_service(const ServiceRecord& r, const ServiceSpec& v) {
 
 // Services the node has and the file omits go; new ones are added; one
 // that differs is replaced (deleted, then added: its flows end).
-void plan_services(const NodeSpec& want, const NodeState* have, Plan& plan) {
-  const std::vector<ServiceRecord> none;
-  const std::vector<ServiceRecord>& held = have ? have->services : none;
+void plan_services(const NodeSpec& want, const std::vector<ServiceRecord>& held, Plan& plan) {
   for (const auto& r : held)
     if (std::none_of(want.services.begin(), want.services.end(),
                      [&](const ServiceEntry& e) { return e.spec.name == r.name; })) {
@@ -345,7 +343,8 @@ void check_endpoints(const NodeSpec& want, const NodeState* have) {
 
 char symbol(Change::Op op) { return op == Op::add ? '+' : op == Op::remove ? '-' : '~'; }
 
-Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp) {
+Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp,
+               const std::vector<ServiceRecord>& services) {
   check_endpoints(want, have ? &*have : nullptr);
   Plan plan;
   plan.node = want.node;
@@ -355,7 +354,7 @@ Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const
   plan_routes(want, st, plan);
   plan_policies(want, st, plan);
   plan_prefilter(want, st, plan);
-  plan_services(want, st, plan);
+  plan_services(want, services, plan);
   return plan;
 }
 

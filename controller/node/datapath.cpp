@@ -33,11 +33,11 @@ std::string program_tag(const std::filesystem::path& pin) {
 }
 
 // Writes what node state puts in the maps (idempotent: a reused map holds it already).
-void refill(const Node& node, NodeState& st, Datapath& dp) {
+void refill(const Node& node, NodeState& st, const std::vector<ServiceRecord>& services, Datapath& dp) {
   endpoints::refill(node, st, dp.maps());
   policies::refill(st, dp.maps());
   prefilter::refill(st, dp.maps());
-  services::refill(st, dp.maps());
+  services::refill(st, services, dp.maps());
   socket_lb::refill(st, dp.maps());
   overlay::refill(st, dp.maps());
 }
@@ -215,7 +215,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
         const size_t i = map_index(m.name);
         m.entries = copy_entries(pins[i].get(), loaded->maps().fd(i), false);
       }
-    refill(node, st, *loaded);
+    refill(node, st, txn.services().all(), *loaded);
   }
   Datapath& dp = r.loaded ? *loaded : *old;
   uplink::write_config(txn, dp.maps());

@@ -26,10 +26,16 @@ struct RingBufferDeleter {
   void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
 };
 
+// What names an event: the node's state and its services.
+struct Known {
+  std::optional<NodeState> state;
+  std::vector<ServiceRecord> services;
+};
+
 // Names for what an event carries only as addresses and indexes.
 class EventNamer {
  public:
-  explicit EventNamer(std::function<std::optional<NodeState>()> load) : load_(std::move(load)) { reload(); }
+  explicit EventNamer(std::function<Known()> load) : load_(std::move(load)) { reload(); }
 
   MonitorEvent name(const ebpfnet_event& ev) {
     MonitorEvent m{ev, "", "", ""};
@@ -60,9 +66,8 @@ class EventNamer {
   // A node port is named only for a refusal: the event does not say whether
   // its destination was the uplink's address.
   std::string service_of(const ebpfnet_event& ev) const {
-    if (!state_) return "";
     const uint16_t port = ntohs(ev.tuple.dport);
-    for (const auto& v : state_->services) {
+    for (const auto& v : known_.services) {
       if (uplink::proto_number(v.proto) != ev.tuple.proto) continue;
       if (v.vip && v.vip->be() == ev.tuple.daddr && v.port == port) return v.name;
       if (v.node_port == port && ev.type == EBPFNET_EVENT_DROP && ev.reason == EBPFNET_DROP_NO_BACKEND)
@@ -72,15 +77,15 @@ class EventNamer {
   }
 
   const EndpointRecord* find(__be32 ip) const {
-    if (!state_) return nullptr;
-    for (const auto& e : state_->endpoints)
+    if (!known_.state) return nullptr;
+    for (const auto& e : known_.state->endpoints)
       if (e.ip.be() == ip) return &e;
     return nullptr;
   }
-  void reload() { state_ = load_(); }
+  void reload() { known_ = load_(); }
 
-  std::function<std::optional<NodeState>()> load_;
-  std::optional<NodeState> state_;
+  std::function<Known()> load_;
+  Known known_;
   std::set<__be32> reloaded_for_;
 };
 
@@ -104,7 +109,12 @@ int on_sample(void* ctx, void* data, size_t size) {
 void monitor(Node& node, const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
              const std::function<bool()>& keep_going) {
   DatapathMaps maps = attached_maps(node);
-  EventNamer namer([&node] { return node.load_state(); });
+  EventNamer namer([&node] {
+    Known k{node.load_state(), {}};
+    if (k.state)
+      for (auto& v : node.services()) k.services.push_back(std::move(v.record));
+    return k;
+  });
   Listener listener{&namer, &on_event};
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb(
       ring_buffer__new(maps.fd("events"), on_sample, &listener, nullptr));

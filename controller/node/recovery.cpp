@@ -91,13 +91,14 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   gone += prune<ebpfnet_policy_port_key>(
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
   gone += prefilter::prune(st, maps);
-  gone += services::prune(st, maps);
+  const std::vector<ServiceRecord> services = txn.services().all();
+  gone += services::prune(st, services, maps);
   gone += socket_lb::prune(st, maps);
   gone += overlay::prune(st, maps);
   endpoints::refill(txn.node(), st, maps);
   policies::refill(st, maps);
   prefilter::refill(st, maps);
-  services::refill(st, maps);
+  services::refill(st, services, maps);
   socket_lb::refill(txn.state(), maps);
   overlay::refill(st, maps);
   // A killed `tunnel add` may have made the device before the state had it.

@@ -164,9 +164,8 @@ size_t forget_flows(DatapathMaps& maps, const NodeState& st, const ServiceRecord
   });
 }
 
-ServiceRecord& find(NodeState& st, const std::string& name) {
-  for (auto& v : st.services)
-    if (v.name == name) return v;
+ServiceRecord find(NodeTxn& txn, const std::string& name) {
+  if (auto v = txn.services().get(name)) return std::move(*v);
   throw Error(Errc::not_found, "service '" + printable(name) + "' does not exist");
 }
 
@@ -194,26 +193,27 @@ BackendRecord backend_of(NodeState& st, const ServiceRecord& v, const BackendSpe
   return {0, b.endpoint, b.port.value_or(v.port), b.weight, false};
 }
 
-size_t backend_count(const NodeState& st) {
-  size_t n = 0;
-  for (const auto& v : st.services) n += v.backends.size();
-  return n;
-}
-
-void check_capacity(const NodeState& st, size_t more_keys, size_t more_backends) {
-  if (key_count(st) + more_keys > EBPFNET_MAX_SERVICES)
+void check_capacity(ServiceTable& table, size_t more_keys, size_t more_backends) {
+  if (table.key_count() + more_keys > EBPFNET_MAX_SERVICES)
     throw Error(Errc::exhausted, "a node holds at most " + std::to_string(EBPFNET_MAX_SERVICES) +
                                      " service addresses (virtual IPs and node ports)");
-  if (backend_count(st) + more_backends > EBPFNET_MAX_BACKENDS)
+  if (table.backend_count() + more_backends > EBPFNET_MAX_BACKENDS)
     throw Error(Errc::exhausted, "a node holds at most " + std::to_string(EBPFNET_MAX_BACKENDS) + " backends");
 }
 
-// What a new service may not take: refused with what holds it.
-void check_new(NodeTxn& txn, const ServiceSpec& spec) {
+// What a new service may not take: refused with what holds it (in the
+// table, or among the ones this call adds before it).
+void check_new(NodeTxn& txn, const ServiceSpec& spec, const std::vector<ServiceRecord>& adding) {
   const NodeState& st = txn.state();
+  ServiceTable& table = txn.services();
   validate_name("service", spec.name);
-  for (const auto& v : st.services)
-    if (v.name == spec.name) throw Error(Errc::exists, "service '" + spec.name + "' already exists");
+  auto taken = [&](auto&& holds) -> std::optional<std::string> {
+    for (const auto& v : adding)
+      if (holds(v)) return v.name;
+    return std::nullopt;
+  };
+  if (taken([&](const ServiceRecord& v) { return v.name == spec.name; }) || table.get(spec.name))
+    throw Error(Errc::exists, "service '" + spec.name + "' already exists");
   if (!spec.vip && !spec.node_port)
     throw Error(Errc::usage, "service '" + spec.name +
                                  "' needs a virtual IP (VIP:PORT[/PROTO]) or a node port (--node-port PORT)");
@@ -231,10 +231,13 @@ void check_new(NodeTxn& txn, const ServiceSpec& spec) {
                                    " (endpoints and the gateway take their addresses from it)");
     if (uplink_ip && vip.be() == uplink_ip)
       throw Error(Errc::usage, "virtual IP " + vip.str() + " is the uplink's address (use --node-port)");
-    for (const auto& v : st.services)
-      if (v.vip == spec.vip && v.port == spec.port && v.proto == spec.proto)
-        throw Error(Errc::exists, vip.str() + ":" + std::to_string(spec.port) + "/" + spec.proto +
-                                      " is service '" + v.name + "'");
+    auto holder = taken([&](const ServiceRecord& v) {
+      return v.vip == spec.vip && v.port == spec.port && v.proto == spec.proto;
+    });
+    if (!holder) holder = table.at_vip(vip, spec.port, spec.proto);
+    if (holder)
+      throw Error(Errc::exists, vip.str() + ":" + std::to_string(spec.port) + "/" + spec.proto + " is service '" +
+                                    *holder + "'");
   }
   if (spec.node_port) {
     const std::string port = std::to_string(spec.node_port) + "/" + spec.proto;
@@ -247,9 +250,9 @@ void check_new(NodeTxn& txn, const ServiceSpec& spec) {
     for (const auto& p : st.published)
       if (p.proto == spec.proto && p.port == spec.node_port)
         throw Error(Errc::exists, "port " + port + " is published for " + p.endpoint);
-    for (const auto& v : st.services)
-      if (v.node_port == spec.node_port && v.proto == spec.proto)
-        throw Error(Errc::exists, "node port " + port + " is service '" + v.name + "'");
+    auto holder = taken([&](const ServiceRecord& v) { return v.node_port == spec.node_port && v.proto == spec.proto; });
+    if (!holder) holder = table.at_node_port(spec.node_port, spec.proto);
+    if (holder) throw Error(Errc::exists, "node port " + port + " is service '" + *holder + "'");
   }
 }
 
@@ -277,11 +280,13 @@ void write_config(NodeTxn& txn) {
 void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
   if (specs.empty()) return;
   NodeState& st = txn.state();
-  const size_t first = st.services.size();
-  // Checked one by one into the state, so each meets the ones before it; a
+  ServiceTable& table = txn.services();
+  // Checked one by one, so each meets the table and the ones before it; a
   // refusal throws before anything is written or saved.
+  std::vector<ServiceRecord> adding;
+  size_t keys = 0, backends = 0;
   for (const auto& spec : specs) {
-    check_new(txn, spec);
+    check_new(txn, spec, adding);
     ServiceRecord v{spec.name, 0, spec.proto, spec.vip, spec.port, spec.node_port, spec.affinity_s, {}};
     for (const auto& b : spec.backends) {
       BackendRecord r = backend_of(st, v, b);
@@ -290,23 +295,26 @@ void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
           throw Error(Errc::usage, "backend " + backend_str(r) + " is given twice");
       v.backends.push_back(r);
     }
-    st.services.push_back(std::move(v));
+    keys += keys_of(v).size();
+    backends += v.backends.size();
+    adding.push_back(std::move(v));
   }
-  check_capacity(st, 0, 0);
-  for (size_t i = first; i < st.services.size(); ++i) {
-    ServiceRecord& v = st.services[i];
-    v.id = st.service_counters.next_service++;
-    for (auto& b : v.backends) b.id = st.service_counters.next_backend++;
+  check_capacity(table, keys, backends);
+  ServiceIdCounters ids = table.counters();
+  for (auto& v : adding) {
+    v.id = ids.next_service++;
+    for (auto& b : v.backends) b.id = ids.next_backend++;
   }
 
   DatapathMaps& maps = txn.maps();
   txn.journal({.op = "service add"});
   txn.step("service");
-  for (size_t i = first; i < st.services.size(); ++i) {
-    const ServiceRecord& v = st.services[i];
+  for (const auto& v : adding) {
     txn.undo("service " + v.name, [&maps, v] { erase(v, maps); });
     write(st, v, maps);
+    table.put(v);
   }
+  table.set_counters(ids);
   txn.step("config");
   write_config(txn);
   txn.step("socket-lb");
@@ -328,7 +336,7 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
   for (const auto& n : names) {
     if (std::any_of(doomed.begin(), doomed.end(), [&](const ServiceRecord& v) { return v.name == n; }))
       throw Error(Errc::usage, "service '" + printable(n) + "' is given twice");
-    doomed.push_back(find(st, n));
+    doomed.push_back(find(txn, n));
   }
   DatapathMaps* maps = txn.maps_if_attached();
   txn.journal({.op = "service del"});
@@ -339,7 +347,7 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
       erase(v, *maps);
       forget_flows(*maps, st, v);
     }
-    std::erase_if(st.services, [&](const ServiceRecord& s) { return s.name == v.name; });
+    txn.services().erase(v.name);
   }
   if (maps) {
     write_config(txn);
@@ -351,7 +359,8 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
 
 void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& spec) {
   NodeState& st = txn.state();
-  ServiceRecord& v = find(st, service);
+  ServiceTable& table = txn.services();
+  ServiceRecord v = find(txn, service);
   BackendRecord r = backend_of(st, v, spec);
   const ServiceRecord before = v;
   auto it = std::find_if(v.backends.begin(), v.backends.end(),
@@ -362,8 +371,10 @@ void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& sp
     it->weight = r.weight;
     it->draining = false;
   } else {
-    check_capacity(st, 0, 1);
-    r.id = st.service_counters.next_backend++;
+    check_capacity(table, 0, 1);
+    ServiceIdCounters ids = table.counters();
+    r.id = ids.next_backend++;
+    table.set_counters(ids);
     v.backends.push_back(r);
   }
   DatapathMaps& maps = txn.maps();
@@ -371,12 +382,12 @@ void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& sp
   txn.step("service");
   if (fresh) txn.undo("backend " + backend_str(r), [&maps, id = r.id] { maps.delete_backend(id); });
   rewrite(txn, before, v);
+  table.put(v);
   txn.commit();
 }
 
 void drain(NodeTxn& txn, const std::string& service, const BackendRef& ref) {
-  NodeState& st = txn.state();
-  ServiceRecord& v = find(st, service);
+  ServiceRecord v = find(txn, service);
   auto it = find_backend(v, ref);
   if (it->draining) return;
   const ServiceRecord before = v;
@@ -384,12 +395,13 @@ void drain(NodeTxn& txn, const std::string& service, const BackendRef& ref) {
   txn.journal({.op = "service drain"});
   txn.step("service");
   rewrite(txn, before, v);
+  txn.services().put(v);
   txn.commit();
 }
 
 void remove_backend(NodeTxn& txn, const std::string& service, const BackendRef& ref) {
   NodeState& st = txn.state();
-  ServiceRecord& v = find(st, service);
+  ServiceRecord v = find(txn, service);
   auto it = find_backend(v, ref);
   const BackendRecord gone = *it;
   const ServiceRecord before = v;
@@ -405,16 +417,18 @@ void remove_backend(NodeTxn& txn, const std::string& service, const BackendRef& 
     maps->delete_backend(gone.id);
     forget_flows(*maps, st, before, {gone});
   }
+  txn.services().put(v);
   txn.commit();
 }
 
 std::vector<ServiceView> list(NodeTxn& txn) {
   const NodeState& st = txn.state();
-  DatapathMaps* maps = st.services.empty() ? nullptr : txn.maps_if_attached();
+  std::vector<ServiceRecord> all = txn.services().all();
+  DatapathMaps* maps = all.empty() ? nullptr : txn.maps_if_attached();
   std::vector<ServiceView> out;
-  for (const auto& v : st.services) {
-    ServiceView view{v, {}};
-    for (const auto& b : v.backends)
+  for (auto& v : all) {
+    ServiceView view{std::move(v), {}};
+    for (const auto& b : view.record.backends)
       view.backends.push_back({b, endpoint_of(st, b.endpoint).ip, maps ? maps->backend_connections(b.id) : 0});
     out.push_back(std::move(view));
   }
@@ -425,16 +439,16 @@ void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, Data
   NodeState& st = txn.state();
   size_t services = 0, backends = 0;
   std::string named;
-  for (auto& v : st.services) {
+  for (auto& v : txn.services().with_backends_on(endpoints)) {
     std::vector<BackendRecord> gone;
     for (const auto& b : v.backends)
       if (endpoints.count(b.endpoint)) gone.push_back(b);
-    if (gone.empty()) continue;
     std::erase_if(v.backends, [&](const BackendRecord& b) { return endpoints.count(b.endpoint) > 0; });
     if (maps) {
       maps->put_maglev(v.id, table_of(st, v));
       for (const auto& b : gone) maps->delete_backend(b.id);
     }
+    txn.services().put(v);
     if (++services <= 3) named += (named.empty() ? "" : ", ") + v.name;
     backends += gone.size();
   }
@@ -444,20 +458,14 @@ void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, Data
                  backends, services, named, services > 3 ? ", ..." : "");
 }
 
-size_t key_count(const NodeState& st) {
-  size_t n = 0;
-  for (const auto& v : st.services) n += keys_of(v).size();
-  return n;
+void refill(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
+  for (const auto& v : services) write(st, v, maps);
 }
 
-void refill(const NodeState& st, DatapathMaps& maps) {
-  for (const auto& v : st.services) write(st, v, maps);
-}
-
-size_t prune(const NodeState& st, DatapathMaps& maps) {
+size_t prune(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
   std::set<std::tuple<uint32_t, uint16_t, uint8_t>> keys;
   std::set<uint32_t> ids, backend_ids;
-  for (const auto& v : st.services) {
+  for (const auto& v : services) {
     ids.insert(v.id);
     for (const auto& k : keys_of(v)) keys.insert({k.addr, k.port, k.proto});
     for (const auto& b : v.backends) backend_ids.insert(b.id);
@@ -478,7 +486,7 @@ size_t prune(const NodeState& st, DatapathMaps& maps) {
                      [&](const void* raw) { return backend_ids.count(key32(raw)) > 0; });
   // Flows balanced to a backend the state no longer has (a killed removal's).
   gone += maps.ct_forget_service_flows([&](const ebpfnet_ct_key& a, const ebpfnet_ct_key& x) {
-    for (const auto& v : st.services) {
+    for (const auto& v : services) {
       if (!addressed_to(v, a)) continue;
       for (const auto& b : v.backends)
         if (x.daddr == endpoint_of(st, b.endpoint).ip.be() && x.dport == htons(b.port)) return false;

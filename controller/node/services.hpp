@@ -1,5 +1,5 @@
 // Services: virtual IPs and node ports balanced over endpoints of the node.
-// The services live in the node's state; the maps follow it: one svc key
+// The services live in the node's services table; the maps follow it: one svc key
 // per address a client uses, one Maglev table per service holding its
 // active backends, one backends entry per backend.
 #pragma once
@@ -38,12 +38,10 @@ std::vector<ServiceView> list(NodeTxn& txn);
 // with their addresses). maps nullptr: the datapath is not attached.
 void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, DatapathMaps* maps);
 
-// The svc keys the state holds, for the config slot that turns the lookups on.
-size_t key_count(const NodeState& st);
-// Writes every service of the state (backends, tables, keys).
-void refill(const NodeState& st, DatapathMaps& maps);
-// Keys, tables and backends the state does not name go, and the flows of
-// backends it no longer has.
-size_t prune(const NodeState& st, DatapathMaps& maps);
+// Writes every service (backends, tables, keys); st names their endpoints.
+void refill(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
+// Keys, tables and backends that no service names go, and the flows of
+// backends the services no longer have.
+size_t prune(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
 
 }  // namespace ebpfnet::services

@@ -11,9 +11,9 @@
 
 namespace ebpfnet::socket_lb {
 
-bool wanted(const NodeState& st) {
-  return st.attached && st.socket_lb &&
-         std::any_of(st.services.begin(), st.services.end(), [](const ServiceRecord& v) { return v.vip.has_value(); });
+bool wanted(NodeTxn& txn) {
+  const NodeState& st = txn.state();
+  return st.attached && st.socket_lb && txn.services().any_vip();
 }
 
 std::string status(const Node& node, const NodeState& st) {
@@ -25,7 +25,7 @@ std::string status(const Node& node, const NodeState& st) {
 void converge(NodeTxn& txn, const DatapathMaps& maps, const DatapathMaps* replaced) {
   const std::filesystem::path dir = txn.node().pin_dir();
   const bool have = sock_lb::attached(dir);
-  bool want = wanted(txn.state());
+  bool want = wanted(txn);
   if (want && !sock_lb::unsupported_reason().empty()) {
     spdlog::info("node {}: services are balanced per packet: connect-time balancing is unavailable: {}",
                  txn.node().name(), sock_lb::unsupported_reason());

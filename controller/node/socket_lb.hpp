@@ -12,7 +12,7 @@
 
 namespace ebpfnet::socket_lb {
 
-bool wanted(const NodeState& st);
+bool wanted(NodeTxn& txn);
 // "attached", "off" (attach --socket-lb off), "idle" (no service with a
 // virtual IP), or "unavailable: WHY".
 std::string status(const Node& node, const NodeState& st);

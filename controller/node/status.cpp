@@ -18,6 +18,7 @@ NodeStatus read(NodeTxn& txn) {
   const Node& node = txn.node();
   NodeStatus s;
   s.state = txn.state();
+  s.services = txn.services().size();
   s.pin_dir = node.pin_dir();
   s.binary_build = Datapath::build_id();
   MapFds pins = Datapath::open_map_pins(s.pin_dir);

@@ -29,7 +29,8 @@ class Names {
  public:
   // Interfaces are named by asking for each (an ioctl): a dump of a node's
   // links costs the kernel O(endpoints) per veth.
-  Names(const NodeState& st, Netlink& nl) : st_(st), nl_(nl) {}
+  Names(const NodeState& st, const std::vector<ServiceRecord>& services, Netlink& nl)
+      : st_(st), services_(services), nl_(nl) {}
 
   const EndpointRecord* endpoint(__be32 ip) const {
     for (const auto& e : st_.endpoints)
@@ -45,12 +46,12 @@ class Names {
     return name.empty() ? "ifindex " + std::to_string(ifindex) : name;
   }
   std::string service_name(uint32_t id) const {
-    for (const auto& v : st_.services)
+    for (const auto& v : services_)
       if (v.id == id) return v.name;
     return "service " + std::to_string(id);
   }
   std::string backend_name(uint32_t service_id, uint32_t backend_id) const {
-    for (const auto& v : st_.services)
+    for (const auto& v : services_)
       for (const auto& b : v.backends)
         if (v.id == service_id && b.id == backend_id) return b.endpoint + ":" + std::to_string(b.port);
     return "backend " + std::to_string(backend_id);
@@ -69,6 +70,7 @@ class Names {
 
  private:
   const NodeState& st_;
+  const std::vector<ServiceRecord>& services_;
   Netlink& nl_;
 };
 
@@ -366,15 +368,17 @@ std::optional<TraceStep> prefilter_step(const NodeState& st, Ipv4 source, const 
 
 TraceResult run(const Node& node, const TraceRequest& req) {
   NodeState st;
+  std::vector<ServiceRecord> services;
   {
     NodeTxn txn(node);
     st = txn.state();
+    services = txn.services().all();
   }
   const DatapathMaps maps = attached_maps(node);
   const NodeConfig cfg = maps.read_config();
   const Netns ns = node.netns();
   Netlink nl = Netlink::in(ns);
-  const Names names(st, nl);
+  const Names names(st, services, nl);
 
   TraceResult r;
   TracedPacket& p = r.packet;

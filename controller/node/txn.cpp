@@ -51,6 +51,7 @@ NodeTxn::NodeTxn(const Node& node, Begin how, Checkpoint cp)
       }
       recover();
       if (!has_state_) state_ = store_.load();  // throws: the node does not exist
+      move_legacy_services();
       return;
     case Begin::create:
       if (!std::filesystem::exists(store_.dir())) undo("state directory", [this] { store_.remove(); });
@@ -71,6 +72,7 @@ NodeTxn::NodeTxn(const Node& node, Begin how, Checkpoint cp)
   has_state_ = store_.exists();
   if (has_state_) state_ = store_.load();
   recover();
+  move_legacy_services();
 }
 
 NodeTxn::~NodeTxn() {
@@ -92,7 +94,7 @@ void NodeTxn::recover() {
                j->op, j->pid);
   try {
     recovery::run(*this, *j);
-    if (has_state_) store_.save(state_);
+    if (has_state_) save();
     store_.remove_journal();
   } catch (const Error& e) {
     throw Error(e.code(), "node " + node_.name() + ": recovering from an interrupted '" + j->op + "': " + e.what());
@@ -105,6 +107,27 @@ void NodeTxn::journal(Journal j) {
   j.pid = static_cast<int>(::getpid());
   store_.save_journal(j);
   journaled_ = true;
+}
+
+ServiceTable& NodeTxn::services() {
+  if (!services_) services_.emplace(store_.checked_path("services.db"), ServiceTable::Mode::write);
+  return *services_;
+}
+
+void NodeTxn::save() {
+  if (services_) services_->commit();
+  store_.save(state_);
+}
+
+// A state of schema 6 or older held the services: into the table, then the
+// state without them. Killed in between, the next load moves them again.
+void NodeTxn::move_legacy_services() {
+  if (!has_state_ || !state_.legacy_services) return;
+  services().replace_all(state_.legacy_services->services, state_.legacy_services->counters);
+  spdlog::info("node {}: {} services moved into {}", node_.name(), state_.legacy_services->services.size(),
+               (store_.dir() / "services.db").string());
+  state_.legacy_services.reset();
+  save();
 }
 
 DatapathMaps* NodeTxn::maps_if_attached() {
@@ -131,7 +154,7 @@ void NodeTxn::commit() {
 
 void NodeTxn::commit_then(const std::function<void()>& cleanup) {
   step("state");
-  store_.save(state_);
+  save();
   has_state_ = true;
   undo_.commit();
   cleanup();
@@ -147,6 +170,7 @@ void NodeTxn::commit_then(const std::function<void()>& cleanup) {
 }
 
 void NodeTxn::commit_removal() {
+  services_.reset();
   store_.remove();
   has_state_ = false;
   journaled_ = false;

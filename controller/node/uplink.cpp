@@ -105,7 +105,7 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   cfg[EBPFNET_CFG_CT_TIMEOUT_UDP] = st.ct_timeouts.udp;
   cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
   cfg[EBPFNET_CFG_POLICIES] = st.policed_endpoints();
-  cfg[EBPFNET_CFG_SERVICES] = services::key_count(st);
+  cfg[EBPFNET_CFG_SERVICES] = txn.services().key_count();
   if (st.overlay) {
     // Resolved in the node's namespace: the device is the node's.
     const int tunnel = Netlink::in(txn.node().netns()).ifindex_of(st.overlay->ifname);
@@ -127,6 +127,8 @@ void expose(NodeTxn& txn, const PublishRecord& p) {
     if (q.proto == p.proto && q.port == p.port)
       throw Error(Errc::exists, p.proto + " port " + std::to_string(p.port) + " is already published for " +
                                     q.endpoint + ":" + std::to_string(q.target_port));
+  if (auto v = txn.services().at_node_port(p.port, p.proto))
+    throw Error(Errc::exists, p.proto + " port " + std::to_string(p.port) + " is the node port of service '" + *v + "'");
   DatapathMaps& maps = txn.maps();
   txn.journal({.op = "expose"});
   txn.step("publish");

@@ -126,8 +126,10 @@ struct Plan {
 // The diff between the node (nullopt: it does not exist yet) and the file.
 // What apply cannot converge is refused here, before anything changes,
 // as "SOURCE:LINE: reason": an endpoint that does not exist (Errc::not_found),
-// a different pool or uplink than the node has (Errc::usage).
-Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp);
+// a different pool or uplink than the node has (Errc::usage). services: the
+// ones the node has (its services table).
+Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp,
+               const std::vector<ServiceRecord>& services = {});
 
 // Reads the node the file names and plans. node: the --node the user gave,
 // which must be the file's.

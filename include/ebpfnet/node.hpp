@@ -167,6 +167,7 @@ struct NodeStatus {
   std::vector<EndpointView> endpoints;
   std::vector<std::string> bridges;  // bridge devices in the node (there should be none)
   std::string socket_lb;  // connect-time balancing: attached, idle, off, unavailable: WHY
+  size_t services = 0;
 };
 
 // A prefilter entry as users write it: "203.0.113.0/24", or an address

@@ -20,6 +20,7 @@
 
 #include "ebpfnet/bpf_maps.hpp"
 #include "ebpfnet/node.hpp"
+#include "ebpfnet/service_table.hpp"
 #include "ebpfnet/state.hpp"
 #include "ebpfnet/undo.hpp"
 
@@ -43,6 +44,10 @@ class NodeTxn {
   const Node& node() const { return node_; }
   bool has_state() const { return has_state_; }
   NodeState& state() { return state_; }
+  // The node's services, opened at first use; its writes are committed with
+  // the state (before it: an endpoint's removal is journaled, so a kill
+  // between the two is finished by recovery).
+  ServiceTable& services();
 
   DatapathMaps& maps();
   // nullptr when the datapath is not attached: removals go on without it.
@@ -81,6 +86,8 @@ class NodeTxn {
   const Node& node_;
   const StateStore& store_;
   void recover();
+  void save();
+  void move_legacy_services();
 
   std::optional<StateStore::Lock> lock_;
   bool has_state_ = false;
@@ -90,6 +97,7 @@ class NodeTxn {
   Checkpoint cp_;
   bool maps_opened_ = false;
   std::optional<DatapathMaps> maps_;
+  std::optional<ServiceTable> services_;
   std::vector<std::shared_ptr<void>> held_;
   Undo undo_;  // last, so its steps run while everything above exists
 };

@@ -168,9 +168,15 @@ struct NodeState {
   // Sources the uplink's XDP prefilter drops: prefixes, and addresses as /32;
   // none overlaps another.
   std::vector<Ipv4Cidr> prefilter;
-  std::vector<ServiceRecord> services;
-  ServiceIdCounters service_counters;
   std::optional<OverlayRecord> overlay;  // none: no overlay device
+  // The services live in their own table (ServiceTable) since schema 7;
+  // a file of schema 6 or older held them here, and the transaction that
+  // loads it moves them into the table. Never saved.
+  struct LegacyServices {
+    std::vector<ServiceRecord> services;
+    ServiceIdCounters counters;
+  };
+  std::optional<LegacyServices> legacy_services;
 
   Ipv4 gateway() const { return cidr.first_host(); }
   size_t policed_endpoints() const;  // endpoints with a policy
@@ -202,7 +208,8 @@ std::string tunnel_peer_problem(const NodeState& s, const Ipv4Cidr& pool, Ipv4 v
 // The same for a journal: every name recovery would act on is checked.
 void validate_journal(const Journal& j);
 
-// The files of one node under <root>/<node>/: lock, state.json. The node's
+// The files of one node under <root>/<node>/: lock, state.json, and the
+// services table (services.db, see service_table.hpp). The node's
 // directory is opened without following a symlink, every file in it is
 // reached relative to that directory (never by path), and the directory and
 // its files must be the effective user's and writable by nobody else: a
@@ -249,6 +256,11 @@ class StateStore {
   bool update_file(std::string_view name,
                    const std::function<std::string(const std::optional<std::string>&)>& update) const;
   const std::filesystem::path& dir() const { return dir_; }
+  // The path of a file of the node's directory for a library that opens it
+  // by path (SQLite), after checking the directory and the file, if it is
+  // there, as every state file is checked. Errc::not_found without the
+  // node's directory.
+  std::filesystem::path checked_path(std::string_view name) const;
 
  private:
   // Atomic replace of one file of the node's directory (temp file, rename).

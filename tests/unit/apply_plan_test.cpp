@@ -44,8 +44,9 @@ NodeSpec parse(const std::string& body, const std::optional<NodeState>& st) {
                          });
 }
 
-Plan plan(const std::string& body, const std::optional<NodeState>& st, const DatapathFacts& dp = kPinned) {
-  return make_plan(parse(body, st), st, dp);
+Plan plan(const std::string& body, const std::optional<NodeState>& st, const DatapathFacts& dp = kPinned,
+          const std::vector<ServiceRecord>& services = {}) {
+  return make_plan(parse(body, st), st, dp, services);
 }
 
 // What carry_out makes the node's state say, done on the state alone.
@@ -200,10 +201,11 @@ TEST(ApplyPlan, ConvergesServices) {
   EXPECT_EQ(p.service_add[1].affinity_s, 60u);
   EXPECT_EQ(p.service_add[1].proto, "udp");
 
-  st.services = {{"api", 1, "tcp", ip("10.96.0.10"), 80, 0, 0, {{1, "web", 8080, 1, true}, {2, "db", 8080, 2, false}}},
-                 {"dns", 2, "udp", std::nullopt, 0, 30053, 60, {{3, "db", 53, 1, false}}},
-                 {"old", 3, "tcp", ip("10.96.0.11"), 80, 0, 0, {}}};
-  Plan again = plan(file, st);
+  const std::vector<ServiceRecord> held = {
+      {"api", 1, "tcp", ip("10.96.0.10"), 80, 0, 0, {{1, "web", 8080, 1, true}, {2, "db", 8080, 2, false}}},
+      {"dns", 2, "udp", std::nullopt, 0, 30053, 60, {{3, "db", 53, 1, false}}},
+      {"old", 3, "tcp", ip("10.96.0.11"), 80, 0, 0, {}}};
+  Plan again = plan(file, st, kPinned, held);
   EXPECT_EQ(lines(again), (std::vector<std::string>{"- service old"}));
   EXPECT_EQ(again.service_del, (std::vector<std::string>{"old"}));
 
@@ -212,7 +214,7 @@ TEST(ApplyPlan, ConvergesServices) {
     vip: 10.96.0.10:80/tcp
     backends: [web:8080]
 )",
-                      st);
+                      st, kPinned, held);
   EXPECT_EQ(lines(changed), (std::vector<std::string>{"- service dns", "- service old",
                                                       "~ service api 10.96.0.10:80/tcp -> web:8080"}));
   EXPECT_EQ(changed.service_del, (std::vector<std::string>{"dns", "old", "api"}));

@@ -53,10 +53,6 @@ NodeState rich() {
   s.policy_counters = {3, 4};
   s.uplink->xdp = XdpMode::native;
   s.prefilter = {*Ipv4Cidr::parse("203.0.113.0/24"), *Ipv4Cidr::parse("198.51.100.7/32")};
-  s.services = {{"api", 1, "tcp", Ipv4::parse("10.96.0.10"), 80, 30080, 0,
-                 {{1, "web", 8080, 1, false}, {2, "db", 8080, 2, true}}},
-                {"dns", 2, "udp", Ipv4::parse("10.96.0.53"), 53, 0, 60, {{3, "db", 53, 1, false}}}};
-  s.service_counters = {3, 4};
   s.socket_lb = false;
   s.endpoints[0].netns_cookie = 4096;
   s.overlay = OverlayRecord{};
@@ -64,6 +60,19 @@ NodeState rich() {
   s.overlay->peers = {{*Ipv4Cidr::parse("10.241.0.0/24"), *Ipv4::parse("198.18.250.2")},
                       {*Ipv4Cidr::parse("10.242.0.0/24"), *Ipv4::parse("198.18.250.3")}};
   return s;
+}
+
+// The rich state as schema 6 wrote it, with its services in the file.
+json as_version6(json j) {
+  j["version"] = 6;
+  j["services"] = json::parse(R"([
+    {"name": "api", "id": 1, "proto": "tcp", "vip": "10.96.0.10", "port": 80, "node_port": 30080,
+     "affinity_s": 0, "backends": [{"id": 1, "endpoint": "web", "port": 8080, "weight": 1, "draining": false},
+                                   {"id": 2, "endpoint": "db", "port": 8080, "weight": 2, "draining": true}]},
+    {"name": "dns", "id": 2, "proto": "udp", "vip": "10.96.0.53", "port": 53, "node_port": 0,
+     "affinity_s": 60, "backends": [{"id": 3, "endpoint": "db", "port": 53, "weight": 1, "draining": false}]}])");
+  j["service_counters"] = {{"next_service", 3}, {"next_backend", 4}};
+  return j;
 }
 
 class StateFile : public testing::Test {
@@ -112,12 +121,7 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.ct_size, 65536u);
   EXPECT_EQ(s.policy_counters.next_class, 4u);
   EXPECT_EQ(s.prefilter.size(), 2u);
-  ASSERT_EQ(s.services.size(), 2u);
-  EXPECT_EQ(s.services[0].node_port, 30080);
-  EXPECT_TRUE(s.services[0].backends[1].draining);
-  EXPECT_EQ(s.services[0].backends[1].weight, 2u);
-  EXPECT_EQ(s.services[1].affinity_s, 60u);
-  EXPECT_EQ(s.service_counters.next_backend, 4u);
+  EXPECT_FALSE(s.legacy_services);
   EXPECT_FALSE(s.socket_lb);
   EXPECT_EQ(s.endpoints[0].netns_cookie, 4096u);
   ASSERT_TRUE(s.overlay);
@@ -126,7 +130,27 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.overlay->mtu, 1450u);
   ASSERT_EQ(s.overlay->peers.size(), 2u);
   EXPECT_EQ(s.overlay->peers[1].via.str(), "198.18.250.3");
-  EXPECT_EQ(read().at("version"), 6);
+  EXPECT_EQ(read().at("version"), 7);
+  EXPECT_FALSE(read().contains("services"));
+}
+
+// Schema 6 kept the services in the file: they are read (for the loading
+// transaction to move into the services table) and no longer saved.
+TEST_F(StateFile, Version6CarriesItsServicesToTheTable) {
+  write(as_version6(good_));
+  NodeState s = store_.load();
+  ASSERT_TRUE(s.legacy_services);
+  const auto& v = s.legacy_services->services;
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].node_port, 30080);
+  EXPECT_TRUE(v[0].backends[1].draining);
+  EXPECT_EQ(v[0].backends[1].weight, 2u);
+  EXPECT_EQ(v[1].affinity_s, 60u);
+  EXPECT_EQ(s.legacy_services->counters.next_backend, 4u);
+  s.legacy_services.reset();
+  store_.save(s);
+  EXPECT_FALSE(read().contains("services"));
+  EXPECT_FALSE(read().contains("service_counters"));
 }
 
 TEST_F(StateFile, RefusesABadPrefilter) {
@@ -151,7 +175,7 @@ TEST_F(StateFile, RefusesABadOverlay) {
 
 // Version 5 had no overlay.
 TEST_F(StateFile, Version5LoadsWithoutAnOverlay) {
-  json v5 = good_;
+  json v5 = as_version6(good_);
   v5["version"] = 5;
   v5.erase("overlay");
   write(v5);
@@ -249,7 +273,14 @@ TEST_F(StateFile, RefusesAMissingField) {
   expect_refused("version", [](json& j) { j["version"] = 0; });
 }
 
-TEST_F(StateFile, RefusesABadService) {
+// Services in a schema-6 file are checked as that schema checked them.
+TEST_F(StateFile, RefusesABadServiceOfVersion6) {
+  auto expect_refused = [this](const std::string& field, const std::function<void(json&)>& spoil) {
+    StateFile::expect_refused(field, [&](json& j) {
+      j = as_version6(j);
+      spoil(j);
+    });
+  };
   expect_refused("services[0].vip", [](json& j) { j["services"][0]["vip"] = "10.240.0.9"; });
   expect_refused("services[0].vip", [](json& j) { j["services"][0]["vip"] = nullptr; j["services"][0]["node_port"] = 0; });
   expect_refused("services[1].name", [](json& j) { j["services"][1]["name"] = "api"; });
@@ -274,16 +305,16 @@ TEST_F(StateFile, RefusesABadService) {
 
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 7;
+  j["version"] = 8;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 7 state loaded";
+    FAIL() << "a version 8 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 7; this ebpfnet reads up to 6: upgrade ebpfnet");
+                                         ") has schema version 8; this ebpfnet reads up to 7: upgrade ebpfnet");
   }
 }
 
@@ -323,18 +354,18 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 6);
+  EXPECT_EQ(j.at("version"), 7);
   EXPECT_EQ(j.at("ct_size"), 262144);
   EXPECT_EQ(j.at("overlay"), nullptr);
   EXPECT_EQ(j.at("prefilter"), json::array());
-  EXPECT_EQ(j.at("services"), json::array());
+  EXPECT_FALSE(j.contains("services"));
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
 }
 
 // Version 4 had neither connect-time balancing nor namespace cookies: it is
 // on, and each cookie is unknown (learnt from the namespace at the next refill).
 TEST_F(StateFile, Version4TurnsConnectTimeBalancingOnWithCookiesUnknown) {
-  json v4 = good_;
+  json v4 = as_version6(good_);
   v4["version"] = 4;
   v4.erase("socket_lb");
   for (auto& e : v4["endpoints"]) e.erase("netns_cookie");
@@ -400,9 +431,10 @@ TEST(StateMigration, Version3LoadsWithoutServices) {
   v3.erase("service_counters");
   std::ofstream(store.dir() / "state.json") << v3.dump();
   NodeState s = store.load();
-  EXPECT_TRUE(s.services.empty());
-  EXPECT_EQ(s.service_counters.next_service, 1u);
-  EXPECT_EQ(s.service_counters.next_backend, 1u);
+  ASSERT_TRUE(s.legacy_services);
+  EXPECT_TRUE(s.legacy_services->services.empty());
+  EXPECT_EQ(s.legacy_services->counters.next_service, 1u);
+  EXPECT_EQ(s.legacy_services->counters.next_backend, 1u);
 }
 
 // A migrated file is validated like any other.

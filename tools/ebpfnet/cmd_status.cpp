@@ -67,7 +67,7 @@ nlohmann::json status_json(const NodeStatus& s) {
           {"uplink", uplink},
           {"overlay", overlay},
           {"published", s.state.published.size()},
-          {"services", s.state.services.size()},
+          {"services", s.services},
           {"socket_lb", s.socket_lb},
           {"maps", maps},
           {"node_drops", drops},
@@ -122,7 +122,7 @@ void print_status(const NodeStatus& s) {
     if (s.tunnel_prog) std::cout << ", program " << s.tunnel_prog->name << " id " << s.tunnel_prog->id;
     std::cout << "\n";
   }
-  std::cout << "services  " << s.state.services.size() << ", connect-time balancing " << s.socket_lb << "\n";
+  std::cout << "services  " << s.services << ", connect-time balancing " << s.socket_lb << "\n";
   std::cout << "bridges   " << (s.bridges.empty() ? "none" : std::to_string(s.bridges.size())) << "\n";
   std::cout << "drops     " << drops_summary(s.node_drops) << " (not tied to an endpoint)\n\n";
   if (!s.maps.empty()) {

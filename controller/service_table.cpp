@@ -1,0 +1,370 @@
+#include "ebpfnet/service_table.hpp"
+
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ebpfnet/error.hpp"
+#include "ebpfnet/names.hpp"
+#include "json_fields.hpp"
+#include "service_json.hpp"
+
+namespace ebpfnet {
+
+using nlohmann::json;
+
+// ---- The row's record: one source of truth for a service's JSON layout,
+// also read from state files of schema 6 and older.
+
+json service_to_json(const ServiceRecord& v) {
+  json backends = json::array();
+  for (const auto& b : v.backends)
+    backends.push_back(
+        {{"id", b.id}, {"endpoint", b.endpoint}, {"port", b.port}, {"weight", b.weight}, {"draining", b.draining}});
+  return {{"name", v.name},
+          {"id", v.id},
+          {"proto", v.proto},
+          {"vip", v.vip ? json(v.vip->str()) : json(nullptr)},
+          {"port", v.port},
+          {"node_port", v.node_port},
+          {"affinity_s", v.affinity_s},
+          {"backends", backends}};
+}
+
+ServiceRecord service_from(const Fields& f) {
+  ServiceRecord v;
+  v.name = f.str("name");
+  v.id = f.number<uint32_t>("id");
+  v.proto = f.str("proto");
+  if (!f.null("vip")) v.vip = f.ip("vip");
+  v.port = f.number<uint16_t>("port");
+  v.node_port = f.number<uint16_t>("node_port");
+  v.affinity_s = f.number<uint32_t>("affinity_s");
+  for (const Fields& b : f.list("backends"))
+    v.backends.push_back({b.number<uint32_t>("id"), b.str("endpoint"), b.number<uint16_t>("port"),
+                          b.number<uint32_t>("weight"), b.flag("draining")});
+  return v;
+}
+
+// What ebpfnet never writes, refused with the field: the table is a file
+// others may have edited. Checks within one service; the table's
+// constraints keep names, ids and addresses unique across services.
+void validate_service(const ServiceRecord& v, const std::string& at) {
+  auto refuse = [&](const std::string& field, const std::string& problem) {
+    throw Error(Errc::failed, at + field + ": " + problem);
+  };
+  try {
+    validate_name("service", v.name);
+  } catch (const Error& e) {
+    refuse("name", e.what());
+  }
+  if (v.id == 0) refuse("id", "0 is not a service id");
+  if (v.proto != "tcp" && v.proto != "udp") refuse("proto", "'" + printable(v.proto) + "' is not tcp or udp");
+  if (!v.vip && v.node_port == 0) refuse("vip", "a service needs a virtual IP or a node port");
+  if (v.vip && v.vip->host() == 0) refuse("vip", "0.0.0.0 is not a virtual IP");
+  if (v.vip && v.port == 0) refuse("port", "0 is not a port");
+  for (size_t k = 0; k < v.backends.size(); ++k) {
+    const BackendRecord& b = v.backends[k];
+    const std::string bat = "backends[" + std::to_string(k) + "].";
+    if (b.id == 0) refuse(bat + "id", "0 is not a backend id");
+    try {
+      validate_name("endpoint", b.endpoint);
+    } catch (const Error& e) {
+      refuse(bat + "endpoint", e.what());
+    }
+    if (b.port == 0) refuse(bat + "port", "0 is not a port");
+    if (b.weight == 0 || b.weight > kMaxBackendWeight)
+      refuse(bat + "weight", std::to_string(b.weight) + " is not between 1 and " + std::to_string(kMaxBackendWeight));
+    for (size_t o = 0; o < k; ++o)
+      if (v.backends[o].endpoint == b.endpoint && v.backends[o].port == b.port)
+        refuse(bat + "port", b.endpoint + ":" + std::to_string(b.port) + " is backends[" + std::to_string(o) + "] too");
+  }
+}
+
+namespace {
+
+std::string vip_key(Ipv4 vip, uint16_t port, std::string_view proto) {
+  return vip.str() + ":" + std::to_string(port) + "/" + std::string(proto);
+}
+std::string node_port_key(uint16_t port, std::string_view proto) {
+  return std::to_string(port) + "/" + std::string(proto);
+}
+
+// Version 1 of the table's layout (user_version): a later change migrates.
+constexpr int kTableVersion = 1;
+
+constexpr const char* kSchema = R"(
+CREATE TABLE IF NOT EXISTS services(
+  name TEXT PRIMARY KEY,
+  id INTEGER NOT NULL UNIQUE,
+  vip_key TEXT UNIQUE,
+  node_port_key TEXT UNIQUE,
+  record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backends(
+  endpoint TEXT NOT NULL,
+  service TEXT NOT NULL,
+  PRIMARY KEY(endpoint, service)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters(
+  name TEXT PRIMARY KEY,
+  next INTEGER NOT NULL) WITHOUT ROWID;
+)";
+
+}  // namespace
+
+// A prepared statement, finalized when it goes; errors name the table's file.
+class ServiceTable::Statement {
+ public:
+  Statement(sqlite3* db, const char* sql, const std::filesystem::path& file) : db_(db), file_(file) {
+    if (sqlite3_prepare_v2(db, sql, -1, &q_, nullptr) != SQLITE_OK) fail("preparing a query");
+  }
+  ~Statement() { sqlite3_finalize(q_); }
+  Statement(const Statement&) = delete;
+
+  Statement& bind(int i, std::string_view s) {
+    check(sqlite3_bind_text(q_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& bind(int i, int64_t n) {
+    check(sqlite3_bind_int64(q_, i, n));
+    return *this;
+  }
+  Statement& bind_null(int i) {
+    check(sqlite3_bind_null(q_, i));
+    return *this;
+  }
+  // true: a row is there to read.
+  bool step() {
+    const int rc = sqlite3_step(q_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail("reading or writing");
+  }
+  // Runs it to the end and makes it ready to run again with new values.
+  void run() {
+    while (step()) {
+    }
+    sqlite3_reset(q_);
+  }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(q_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(q_, col))) : std::string();
+  }
+  int64_t integer(int col) const { return sqlite3_column_int64(q_, col); }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    const int rc = sqlite3_extended_errcode(db_);
+    throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? Errc::exists : Errc::failed,
+                "services table " + file_.string() + ": " + what + ": " + sqlite3_errmsg(db_));
+  }
+
+ private:
+  void check(int rc) const {
+    if (rc != SQLITE_OK) fail("binding a value");
+  }
+  sqlite3* db_;
+  const std::filesystem::path& file_;
+  sqlite3_stmt* q_ = nullptr;
+};
+
+ServiceTable::ServiceTable(const std::filesystem::path& file, Mode mode) : file_(file) {
+  if (mode == Mode::read && !std::filesystem::exists(file_)) return;
+  const int flags = mode == Mode::write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  if (sqlite3_open_v2(file_.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(Errc::failed, "opening services table " + file_.string() + ": " + why);
+  }
+  // Readers (monitor, metrics) may look while an operation writes: they
+  // wait for the writer's commit rather than fail.
+  sqlite3_busy_timeout(db_, 5000);
+  if (mode == Mode::read) return;
+  // WAL: a commit is one append and one fsync (FULL), not a rewrite.
+  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  Statement v(db_, "PRAGMA user_version", file_);
+  const int version = v.step() ? static_cast<int>(v.integer(0)) : 0;
+  if (version > kTableVersion)
+    throw Error(Errc::failed, "services table " + file_.string() + " has layout version " + std::to_string(version) +
+                                  "; this ebpfnet reads up to " + std::to_string(kTableVersion) + ": upgrade ebpfnet");
+  if (version < kTableVersion) {
+    exec("BEGIN IMMEDIATE");
+    exec(kSchema);
+    exec(("PRAGMA user_version=" + std::to_string(kTableVersion)).c_str());
+    exec("COMMIT");
+  }
+}
+
+ServiceTable::~ServiceTable() {
+  if (!db_) return;
+  if (writing_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db_);
+}
+
+ServiceTable::Statement ServiceTable::prepare(const char* sql) { return Statement(db_, sql, file_); }
+
+void ServiceTable::exec(const char* sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+    const std::string why = msg ? msg : sqlite3_errmsg(db_);
+    sqlite3_free(msg);
+    throw Error(Errc::failed, "services table " + file_.string() + ": " + why);
+  }
+}
+
+void ServiceTable::begin_write() {
+  if (!db_) throw Error(Errc::failed, "services table " + file_.string() + " is open for reading only");
+  if (writing_) return;
+  exec("BEGIN IMMEDIATE");
+  writing_ = true;
+}
+
+void ServiceTable::commit() {
+  if (!writing_) return;
+  exec("COMMIT");
+  writing_ = false;
+}
+
+std::vector<ServiceRecord> ServiceTable::records(Statement& q) {
+  std::vector<ServiceRecord> out;
+  while (q.step()) {
+    const std::string name = q.text(0);
+    const std::string at = "services table " + file_.string() + ": service '" + printable(name) + "': ";
+    try {
+      const json j = json::parse(q.text(1));
+      ServiceRecord v = service_from(Fields(j, ""));
+      if (v.name != name) throw Error(Errc::failed, "name: '" + printable(v.name) + "' is not its row's");
+      validate_service(v, "");
+      out.push_back(std::move(v));
+    } catch (const json::exception& e) {
+      throw Error(Errc::failed, at + e.what());
+    } catch (const Error& e) {
+      throw Error(Errc::failed, at + e.what());
+    }
+  }
+  return out;
+}
+
+std::optional<ServiceRecord> ServiceTable::get(std::string_view name) {
+  if (!db_) return std::nullopt;
+  Statement q = prepare("SELECT name, record FROM services WHERE name = ?");
+  q.bind(1, name);
+  auto found = records(q);
+  if (found.empty()) return std::nullopt;
+  return std::move(found.front());
+}
+
+std::vector<ServiceRecord> ServiceTable::all() {
+  if (!db_) return {};
+  Statement q = prepare("SELECT name, record FROM services ORDER BY rowid");
+  return records(q);
+}
+
+std::optional<std::string> ServiceTable::at_vip(Ipv4 vip, uint16_t port, std::string_view proto) {
+  if (!db_) return std::nullopt;
+  Statement q = prepare("SELECT name FROM services WHERE vip_key = ?");
+  q.bind(1, vip_key(vip, port, proto));
+  return q.step() ? std::optional(q.text(0)) : std::nullopt;
+}
+
+std::optional<std::string> ServiceTable::at_node_port(uint16_t port, std::string_view proto) {
+  if (!db_) return std::nullopt;
+  Statement q = prepare("SELECT name FROM services WHERE node_port_key = ?");
+  q.bind(1, node_port_key(port, proto));
+  return q.step() ? std::optional(q.text(0)) : std::nullopt;
+}
+
+std::vector<ServiceRecord> ServiceTable::with_backends_on(const std::set<std::string>& endpoints) {
+  std::vector<ServiceRecord> out;
+  if (!db_) return out;
+  std::set<std::string> seen;
+  for (const auto& e : endpoints) {
+    Statement q = prepare(
+        "SELECT s.name, s.record FROM backends b JOIN services s ON s.name = b.service WHERE b.endpoint = ?");
+    q.bind(1, e);
+    for (auto& v : records(q))
+      if (seen.insert(v.name).second) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+size_t ServiceTable::size() {
+  if (!db_) return 0;
+  Statement q = prepare("SELECT count(*) FROM services");
+  q.step();
+  return static_cast<size_t>(q.integer(0));
+}
+
+size_t ServiceTable::key_count() {
+  if (!db_) return 0;
+  Statement q = prepare("SELECT count(vip_key) + count(node_port_key) FROM services");
+  q.step();
+  return static_cast<size_t>(q.integer(0));
+}
+
+size_t ServiceTable::backend_count() {
+  if (!db_) return 0;
+  Statement q = prepare("SELECT count(*) FROM backends");
+  q.step();
+  return static_cast<size_t>(q.integer(0));
+}
+
+bool ServiceTable::any_vip() {
+  if (!db_) return false;
+  Statement q = prepare("SELECT 1 FROM services WHERE vip_key IS NOT NULL LIMIT 1");
+  return q.step();
+}
+
+ServiceIdCounters ServiceTable::counters() {
+  ServiceIdCounters c;
+  if (!db_) return c;
+  Statement q = prepare("SELECT name, next FROM counters");
+  while (q.step()) {
+    const std::string name = q.text(0);
+    const int64_t next = q.integer(1);
+    if (next < 1 || next > UINT32_MAX)
+      throw Error(Errc::failed, "services table " + file_.string() + ": counter " + printable(name) + ": " +
+                                    std::to_string(next) + " is not an id");
+    if (name == "service") c.next_service = static_cast<uint32_t>(next);
+    if (name == "backend") c.next_backend = static_cast<uint32_t>(next);
+  }
+  return c;
+}
+
+void ServiceTable::set_counters(const ServiceIdCounters& c) {
+  begin_write();
+  Statement q = prepare("INSERT OR REPLACE INTO counters(name, next) VALUES ('service', ?), ('backend', ?)");
+  q.bind(1, static_cast<int64_t>(c.next_service)).bind(2, static_cast<int64_t>(c.next_backend)).run();
+}
+
+void ServiceTable::put(const ServiceRecord& v) {
+  begin_write();
+  erase(v.name);
+  Statement q = prepare("INSERT INTO services(name, id, vip_key, node_port_key, record) VALUES (?, ?, ?, ?, ?)");
+  q.bind(1, v.name).bind(2, static_cast<int64_t>(v.id));
+  if (v.vip)
+    q.bind(3, vip_key(*v.vip, v.port, v.proto));
+  else
+    q.bind_null(3);
+  if (v.node_port)
+    q.bind(4, node_port_key(v.node_port, v.proto));
+  else
+    q.bind_null(4);
+  q.bind(5, service_to_json(v).dump()).run();
+  Statement b = prepare("INSERT OR IGNORE INTO backends(endpoint, service) VALUES (?, ?)");
+  for (const auto& r : v.backends) b.bind(1, r.endpoint).bind(2, v.name).run();
+}
+
+void ServiceTable::erase(std::string_view name) {
+  begin_write();
+  prepare("DELETE FROM services WHERE name = ?").bind(1, name).run();
+  prepare("DELETE FROM backends WHERE service = ?").bind(1, name).run();
+}
+
+void ServiceTable::replace_all(const std::vector<ServiceRecord>& services, const ServiceIdCounters& c) {
+  begin_write();
+  exec("DELETE FROM services; DELETE FROM backends;");
+  for (const auto& v : services) put(v);
+  set_counters(c);
+}
+
+}  // namespace ebpfnet

@@ -1,0 +1,74 @@
+// The services of a node: one row each in <node>/services.db (SQLite), read
+// and written one at a time, so that adding or removing a service costs the
+// same beside 10 services as beside 10,000. Unique names, ids, virtual IP
+// ports and node ports are the table's constraints; a second table indexes
+// backends by endpoint, for the services an endpoint's removal changes.
+//
+// Writes go into one SQLite transaction, begun by the first of them and made
+// durable by commit() (NodeTxn commits it with the node's state); a table
+// closed uncommitted rolls back.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ebpfnet/state.hpp"
+
+struct sqlite3;
+
+namespace ebpfnet {
+
+class ServiceTable {
+ public:
+  enum class Mode { read, write };
+  // Opens <dir>/services.db; write makes it when missing. Read of a table
+  // that does not exist is an empty table. dir must be the node's checked
+  // directory (StateStore::checked_path).
+  ServiceTable(const std::filesystem::path& file, Mode mode);
+  ~ServiceTable();
+  ServiceTable(const ServiceTable&) = delete;
+  ServiceTable& operator=(const ServiceTable&) = delete;
+
+  // Errc::failed naming the row and field when a row is not what ebpfnet
+  // writes (the file may have been edited).
+  std::optional<ServiceRecord> get(std::string_view name);
+  std::vector<ServiceRecord> all();
+  // The service holding vip:port/proto, or the node port port/proto.
+  std::optional<std::string> at_vip(Ipv4 vip, uint16_t port, std::string_view proto);
+  std::optional<std::string> at_node_port(uint16_t port, std::string_view proto);
+  // Services with a backend on any of these endpoints.
+  std::vector<ServiceRecord> with_backends_on(const std::set<std::string>& endpoints);
+  size_t size();
+  size_t key_count();      // svc map keys: virtual IP ports and node ports
+  size_t backend_count();
+  bool any_vip();
+  ServiceIdCounters counters();
+
+  // Inserts or replaces the service of that name; Errc::exists when its id,
+  // virtual IP port or node port is another service's.
+  void put(const ServiceRecord& v);
+  void erase(std::string_view name);
+  void set_counters(const ServiceIdCounters& c);
+  // Replaces every service and the counters (moving a schema-6 state in).
+  void replace_all(const std::vector<ServiceRecord>& services, const ServiceIdCounters& c);
+
+  void commit();
+
+ private:
+  class Statement;
+  Statement prepare(const char* sql);
+  void exec(const char* sql);
+  void begin_write();
+  std::vector<ServiceRecord> records(Statement& q);
+
+  std::filesystem::path file_;
+  sqlite3* db_ = nullptr;  // null: a read of a table that does not exist
+  bool writing_ = false;   // inside a transaction
+};
+
+}  // namespace ebpfnet
