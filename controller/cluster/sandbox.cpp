@@ -247,6 +247,7 @@ SandboxCluster create_sandbox(const Env& env_in, const SandboxOptions& o) {
   check_free(env, o);
   const std::string exe = o.exe.empty() ? self_exe() : o.exe;
   SandboxStore store(env.state_root, o.name, true);
+  store.lock();
   SandboxCluster c;
   c.name = o.name;
   c.mode = o.mode;
@@ -280,6 +281,7 @@ SandboxCluster create_sandbox(const Env& env_in, const SandboxOptions& o) {
 
 void delete_sandbox(const Env& env, const std::string& name) {
   SandboxStore store(fs::absolute(env.state_root), name, false);
+  store.lock();  // a create still running is finished (or taken back) first
   remove_all(env, store, store.load());
 }
 
@@ -287,6 +289,7 @@ std::vector<std::string> start_agents(const Env& env_in, const std::string& name
   Env env = env_in;
   env.state_root = fs::absolute(env.state_root);
   SandboxStore store(env.state_root, name, false);
+  store.lock();
   auto c = store.load();
   if (!c) throw Error(Errc::not_found, "sandbox cluster '" + name + "' has no record (a create that was killed: delete it)");
   if (!daemon_alive(c->etcd)) throw Error(Errc::failed, "etcd of cluster " + name + " is not running");

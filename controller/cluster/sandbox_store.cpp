@@ -1,6 +1,7 @@
 #include "ebpfnet/cluster/sandbox_store.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +89,10 @@ SandboxStore::SandboxStore(const fs::path& state_root, const std::string& name, 
   }
   fd_ = open_private_dir(clusters.get(), name, dir_, false);
   if (!fd_.valid()) throw Error(Errc::not_found, "no sandbox cluster '" + name + "'");
+}
+
+void SandboxStore::lock() const {
+  if (::flock(fd_.get(), LOCK_EX) != 0) throw_errno(errno, "locking " + dir_.string());
 }
 
 std::optional<SandboxCluster> SandboxStore::load() const {

@@ -47,6 +47,9 @@ class SandboxStore {
   SandboxStore(const std::filesystem::path& state_root, const std::string& name, bool create);
 
   const std::filesystem::path& dir() const { return dir_; }
+  // Holds the cluster's lock (flock on its directory) until the store goes:
+  // create, delete and start of one cluster never run at once.
+  void lock() const;
   std::optional<SandboxCluster> load() const;  // nullopt: nothing written yet
   void save(const SandboxCluster& c) const;
   // A file of the directory for a daemon's output, appended to (0600).
