@@ -241,6 +241,46 @@ TEST_F(SandboxCluster, DeleteLeavesNothing) {
   expect_one_line_error(again);
 }
 
+// etcd gone (killed): forwarding goes on on what is programmed, status
+// says etcd does not answer and still shows the nodes, and delete works.
+TEST_F(SandboxCluster, TrafficFlowsWithEtcdGoneAndDeleteStillWorks) {
+  const nlohmann::json made = create(2);
+  const EndpointRecord a = endpoint(1, "ea"), b = endpoint(2, "eb");
+  Connection conn = connect_tcp("a to b", ns(a), b.ip, kPort, ns(b), b.ip, kPort);
+  ASSERT_EQ(::kill(made.at("etcd").at("pid").get<pid_t>(), SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return !status().at("etcd").at("alive").get<bool>(); }, 5s));
+  std::this_thread::sleep_for(std::chrono::seconds(kTtl + 1));  // past every lease's TTL
+  EXPECT_TRUE(conn.echo()) << "an established connection goes on";
+  ProbeResult tcp = probe_tcp(ns(b), ns(a), a.ip, kPort + 2);
+  EXPECT_TRUE(tcp.ok) << "new connections too: " << tcp.error;
+  const nlohmann::json st = status();
+  EXPECT_TRUE(st.at("etcd").contains("error")) << st.dump();
+  EXPECT_EQ(node_status(st, 1).at("peers").size(), 1u) << "the agent keeps the peers it knew: " << st.dump();
+  EXPECT_TRUE(node_status(st, 1).at("agent").at("alive").get<bool>()) << "the agent waits for etcd";
+  const CmdResult r = cli({"cluster", "delete", name_});
+  EXPECT_EQ(r.code, 0) << r.err;
+  created_ = r.code != 0;
+  for (const auto& n : netns::list()) EXPECT_NE(n.rfind(name_, 0), 0u) << "namespace " << n << " is left";
+}
+
+// A create killed at any step leaves a record that delete finishes.
+TEST_F(SandboxCluster, DeleteFinishesAKilledCreate) {
+  created_ = true;
+  Child creating({ebpfnet_bin(), "--state-dir", state_.path().string(), "cluster", "create", name_, "--nodes", "2"});
+  // Killed once its first node exists, before it is done.
+  const auto record = state_.path() / ".clusters" / name_ / "cluster.json";
+  ASSERT_TRUE(wait_until([&] { return netns::exists(node(1)); }, 20s));
+  creating.stop(SIGKILL, 5s);
+  EXPECT_TRUE(std::filesystem::exists(record));
+  const CmdResult r = cli({"cluster", "delete", name_});
+  EXPECT_EQ(r.code, 0) << r.err;
+  created_ = r.code != 0;
+  for (const auto& n : netns::list()) EXPECT_NE(n.rfind(name_, 0), 0u) << "namespace " << n << " is left";
+  for (int k = 1; k <= 2; ++k) EXPECT_FALSE(std::filesystem::exists(open(k).pin_dir())) << node(k) << "'s pins";
+  EXPECT_TRUE(Node::list(env_).empty());
+  EXPECT_FALSE(std::filesystem::exists(state_.path() / ".clusters" / name_));
+}
+
 // etcd missing from PATH: create fails after it made the underlay, and
 // takes back everything it made.
 TEST_F(SandboxCluster, FailedCreateTakesBackWhatItMade) {
