@@ -248,7 +248,7 @@ SandboxCluster create_sandbox(const Env& env_in, const SandboxOptions& o) {
   Env env = env_in;
   env.state_root = fs::absolute(env.state_root);  // the agents run elsewhere
   check_free(env, o);
-  const std::string exe = o.exe.empty() ? self_exe() : o.exe;
+  const std::string exe = self_exe();  // the agents run this very binary
   SandboxStore store(env.state_root, o.name, true);
   store.lock();
   SandboxCluster c;

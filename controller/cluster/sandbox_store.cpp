@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
@@ -169,15 +168,6 @@ void SandboxStore::remove() const {
   std::error_code ec;
   fs::remove_all(dir_, ec);  // removes a symbolic link, never what it points at
   if (ec) throw Error(Errc::failed, "removing " + dir_.string() + ": " + ec.message());
-}
-
-std::vector<std::string> SandboxStore::list(const fs::path& state_root) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& d : fs::directory_iterator(state_root / kClustersDir, ec))
-    if (d.is_directory() && !d.is_symlink()) out.push_back(d.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 }  // namespace ebpfnet::cluster

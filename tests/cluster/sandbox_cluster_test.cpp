@@ -159,9 +159,12 @@ TEST_F(SandboxCluster, EndpointsOnThreeNodesTalkAndAKilledAgentsPeerGoesWithinTt
   EXPECT_TRUE(probe_tcp(ns(a), ns(b), b.ip, kPort).ok) << "the others still talk";
 
   // Started again it registers again, and its peers take it back.
+  const auto restarted = Clock::now();
   const nlohmann::json started = cli_json({"cluster", "start", name_});
   EXPECT_EQ(started.at("started"), nlohmann::json::array({node(3)}));
   ASSERT_TRUE(wait_until([&] { return has_tunnel(1, pool3) && has_tunnel(2, pool3); }, 5s));
+  std::cout << "agent started -> its pool programmed on both peers: "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted).count() << " ms\n";
   tcp = probe_tcp(ns(a), ns(c), c.ip, kPort);
   EXPECT_TRUE(tcp.ok) << tcp.error;
 }
@@ -263,23 +266,39 @@ TEST_F(SandboxCluster, TrafficFlowsWithEtcdGoneAndDeleteStillWorks) {
   for (const auto& n : netns::list()) EXPECT_NE(n.rfind(name_, 0), 0u) << "namespace " << n << " is left";
 }
 
-// A create killed at any step leaves a record that delete finishes.
-TEST_F(SandboxCluster, DeleteFinishesAKilledCreate) {
+// A create killed (SIGKILL) midway leaves a record that delete finishes:
+// inside a node's create (EBPFNET_FAILPOINT names the node step, the Nth
+// time with #N), or by the test once the first node's namespace exists.
+class KilledSandboxCreate : public SandboxCluster, public testing::WithParamInterface<std::string> {};
+
+TEST_P(KilledSandboxCreate, DeleteFinishesIt) {
   created_ = true;
-  Child creating({ebpfnet_bin(), "--state-dir", state_.path().string(), "cluster", "create", name_, "--nodes", "2"});
-  // Killed once its first node exists, before it is done.
-  const auto record = state_.path() / ".clusters" / name_ / "cluster.json";
-  ASSERT_TRUE(wait_until([&] { return netns::exists(node(1)); }, 20s));
-  creating.stop(SIGKILL, 5s);
-  EXPECT_TRUE(std::filesystem::exists(record));
+  const std::string point = GetParam() == "timed" ? "" : GetParam();
+  std::vector<std::string> argv = {"/usr/bin/env"};
+  if (!point.empty()) argv.push_back("EBPFNET_FAILPOINT=" + point);
+  for (const auto& a : {ebpfnet_bin(), std::string("--state-dir"), state_.path().string(), std::string("cluster"),
+                        std::string("create"), name_, std::string("--nodes"), std::string("2")})
+    argv.push_back(a);
+  Child creating(argv);
+  if (point.empty()) {
+    ASSERT_TRUE(wait_until([&] { return netns::exists(node(1)); }, 20s));
+    creating.stop(SIGKILL, 5s);
+  } else {
+    EXPECT_EQ(creating.stop(0, 30s), 128 + SIGKILL) << "create reached " << point << " and died there";
+  }
+  EXPECT_TRUE(std::filesystem::exists(state_.path() / ".clusters" / name_ / "cluster.json"));
   const CmdResult r = cli({"cluster", "delete", name_});
   EXPECT_EQ(r.code, 0) << r.err;
   created_ = r.code != 0;
   for (const auto& n : netns::list()) EXPECT_NE(n.rfind(name_, 0), 0u) << "namespace " << n << " is left";
   for (int k = 1; k <= 2; ++k) EXPECT_FALSE(std::filesystem::exists(open(k).pin_dir())) << node(k) << "'s pins";
   EXPECT_TRUE(Node::list(env_).empty());
+  EXPECT_TRUE(entries(state_.path()) == std::vector<std::string>{".clusters"}) << "nothing of a node is left";
   EXPECT_FALSE(std::filesystem::exists(state_.path() / ".clusters" / name_));
 }
+
+INSTANTIATE_TEST_SUITE_P(Points, KilledSandboxCreate, testing::Values("netns", "uplink", "uplink#2", "timed"),
+                         step_name);
 
 // etcd missing from PATH: create fails after it made the underlay, and
 // takes back everything it made.

@@ -5,6 +5,8 @@
 //   <name>-etcd   etcd, listening only on 198.19.0.2 (198.19.0.0/24 to <name>-ul)
 //   <name>-1..N   ordinary sandbox nodes, attached, each with a pool that
 //                 etcd's registry gave it and a `cluster agent --overlay`
+// The agents run the binary of the calling process: these are for the
+// ebpfnet command line, not for other programs linking the library.
 // Every address lies in 198.18.0.0/15 (RFC 2544), inside those namespaces
 // only: nothing routes to or from the root namespace. Daemons are started
 // detached and stopped by PID (checked against their start time).
@@ -25,7 +27,6 @@ struct SandboxOptions {
   Mode mode = Mode::vxlan;
   ClusterConfig config{*Ipv4Cidr::parse("10.244.0.0/16"), 24};
   int ttl = 5;                                  // each agent's lease
-  std::string exe;                              // the ebpfnet the agents run; "" this one
   std::chrono::seconds ready_within{30};        // every node programmed with every peer
 };
 

@@ -57,8 +57,6 @@ class SandboxStore {
   // Removes the directory and everything in it.
   void remove() const;
 
-  static std::vector<std::string> list(const std::filesystem::path& state_root);
-
  private:
   std::filesystem::path dir_;
   UniqueFd fd_;
