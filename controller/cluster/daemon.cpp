@@ -9,9 +9,11 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "ebpfnet/error.hpp"
@@ -41,6 +43,8 @@ std::optional<ProcStat> proc_stat(pid_t pid) {
   return s;
 }
 
+constexpr const char* kTagVar = "EBPFNET_DAEMON_OF";
+
 // Reaps pid if it is our child and has ended (a daemon started by this
 // invocation); for another's child this does nothing.
 void reap(pid_t pid) { ::waitpid(pid, nullptr, WNOHANG); }
@@ -55,6 +59,12 @@ DaemonId spawn_daemon(const DaemonSpec& spec) {
   std::vector<char*> args;
   for (const auto& a : spec.argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const std::string tag = std::string(kTagVar) + "=" + spec.tag;
+  std::vector<char*> env;
+  for (char** e = environ; *e; ++e)
+    if (std::string_view(*e).rfind(kTagVar, 0) != 0) env.push_back(*e);
+  if (!spec.tag.empty()) env.push_back(const_cast<char*>(tag.c_str()));
+  env.push_back(nullptr);
   UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null.valid()) throw_errno(errno, "opening /dev/null");
   int ready[2];
@@ -76,7 +86,7 @@ DaemonId spawn_daemon(const DaemonSpec& spec) {
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);  // what the parent blocked is not the daemon's business
-      ::execv(args[0], args.data());                // O_CLOEXEC closes ready_w on success
+      ::execve(args[0], args.data(), env.data());  // O_CLOEXEC closes ready_w on success
       err = errno;
     }
     (void)!::write(ready_w.get(), &err, sizeof err);
@@ -97,6 +107,27 @@ DaemonId spawn_daemon(const DaemonSpec& spec) {
     throw Error(Errc::failed, spec.argv[0] + " (pid " + std::to_string(pid) + ") ended at once");
   }
   return {pid, st->start_time};
+}
+
+std::vector<DaemonId> daemons_of(const std::string& tag) {
+  std::vector<DaemonId> out;
+  if (tag.empty()) return out;
+  const std::string wanted = std::string(kTagVar) + "=" + tag;
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = d.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    const auto before = proc_stat(pid);
+    std::ifstream in(d.path() / "environ", std::ios::binary);
+    std::string var;
+    bool tagged = false;
+    while (!tagged && std::getline(in, var, '\0')) tagged = var == wanted;
+    const auto after = proc_stat(pid);  // the same process all along, not one that took its PID meanwhile
+    if (tagged && before && after && before->start_time == after->start_time && after->state != 'Z')
+      out.push_back({pid, after->start_time});
+  }
+  return out;
 }
 
 bool daemon_alive(const DaemonId& d) {

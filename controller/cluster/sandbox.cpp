@@ -113,7 +113,8 @@ DaemonId start_etcd(const SandboxStore& store, const SandboxCluster& c) {
                         "--initial-advertise-peer-urls", peer, "--initial-cluster", c.etcd_ns + "=" + peer,
                         "--initial-cluster-token", c.etcd_ns, "--logger", "zap", "--log-outputs", "stderr"},
                        ns.fd(),
-                       log.get()});
+                       log.get(),
+                       store.dir().string()});
 }
 
 // Waits for etcd, creates the cluster's configuration and takes each
@@ -166,7 +167,8 @@ DaemonId start_agent(const Env& env, const SandboxStore& store, const SandboxClu
                         c.etcd_url(), "--cluster", c.name, "--underlay", n.underlay->str(), "--mode",
                         std::string(mode_name(c.mode)), "--ttl", std::to_string(c.ttl), "--overlay"},
                        -1,
-                       log.get()});
+                       log.get(),
+                       store.dir().string()});
 }
 
 size_t programmed_peers(const Env& env, const std::string& node) {
@@ -200,12 +202,15 @@ void wait_ready(const Env& env, const SandboxStore& store, const SandboxCluster&
 
 // Takes away what the record names, newest first; what is gone is skipped.
 // Returns what could not be removed.
-std::vector<std::string> teardown(const Env& env, const SandboxCluster& c) {
+std::vector<std::string> teardown(const Env& env, const SandboxStore& store, const SandboxCluster& c) {
   std::vector<std::string> problems;
   // Agents first: stopped, each revokes its lease, and none reprograms a
-  // node that is going.
+  // node that is going. Then any daemon of the cluster no record names (its
+  // starter was killed before it wrote the PID down).
   for (const auto& n : c.nodes)
     if (!stop_daemon(n.agent, 3s)) problems.push_back("the agent of " + n.name + " (pid " + std::to_string(n.agent.pid) + ") did not stop");
+  for (const auto& d : daemons_of(store.dir().string()))
+    if (!stop_daemon(d, 3s)) problems.push_back("a daemon of the cluster (pid " + std::to_string(d.pid) + ") did not stop");
   // Every recorded node, listed or not: one whose create was killed has no
   // state yet, and destroy recovers what its journal says it made.
   for (auto it = c.nodes.rbegin(); it != c.nodes.rend(); ++it) {
@@ -233,7 +238,7 @@ std::vector<std::string> teardown(const Env& env, const SandboxCluster& c) {
 // Removes the cluster when every part went; else says what is left and
 // keeps the record, so that delete can be run again.
 void remove_all(const Env& env, const SandboxStore& store, const std::optional<SandboxCluster>& c) {
-  const auto problems = c ? teardown(env, *c) : std::vector<std::string>{};
+  const auto problems = c ? teardown(env, store, *c) : std::vector<std::string>{};
   if (!problems.empty()) {
     std::string what;
     for (const auto& p : problems) what += (what.empty() ? "" : "; ") + p;

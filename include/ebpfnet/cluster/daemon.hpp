@@ -25,11 +25,18 @@ struct DaemonSpec {
   std::vector<std::string> argv;  // argv[0]: an absolute path
   int netns_fd = -1;              // entered before exec; -1: this namespace
   int log_fd = -1;                // its stdout and stderr; stdin is /dev/null
+  // Put in its environment as EBPFNET_DAEMON_OF=tag, so that a daemon whose
+  // PID was never recorded (its starter killed right after starting it) is
+  // still found by daemons_of(tag).
+  std::string tag;
 };
 
 // Starts argv in a session of its own (no terminal signal reaches it), not
 // tied to this process's life. Throws ebpfnet::Error when it cannot start.
 DaemonId spawn_daemon(const DaemonSpec& spec);
+
+// The running processes started with tag (from their environment).
+std::vector<DaemonId> daemons_of(const std::string& tag);
 
 // The process is running and is the one recorded (a zombie is not running).
 bool daemon_alive(const DaemonId& d);
