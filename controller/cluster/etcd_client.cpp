@@ -180,6 +180,15 @@ int64_t EtcdClient::lease_keepalive(int64_t id) {
   });
 }
 
+int64_t EtcdClient::lease_ttl(int64_t id) {
+  return in_context(http_, "/v3/lease/timetolive", [&]() -> int64_t {
+    json a = http_.post("/v3/lease/timetolive", {{"ID", std::to_string(id)}});
+    // etcd answers a lease that expired or never was with TTL -1 (or none).
+    if (!a.contains("TTL")) return -1;
+    return json_int(a, "TTL");
+  });
+}
+
 void EtcdClient::lease_revoke(int64_t id) {
   try {
     http_.post("/v3/lease/revoke", {{"ID", std::to_string(id)}});

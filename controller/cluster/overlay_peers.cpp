@@ -51,4 +51,24 @@ void OverlayPeerConsumer::peer_changed(const NodeRecord& before, const NodeRecor
 
 void OverlayPeerConsumer::peer_removed(const NodeRecord& peer) { unprogram(peer); }
 
+void OverlayPeerConsumer::reconciled(const std::map<std::string, NodeRecord>& peers) {
+  auto listed = [&](const TunnelPeerRecord& t) {
+    for (const auto& [_, p] : peers)
+      if (p.mode == Mode::vxlan && p.pool == t.pool && p.underlay == t.via) return true;
+    return false;
+  };
+  try {
+    if (auto o = node_.overlay())
+      for (const auto& t : o->peers)
+        if (!listed(t)) {
+          node_.tunnel_del(t.pool);
+          spdlog::info("node {}: {} via {} out of the overlay: no peer of the cluster has it", node_.name(),
+                       t.pool.str(), t.via.str());
+        }
+  } catch (const std::exception& e) {
+    spdlog::warn("node {}: stale overlay peers not removed: {}", node_.name(), e.what());
+  }
+  for (const auto& [_, p] : peers) program(p);  // one that failed before (a stale entry in its way)
+}
+
 }  // namespace ebpfnet::cluster

@@ -80,6 +80,7 @@ void PeerSet::reconcile(const std::vector<KeyValue>& listed) {
   for (const auto& [name, _] : peers_)
     if (!seen.count(name)) gone.push_back(name);
   for (const auto& name : gone) remove(name);
+  consumer_.reconciled(peers_);
 }
 
 void PeerSet::apply(const std::vector<WatchEvent>& events) {

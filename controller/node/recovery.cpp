@@ -122,7 +122,9 @@ void run(NodeTxn& txn, const Journal& j) {
   std::vector<EndpointRecord> removing;
   for (const auto& name : j.removing)
     if (const EndpointRecord* e = st.find(name)) removing.push_back(*e);
-  endpoints::remove(txn, removing, maps);
+  // Only when there is one: removal works in the node's namespace, which a
+  // killed `node create` may have left a placeholder file that cannot be entered.
+  if (!removing.empty()) endpoints::remove(txn, removing, maps);
   for (const auto& e : removing) {
     std::erase_if(st.endpoints, [&](const EndpointRecord& r) { return r.name == e.name; });
     spdlog::info("node {}: removal of endpoint {} finished", node.name(), e.name);

@@ -6,10 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <exception>
-#include <thread>
 
 #include "ebpfnet/cluster/etcd_client.hpp"
+#include "ebpfnet/cluster/in_netns.hpp"
 
 namespace ebpfnet::test {
 namespace {
@@ -22,17 +21,7 @@ void must(const std::vector<std::string>& argv) {
 }  // namespace
 
 void run_in_netns(const std::string& name, const std::function<void()>& fn) {
-  std::exception_ptr failure;
-  std::thread t([&] {
-    try {
-      InNetns in(name);
-      fn();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-  });
-  t.join();
-  if (failure) std::rethrow_exception(failure);
+  cluster::run_in(Netns::open_named(name), fn);
 }
 
 EtcdSandbox::EtcdSandbox() {

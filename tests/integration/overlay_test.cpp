@@ -6,9 +6,7 @@
 // address that is no node of the overlay is dropped and counted.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,33 +36,6 @@ const Ipv4 kUnderlayB = *Ipv4::parse("198.18.250.2");
 const Ipv4 kStranger = *Ipv4::parse("198.18.250.9");  // on the underlay, no node of the overlay
 const Ipv4Cidr kPoolA = *Ipv4Cidr::parse("10.240.0.0/24");
 const Ipv4Cidr kPoolB = *Ipv4Cidr::parse("10.241.0.0/24");
-
-// Sends and receives `bytes` over c, both ends in this thread; the time it took.
-std::chrono::microseconds transfer(test::Connection& c, size_t bytes, std::chrono::seconds limit) {
-  for (int fd : {c.client.get(), c.server.get()}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  std::vector<char> chunk(64 * 1024, 'v');
-  std::vector<char> in(64 * 1024);
-  size_t sent = 0, got = 0;
-  const auto start = std::chrono::steady_clock::now();
-  while (got < bytes) {
-    if (std::chrono::steady_clock::now() - start > limit)
-      throw std::runtime_error("transfer: " + std::to_string(got) + " of " + std::to_string(bytes) + " bytes in " +
-                               std::to_string(limit.count()) + " s");
-    pollfd p[2] = {{c.client.get(), short(sent < bytes ? POLLOUT : 0), 0}, {c.server.get(), POLLIN, 0}};
-    if (::poll(p, 2, 200) < 0) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
-    if (p[0].revents & POLLOUT) {
-      const ssize_t n = ::send(c.client.get(), chunk.data(), std::min(chunk.size(), bytes - sent), MSG_NOSIGNAL);
-      if (n > 0) sent += size_t(n);
-    }
-    if (p[1].revents & POLLIN) {
-      const ssize_t n = ::recv(c.server.get(), in.data(), in.size(), 0);
-      if (n == 0) throw std::runtime_error("transfer: the connection closed");
-      if (n > 0) got += size_t(n);
-    }
-    if ((p[0].revents | p[1].revents) & (POLLERR | POLLHUP)) throw std::runtime_error("transfer: connection error");
-  }
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-}
 
 class Overlay : public testing::Test {
  protected:
@@ -150,15 +121,15 @@ TEST_F(Overlay, LargeTransfersCompleteAtUnderlayMtu1500) {
   connect();
   constexpr size_t kMiB = 1 << 20;
   test::Connection there = test::connect_tcp("a to b", ns(ea_), eb_.ip, kPort, ns(eb_), eb_.ip, kPort);
-  const auto t = transfer(there, kMiB, std::chrono::seconds(20));
+  const auto t = test::transfer(there, kMiB, std::chrono::seconds(20));
   test::Connection back = test::connect_tcp("b to a", ns(eb_), ea_.ip, kPort + 1, ns(ea_), ea_.ip, kPort + 1);
-  transfer(back, kMiB, std::chrono::seconds(20));
+  test::transfer(back, kMiB, std::chrono::seconds(20));
   // For the record: a bounded bulk transfer across the overlay and on one node.
   constexpr size_t kBulk = 64 * kMiB;
   test::Connection bulk = test::connect_tcp("bulk", ns(ea_), eb_.ip, kPort + 2, ns(eb_), eb_.ip, kPort + 2);
-  const auto tb = transfer(bulk, kBulk, std::chrono::seconds(60));
+  const auto tb = test::transfer(bulk, kBulk, std::chrono::seconds(60));
   test::Connection same = test::connect_tcp("same", ns(ea_), ea2_.ip, kPort + 3, ns(ea2_), ea2_.ip, kPort + 3);
-  const auto ts = transfer(same, kBulk, std::chrono::seconds(60));
+  const auto ts = test::transfer(same, kBulk, std::chrono::seconds(60));
   auto mbit = [](size_t bytes, std::chrono::microseconds us) { return double(bytes) * 8 / double(us.count()); };
   std::cout << "1 MiB across the overlay: " << t.count() << " us; 64 MiB one stream (sender and receiver in one "
             << "thread): across the overlay " << mbit(kBulk, tb) << " Mbit/s, same node " << mbit(kBulk, ts)

@@ -1,25 +1,30 @@
 // ebpfnet cluster agent|peers: a node in a cluster whose shared state is
 // etcd (docs/cluster.md). The agent is the long-running part: it registers
 // the node under a lease, keeps it alive and watches the other nodes.
+// Sandbox clusters (create|delete|start|status): cmd_cluster_sandbox.cpp.
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli.hpp"
+#include "cluster_cli.hpp"
 #include "output.hpp"
 #include "ebpfnet/cluster/agent.hpp"
 #include "ebpfnet/cluster/overlay_peers.hpp"
 #include "ebpfnet/cluster/registry.hpp"
 #include "ebpfnet/error.hpp"
+#include "ebpfnet/netns.hpp"
 
 namespace ebpfnet::cli {
 namespace {
@@ -32,9 +37,12 @@ under a lease, takes a pool of the cluster CIDR, and watches its peers:
   ebpfnet --node lab-1 cluster agent --etcd http://198.18.0.1:2379 --cluster lab \
       --underlay 198.18.0.11 --cidr 10.244.0.0/16          # the first agent creates the cluster
   ebpfnet cluster peers --etcd http://198.18.0.1:2379 --cluster lab -o json
-The agent runs in the namespace it is started in (for a sandbox node:
-ip netns exec); peers are logged, and with --overlay programmed into the
-node's VXLAN overlay (docs/overlay.md); no native routes yet.
+The agent of a sandbox node runs in that node's namespace (it enters it);
+otherwise in the namespace it is started in. Peers are logged, and with
+--overlay programmed into the node's VXLAN overlay (docs/overlay.md); no
+native routes yet.
+A whole cluster on this machine, in sandbox namespaces (etcd, N nodes, agents):
+  ebpfnet cluster create lab --nodes 3; ebpfnet cluster status lab; ebpfnet cluster delete lab
 See docs/cluster.md for the keys, leases and what happens when etcd is down.)";
 
 constexpr const char* kAgentHelp = R"(Runs in the foreground until SIGTERM or Ctrl-C, then revokes its lease so its
@@ -42,8 +50,9 @@ peers drop it at once (killed, it drops out after --ttl seconds). Examples:
   ebpfnet --node lab-1 cluster agent --etcd http://198.18.0.1:2379 --cluster lab \
       --underlay 198.18.0.11 --cidr 10.244.0.0/16 --pool-size 24
   ebpfnet --node lab-2 cluster agent --etcd http://198.18.0.1:2379 --cluster lab --underlay 198.18.0.12
---node is the node's name in the cluster (default: this host's name). The
-node keeps its pool across restarts. While etcd does not answer the agent
+--node is the node's name in the cluster (default: this host's name); when
+it names a sandbox node, the agent talks to etcd from inside that node's
+namespace. The node keeps its pool across restarts. While etcd does not answer the agent
 keeps its last known peers and retries; when etcd returns it re-lists.
 Exit codes: 2 bad input or a CIDR other than the cluster's, 3 the cluster does
 not exist and no --cidr was given, 4 the node name is held by another node's
@@ -69,6 +78,16 @@ Ipv4 parse_underlay(const std::string& s) {
   if (!valid_underlay(*a))
     throw Error(Errc::usage, "--underlay " + s + " is not a unicast address other nodes can reach");
   return *a;
+}
+
+// The namespace of --node when it names a sandbox node of this state directory.
+std::optional<Netns> sandbox_netns(const Context& ctx) {
+  if (!ctx.node_given) return std::nullopt;
+  const auto nodes = Node::list(ctx.env);
+  if (std::find(nodes.begin(), nodes.end(), ctx.node) == nodes.end()) return std::nullopt;
+  auto st = ctx.open_node().load_state();
+  if (!st || !st->sandbox) return std::nullopt;
+  return Netns::open_named(ctx.node);
 }
 
 struct Args {
@@ -163,7 +182,8 @@ int list_peers(const Context& ctx, const Args& a) {
 
 void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
   auto a = std::make_shared<Args>();
-  auto* cl = app.add_subcommand("cluster", "nodes on several hosts, sharing state in etcd: agent, peers");
+  auto* cl = app.add_subcommand("cluster",
+                                "nodes on several hosts sharing state in etcd: agent, peers; sandbox create|delete|start|status");
   cl->footer(kClusterHelp);
   cl->require_subcommand(1);
 
@@ -211,6 +231,12 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
       o.ttl = std::chrono::seconds(a->ttl);
       // A daemon's log is its output: say what it does unless told more.
       if (spdlog::get_level() > spdlog::level::info) spdlog::set_level(spdlog::level::info);
+      // A sandbox node's agent reaches etcd over the node's own uplink. The
+      // whole process enters (before any thread starts, so all inherit it);
+      // its mounts stay the host's, so the node's pins in bpffs are in view,
+      // which they are not under ip netns exec.
+      std::optional<NetnsGuard> inside;
+      if (auto sandbox = sandbox_netns(ctx)) inside.emplace(*sandbox);
       if (!a->overlay) {
         LoggingPeerConsumer log_peers;
         return run_agent(o, log_peers);
@@ -230,6 +256,8 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
   peers->callback([&ctx, &action, a] {
     action = [&ctx, a] { return list_peers(ctx, *a); };
   });
+
+  add_cluster_sandbox_commands(cl, ctx, action);
 }
 
 }  // namespace ebpfnet::cli

@@ -70,6 +70,8 @@ class EtcdClient {
   int64_t lease_grant(int64_t ttl_s);
   // Renews the lease; returns its TTL, or 0 when the lease no longer exists.
   int64_t lease_keepalive(int64_t id);
+  // Seconds the lease has left; -1 when it no longer exists.
+  int64_t lease_ttl(int64_t id);
   // Revokes the lease and deletes its keys; a lease already gone is fine.
   void lease_revoke(int64_t id);
 

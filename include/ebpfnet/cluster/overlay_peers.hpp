@@ -16,6 +16,9 @@ class OverlayPeerConsumer : public PeerConsumer {
   void peer_added(const NodeRecord& peer) override;
   void peer_changed(const NodeRecord& before, const NodeRecord& after) override;
   void peer_removed(const NodeRecord& peer) override;
+  // Tunnel peers no listed vxlan peer has (pool via address) are removed,
+  // and listed ones missing are programmed: the agent owns the overlay.
+  void reconciled(const std::map<std::string, NodeRecord>& peers) override;
 
  private:
   // Errors are logged, never thrown: the agent keeps watching, and the next

@@ -24,6 +24,11 @@ class PeerConsumer {
   virtual void peer_added(const NodeRecord& peer) = 0;
   virtual void peer_changed(const NodeRecord& before, const NodeRecord& after) = 0;
   virtual void peer_removed(const NodeRecord& peer) = 0;
+  // After each full list (at start, and after etcd was away), once the
+  // changes are applied: the whole peer set as it now is. A consumer that
+  // programs something makes it exactly this set, so that what a previous
+  // agent programmed for peers that left while none ran goes too.
+  virtual void reconciled(const std::map<std::string, NodeRecord>& peers) { (void)peers; }
 };
 
 // Programs nothing yet: logs each change (info) through the project's logger.
