@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -20,6 +22,7 @@
 #include "connection.hpp"
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/netns.hpp"
+#include "ebpfnet/service_table.hpp"
 #include "support.hpp"
 
 namespace ebpfnet {
@@ -284,6 +287,7 @@ TEST_F(ServiceNode, BadInputIsRefusedWithNothingChanged) {
       {{"service", "drain", "nothing", w1()}, 3, "does not exist"},
       {{"service", "backend-del", "api", w1() + ":9"}, 3, "is not a backend"},
       {{"service", "backend", "api", "nobody:80"}, 3, "does not exist"},
+      {{"expose", w2(), "80/tcp", "--port", "30080"}, 4, "node port of service 'api'"},
   };
   const json before = cli_json(*sb_, {"service", "list"});
   for (const auto& bad : cases) {
@@ -321,6 +325,37 @@ TEST_F(ServiceNode, AddManyAddsAllOrNone) {
   EXPECT_EQ(ask(Netns::open_named(c()), *specs.back().vip, kVipPort), "w1 " + cip);
   EXPECT_THROW(sb_->node().service_add_many({spec(3)}), Error) << "bulk3 exists";
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
+}
+
+// A node whose state file is of schema 6 kept its services there: the next
+// command moves them into the services table, and they keep answering.
+TEST_F(ServiceNode, ServicesOfASchema6StateMoveIntoTheTable) {
+  auto s1 = name_server(w1(), "w1");
+  ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080"});
+  const json listed = cli_json(*sb_, {"service", "list"});
+  const std::filesystem::path dir = sb_->env().state_root / sb_->name();
+  json st = json::parse(test::read_file(dir / "state.json"));
+  ASSERT_EQ(st.at("version"), 7);
+  st["version"] = 6;
+  st["services"] = json::array({{{"name", "api"}, {"id", 1}, {"proto", "tcp"}, {"vip", kVip.str()}, {"port", 80},
+                                 {"node_port", 0}, {"affinity_s", 0},
+                                 {"backends", json::array({{{"id", 1}, {"endpoint", w1()}, {"port", 8080},
+                                                            {"weight", 1}, {"draining", false}}})}}});
+  st["service_counters"] = {{"next_service", 2}, {"next_backend", 2}};
+  for (const char* f : {"services.db", "services.db-wal", "services.db-shm"}) std::filesystem::remove(dir / f);
+  std::ofstream(dir / "state.json") << st.dump();
+
+  EXPECT_EQ(cli_json(*sb_, {"service", "list"}), listed);
+  EXPECT_TRUE(std::filesystem::exists(dir / "services.db"));
+  const json now = json::parse(test::read_file(dir / "state.json"));
+  EXPECT_EQ(now.at("version"), 7);
+  EXPECT_FALSE(now.contains("services"));
+  EXPECT_EQ(ask(Netns::open_named(c()), kVip, kVipPort), "w1 " + ip_of(c()));
+  // The counters came along: the next service takes id 2, not 1 again.
+  ok(*sb_, {"service", "add", "api2", "10.96.0.11:80/tcp", "--backend", w1() + ":8080"});
+  ServiceTable table(dir / "services.db", ServiceTable::Mode::read);
+  ASSERT_TRUE(table.get("api2"));
+  EXPECT_EQ(table.get("api2")->id, 2u);
 }
 
 // With 10,000 services on the node, one more is added through the CLI
