@@ -26,7 +26,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-// Threads of the overlapped TCX floor: each waits for its own grace period.
+// Threads of the TCX floor attached from several threads at once: whether
+// the grace periods their attaches wait for overlap is what it measures.
 constexpr int kTcxThreads = 8;
 
 void ip(const std::vector<std::string>& args) {
@@ -92,7 +93,7 @@ class IpNode {
   // prog at tc ingress of each node-side veth of [from, to): a clsact
   // filter, or a TCX link kept in links (it goes with its veth). With TCX,
   // `threads` threads attach at once: each attach waits for an RCU grace
-  // period, and the waits of concurrent attaches may overlap.
+  // period, which concurrent attaches could share.
   void attach_batch(int from, int to, int prog, TcMode mode, int threads, std::vector<UniqueFd>& links) {
     NetnsGuard in(Netns::open_named(node_));
     std::map<std::string, int> ifindex;
