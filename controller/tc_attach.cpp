@@ -46,6 +46,10 @@ void attach_clsact(int prog_fd, int ifindex) {
 
 }  // namespace
 
+UniqueFd create_tcx_link(int prog_fd, int ifindex) {
+  return UniqueFd(bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr));
+}
+
 TcMode attach_tc_ingress(int prog_fd, int ifindex, std::optional<TcMode> mode,
                          const std::filesystem::path& link_pin) {
   if (mode != TcMode::clsact) {
@@ -56,9 +60,7 @@ TcMode attach_tc_ingress(int prog_fd, int ifindex, std::optional<TcMode> mode,
         throw_errno(errno, "updating tcx link on ifindex " + std::to_string(ifindex));
       return TcMode::tcx;
     }
-    int link = bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
-    if (link >= 0) {
-      UniqueFd owned(link);
+    if (UniqueFd owned = create_tcx_link(prog_fd, ifindex); owned.valid()) {
       ::unlink(link_pin.c_str());  // a stale pin of a deleted interface
       if (bpf_obj_pin(owned.get(), link_pin.c_str()) != 0)
         throw_errno(errno, "pinning tcx link at " + link_pin.string());

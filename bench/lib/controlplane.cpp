@@ -26,6 +26,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
+// Threads of the TCX floor attached from several threads at once: whether
+// the grace periods their attaches wait for overlap is what it measures.
+constexpr int kTcxThreads = 8;
+
 void ip(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"ip"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -86,12 +90,33 @@ class IpNode {
     run_ok(Spawn{{"ip", "-batch", "-"}, "", -1, a}, 120);
     run_ok(Spawn{{"ip", "-n", node_, "-batch", "-"}, "", -1, b}, 120);
   }
-  // A clsact filter running prog on each node-side veth of [from, to).
-  void attach_batch(int from, int to, int prog) {
+  // prog at tc ingress of each node-side veth of [from, to): a clsact
+  // filter, or a TCX link kept in links (it goes with its veth). With TCX,
+  // `threads` threads attach at once: each attach waits for an RCU grace
+  // period, which concurrent attaches could share.
+  void attach_batch(int from, int to, int prog, TcMode mode, int threads, std::vector<UniqueFd>& links) {
     NetnsGuard in(Netns::open_named(node_));
     std::map<std::string, int> ifindex;
     for (const auto& l : Netlink().links()) ifindex[l.name] = l.ifindex;
-    for (int i = from; i < to; ++i) attach_tc_ingress(prog, ifindex.at(host_of(i)), TcMode::clsact, {});
+    if (mode == TcMode::clsact) {
+      for (int i = from; i < to; ++i) attach_tc_ingress(prog, ifindex.at(host_of(i)), TcMode::clsact, {});
+      return;
+    }
+    links.resize(links.size() + (to - from));
+    UniqueFd* out = &links[links.size() - (to - from)];
+    std::vector<std::string> errors(threads);
+    // Threads made here start in the node's namespace, where the ifindexes are.
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        for (int i = from + t; i < to && errors[t].empty(); i += threads) {
+          out[i - from] = create_tcx_link(prog, ifindex.at(host_of(i)));
+          if (!out[i - from].valid()) errors[t] = "tcx link on " + host_of(i) + ": " + std::strerror(errno);
+        }
+      });
+    for (auto& th : pool) th.join();
+    for (const auto& e : errors)
+      if (!e.empty()) throw std::runtime_error("floor with attach: " + e);
   }
   // The namespaces of [from, to) in one `ip -batch`: the kernel unregisters
   // their veths together, after the command returns; done when they are
@@ -119,11 +144,13 @@ class IpNode {
 // An ebpfnet sandbox node for the control-plane runs, destroyed with everything in it.
 class EbNode {
  public:
-  EbNode(const CpConfig& cfg) : name_(cfg.prefix + "cp") {
-    env_.state_root = cfg.state_dir / "cp-state";
-    Node::create(env_, name_, *Ipv4Cidr::parse("10.205.0.0/16"));
+  // tc_mode: how its endpoint veths attach (nullopt: ebpfnet's default).
+  EbNode(const CpConfig& cfg, const std::string& suffix, const std::string& cidr, std::optional<TcMode> tc_mode)
+      : name_(cfg.prefix + suffix) {
+    env_.state_root = cfg.state_dir / (suffix + "-state");
+    Node::create(env_, name_, *Ipv4Cidr::parse(cidr));
     try {
-      Node(env_, name_).attach();
+      Node(env_, name_).attach({.tc_mode = tc_mode});
     } catch (...) {
       Node::destroy(env_, name_);
       throw;
@@ -152,6 +179,40 @@ UniqueFd trivial_tc_program() {
   UniqueFd fd(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "cp_floor", "GPL", insns, 2, nullptr));
   if (!fd.valid()) throw std::runtime_error(std::string("loading the floor's TC program: ") + std::strerror(errno));
   return fd;
+}
+
+// A row of endpoints added in one call (`endpoint add A B C ...`: one lock
+// and one state write, as ip -batch is one process), then deleted in one:
+// both times and, per endpoint, the time of each step of the add, as
+// datapath dp. between runs after the add.
+void time_row(Node node, const std::vector<std::string>& names, const std::string& dp,
+              const std::function<void(const CpSample&)>& emit, const std::function<void()>& between) {
+  // The facade calls the checkpoint before each step with that step's
+  // name, so the time up to the next call is the step's.
+  std::map<std::string, double> step_ms;
+  std::string step = "prepare";
+  Clock::time_point mark;
+  auto cp = [&](std::string_view next_step) {
+    auto now = Clock::now();
+    step_ms[step] += std::chrono::duration<double, std::milli>(now - mark).count();
+    step = next_step;
+    mark = now;
+  };
+  std::vector<EndpointRequest> row;
+  for (const auto& name : names) row.push_back({.name = name});
+  throw_if_interrupted();
+  auto t0 = Clock::now();
+  mark = t0;
+  node.add_endpoints(row, cp);
+  cp("");
+  emit({"cp_add_batch_ms", dp, ms_since(t0)});
+  for (const auto& [name, ms] : step_ms)
+    emit({"cp_step_" + std::regex_replace(name, std::regex("-"), "_") + "_ms", dp, ms / names.size()});
+  between();
+  throw_if_interrupted();
+  t0 = Clock::now();
+  node.del_endpoints(names);
+  emit({"cp_del_batch_ms", dp, ms_since(t0)});
 }
 
 }  // namespace
@@ -185,7 +246,7 @@ double bpf_map_mem_kib(const fs::path& maps_dir) {
 
 void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSample&)>& emit,
                       const std::function<void(const std::string&)>& progress) {
-  EbNode eb(cfg);
+  EbNode eb(cfg, "cp", "10.205.0.0/16", std::nullopt);
   IpNode ipn(cfg.prefix);
   std::vector<double> add_lib, del_lib, add_cli, del_cli, add_ip, del_ip;
   int next = 0;
@@ -243,42 +304,23 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
     Node node = eb.node();
     fs::path maps = node.pin_dir() / "maps";
     double k0 = kernel_mem_kib(), b0 = bpf_map_mem_kib(maps);
-    int first = next;
-    // Where the time goes: the facade calls the checkpoint before each step
-    // with that step's name, so the time up to the next call is the step's.
-    std::map<std::string, double> step_ms;
-    std::string step;
-    Clock::time_point mark;
-    auto cp = [&](std::string_view next_step) {
-      auto now = Clock::now();
-      step_ms[step] += std::chrono::duration<double, std::milli>(now - mark).count();
-      step = next_step;
-      mark = now;
-    };
-    // The whole row in one call (`endpoint add A B C ...`): one lock and
-    // one state write, as ip -batch is one process.
-    std::vector<EndpointRequest> row;
-    for (int i = 0; i < n; ++i) row.push_back({.name = eb.ep(first + i)});
-    throw_if_interrupted();
-    step = "prepare";
-    auto t0 = Clock::now();
-    mark = t0;
-    node.add_endpoints(row, cp);
-    cp("");
-    emit({"cp_add_batch_ms", "ebpfnet", ms_since(t0)});
-    for (const auto& [name, ms] : step_ms)
-      emit({"cp_step_" + std::regex_replace(name, std::regex("-"), "_") + "_ms", "ebpfnet", ms / n});
-    double k1 = kernel_mem_kib(), b1 = bpf_map_mem_kib(maps);
-    emit({"cp_kmem_per_ep_kib", "ebpfnet", (k1 - k0) / n});
-    emit({"cp_bpfmem_per_ep_kib", "ebpfnet", (b1 - b0) / n});
-    emit({"cp_bpfmem_total_kib", "ebpfnet", b1});
     std::vector<std::string> names;
-    for (int i = 0; i < n; ++i) names.push_back(eb.ep(first + i));
-    throw_if_interrupted();
-    t0 = Clock::now();
-    node.del_endpoints(names);
-    emit({"cp_del_batch_ms", "ebpfnet", ms_since(t0)});
+    for (int i = 0; i < n; ++i) names.push_back(eb.ep(next + i));
     next += n;
+    time_row(node, names, "ebpfnet", emit, [&] {
+      double k1 = kernel_mem_kib(), b1 = bpf_map_mem_kib(maps);
+      emit({"cp_kmem_per_ep_kib", "ebpfnet", (k1 - k0) / n});
+      emit({"cp_bpfmem_per_ep_kib", "ebpfnet", (b1 - b0) / n});
+      emit({"cp_bpfmem_total_kib", "ebpfnet", b1});
+    });
+  }
+  progress("control plane: " + std::to_string(n) + " endpoints in a row: ebpfnet with TCX links");
+  {
+    // A node attached with `--tc-mode tcx`: what the choice of clsact saves.
+    EbNode tcx(cfg, "cpx", "10.208.0.0/16", TcMode::tcx);
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back(tcx.ep(i));
+    time_row(tcx.node(), names, "ebpfnet-tcx", emit, [] {});
   }
   progress("control plane: " + std::to_string(n) + " endpoints in a row: ip commands");
   {
@@ -293,20 +335,40 @@ void run_controlplane(const CpConfig& cfg, const std::function<void(const CpSamp
     emit({"cp_del_batch_ms", "ip", ms_since(t0)});
     next += n;
   }
-  progress("control plane: " + std::to_string(n) + " endpoints in a row: ip -batch (kernel floor)");
+  progress("control plane: " + std::to_string(n) + " endpoints in a row: ip -batch (kernel floor), with a "
+           "clsact filter or a TCX link on each veth");
   {
-    int first = next;
     UniqueFd prog = trivial_tc_program();
-    auto t0 = Clock::now();
-    ipn.add_batch(first, first + n);
-    const double made = ms_since(t0);
-    emit({"cp_add_batch_ms", "ip-batch", made});
-    t0 = Clock::now();
-    ipn.attach_batch(first, first + n, prog.get());
-    emit({"cp_add_batch_ms", "ip-batch+attach", made + ms_since(t0)});
-    t0 = Clock::now();
-    ipn.del_batch(first, first + n);
-    emit({"cp_del_batch_ms", "ip-batch", ms_since(t0)});
+    struct Way {
+      std::string name;
+      TcMode mode;
+      int threads;
+    };
+    // A row of its own for each way to attach; the first also gives the
+    // floor of the namespaces and veths alone.
+    const Way ways[] = {{"ip-batch+attach", TcMode::clsact, 1},
+                        {"ip-batch+tcx", TcMode::tcx, 1},
+                        {"ip-batch+tcx-threads", TcMode::tcx, kTcxThreads}};
+    for (const Way& w : ways) {
+      throw_if_interrupted();
+      const int first = next;
+      next += n;
+      std::vector<UniqueFd> links;
+      auto t0 = Clock::now();
+      ipn.add_batch(first, first + n);
+      const double made = ms_since(t0);
+      if (w.mode == TcMode::clsact) emit({"cp_add_batch_ms", "ip-batch", made});
+      t0 = Clock::now();
+      ipn.attach_batch(first, first + n, prog.get(), w.mode, w.threads, links);
+      const double attached = ms_since(t0);
+      emit({"cp_add_batch_ms", w.name, made + attached});
+      // The attach alone: the rows' own noise (namespaces, veths) is larger than its cost.
+      emit({"cp_attach_per_ep_ms", w.name, attached / n});
+      t0 = Clock::now();
+      ipn.del_batch(first, first + n);
+      // A clsact filter goes with its qdisc: that row's delete is the floor's.
+      emit({"cp_del_batch_ms", w.mode == TcMode::clsact ? "ip-batch" : w.name, ms_since(t0)});
+    }
   }
 }
 

@@ -36,6 +36,7 @@ const std::vector<MetricDef>& metric_defs() {
       {"cp_del_batch_ms", "cp", "delete endpoints in a row", "ms", false},
       {"cp_add_per_ep_ms", "cp", "create, per endpoint of the row", "ms", false},
       {"cp_del_per_ep_ms", "cp", "delete, per endpoint of the row", "ms", false},
+      {"cp_attach_per_ep_ms", "cp", "floor: attach a program, per veth of the row", "ms", false},
       {"cp_step_prepare_ms", "cp", "ebpfnet create, step: lock, state, open maps", "ms", false},
       {"cp_step_netns_ms", "cp", "ebpfnet create, step: netns", "ms", false},
       {"cp_step_veth_ms", "cp", "ebpfnet create, step: veth pair", "ms", false},
@@ -152,7 +153,7 @@ json summarize_samples(const json& samples) {
     if (rules >= 0) row[group == "services" ? "services" : "rules"] = rules;
     json ratios = json::object();
     if (group == "cp") {
-      for (std::string b : {"ip", "ip-batch", "ip-batch+attach"})
+      for (std::string b : {"ip", "ip-batch", "ip-batch+attach", "ip-batch+tcx"})
         if (b != dp) {
           auto r = ratio(v, {metric, b, rules});
           if (!r.is_null()) ratios[b] = r;

@@ -99,7 +99,8 @@ std::string markdown_report(const json& results) {
     << opt["placement"].value("server_cpu", 1) << ".\n\n";
   o << "Machine: " << m.value("cpu_model", "") << ", " << m.value("cpus_online", 0)
     << " CPUs, kernel " << m.value("kernel", "") << " (" << m.value("os", "")
-    << "), load average at start " << m.value("loadavg_at_start", "") << ".\n\n";
+    << "), load average at start " << m.value("loadavg_at_start", "")
+    << ", rcu_expedited " << m.value("rcu_expedited", "?") << ".\n\n";
   o << "Tools:";
   for (auto& [k, v] : results["tools"].items()) o << " " << k << " `" << v.get<std::string>() << "`;";
   o << "\n\nEach cell: median (min-max) over the rounds. Ratios are taken round by round "

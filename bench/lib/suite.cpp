@@ -27,6 +27,18 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+// One of an issue's targets, judged on a value of this run (null: not measured).
+json target_of(const std::string& what, const json& value, const std::string& op, double goal) {
+  json t = {{"what", what}, {"value", value}, {"op", op}, {"goal", goal}};
+  if (value.is_number()) {
+    const double v = value.get<double>();
+    t["met"] = op == ">=" ? v >= goal : op == "<=" ? v <= goal : v < goal;
+  } else {
+    t["met"] = nullptr;
+  }
+  return t;
+}
+
 std::string now_utc() {
   char b[32];
   std::time_t t = std::time(nullptr);
@@ -169,6 +181,7 @@ class Run {
              "its own CPU keeps up.");
     summarize_prefilter(results);
     summarize_services(results);
+    summarize_cp(results);
     results["duration_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
     return results;
   }
@@ -298,8 +311,11 @@ class Run {
       note("cp: ip-batch is the kernel's floor for the namespaces and veth pairs alone (two `ip "
            "-batch` processes for the whole row; deleting the namespaces takes the veths, and the "
            "row is deleted when they are gone); ip-batch+attach adds a clsact filter with a "
-           "two-instruction program on each veth, the floor for a datapath; ebpfnet also "
-           "addresses, routes and maps.");
+           "two-instruction program on each veth, the floor for a datapath; ip-batch+tcx a TCX "
+           "link instead, one after another, and ip-batch+tcx-threads from 8 threads at once "
+           "(each TCX attach waits for an RCU grace period: the machine's rcu_expedited decides "
+           "how long); ebpfnet also addresses, routes and maps; ebpfnet-tcx is a node attached "
+           "with --tc-mode tcx.");
     }
     try {
       run_controlplane(
@@ -492,14 +508,7 @@ class Run {
       if (row["metric"] == "svc_crr_cps" && dp == "ebpfnet" && row["services"] == hi) crr_hi = &row;
     }
     auto target = [&](const std::string& what, const json& value, const std::string& op, double goal) {
-      json t = {{"what", what}, {"value", value}, {"op", op}, {"goal", goal}};
-      if (value.is_number()) {
-        const double v = value.get<double>();
-        t["met"] = op == ">=" ? v >= goal : v < goal;
-      } else {
-        t["met"] = nullptr;  // not measured
-      }
-      out["targets"].push_back(t);
+      out["targets"].push_back(target_of(what, value, op, goal));
     };
     auto ratio = [&](const std::string& key) -> json {
       if (!crr_hi || !(*crr_hi)["ratios"].contains(key)) return nullptr;
@@ -519,6 +528,25 @@ class Run {
       target("service add at " + H + " services, " + way + " (ms)", v, "<", 10.0);
     }
     results["services"] = out;
+  }
+
+  // The control plane's targets (issue 12), as round-by-round ratios of this run.
+  void summarize_cp(json& results) {
+    auto ratio = [&](const std::string& metric, const std::string& dp, const std::string& base) -> json {
+      for (const auto& row : results["summary"])
+        if (row["metric"] == metric && row["datapath"] == dp && row["ratios"].contains(base))
+          return row["ratios"][base]["median"];
+      return nullptr;
+    };
+    if (!has(groups_, "cp")) return;
+    json targets = json::array();
+    targets.push_back(target_of("ebpfnet row create / ip -batch with a clsact filter per veth",
+                                ratio("cp_add_batch_ms", "ebpfnet", "ip-batch+attach"), "<=", 1.5));
+    targets.push_back(target_of("ebpfnet CLI create one / ip commands",
+                                ratio("cp_add1_ms", "ebpfnet-cli", "ip"), "<=", 0.5));
+    targets.push_back(target_of("ebpfnet row delete / ip -batch",
+                                ratio("cp_del_batch_ms", "ebpfnet", "ip-batch"), "<=", 1.2));
+    results["cp"] = {{"targets", targets}};
   }
 
   // Both rates and their ratio, at the top of results.json.

@@ -277,6 +277,8 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
   Netlink nl = Netlink::in(nodens);
   // Each endpoint's node-side veth, when it is still the one it made.
   std::vector<int> veths;
+  // Pins of TCX links that go with their veths.
+  std::vector<std::filesystem::path> late_pins;
   std::set<std::string> names;
   for (const auto& e : es) names.insert(e.name);
   services::forget_endpoints(txn, names, maps);
@@ -291,11 +293,19 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
       ifindex = l && (l->alias == marks::of(node, e.name) || l->alias.empty()) ? l->ifindex : 0;
     }
     veths.push_back(ifindex && nl.ifindex_of(e.host_ifname) == ifindex ? ifindex : 0);
-    // A clsact filter goes with its veth; a TCX link with its pin.
+    // A clsact filter goes with its veth; a TCX link with its pin. Detaching
+    // a TCX link from a live device waits for an RCU grace period, so one
+    // on a veth whose namespace is deleted below stays until the kernel
+    // unregisters the row's devices together, which detaches them all at
+    // once; only its pin is left to remove then.
     txn.step("detach");
     if (e.tc_mode == TcMode::tcx) {
-      NetnsGuard in(nodens);
-      detach_tc_ingress(e.tc_mode, ifindex, link_pin(node, e));
+      if (e.netns_owned && netns::exists(e.netns)) {
+        late_pins.push_back(link_pin(node, e));
+      } else {
+        NetnsGuard in(nodens);
+        detach_tc_ingress(e.tc_mode, ifindex, link_pin(node, e));
+      }
     }
     txn.step("unmap");
     if (maps) {
@@ -336,6 +346,9 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
     }
   }
   await_unlinked(nl, std::move(awaited));
+  if (late_pins.empty()) return;
+  txn.step("unpin");
+  for (const auto& pin : late_pins) detach_tc_ingress(TcMode::tcx, 0, pin);
 }
 
 std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "ebpfnet/fd.hpp"
 #include "ebpfnet/state.hpp"
 
 namespace ebpfnet {
@@ -22,6 +23,10 @@ constexpr TcMode kEndpointTcMode = TcMode::clsact;
 // link_pin so it outlives this process. Returns the mode used.
 TcMode attach_tc_ingress(int prog_fd, int ifindex, std::optional<TcMode> mode,
                          const std::filesystem::path& link_pin);
+
+// A TCX ingress link of prog_fd on ifindex, unpinned: it lives as long as the
+// returned fd (or until the device goes). Invalid with errno set on failure.
+UniqueFd create_tcx_link(int prog_fd, int ifindex);
 
 // Idempotent: what is already gone is fine.
 void detach_tc_ingress(TcMode mode, int ifindex, const std::filesystem::path& link_pin);

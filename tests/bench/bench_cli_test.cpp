@@ -72,12 +72,21 @@ TEST(BenchCli, QuickWritesResultsForEveryDatapath) {
       eb |= u["what"] == "ebpfnet at " + std::to_string(n) + " rules";
     EXPECT_TRUE(eb) << "ebpfnet at " << n << " rules: neither measured nor reported unavailable";
   }
-  // Control plane: ebpfnet and the ip baseline.
-  for (std::string dp : {"ebpfnet", "ip", "ip-batch", "ip-batch+attach"}) {
+  // Control plane: ebpfnet (default and TCX), the ip baseline and the floors.
+  for (std::string dp :
+       {"ebpfnet", "ebpfnet-tcx", "ip", "ip-batch", "ip-batch+attach", "ip-batch+tcx", "ip-batch+tcx-threads"}) {
     bool found = false;
     for (const auto& s : j["samples"]) found |= s["datapath"] == dp && s["metric"] == "cp_add_batch_ms";
     EXPECT_TRUE(found) << dp << " cp_add_batch_ms";
   }
+  // Its targets, each judged on a ratio of this run.
+  ASSERT_EQ(j["cp"]["targets"].size(), 3u) << j["cp"].dump();
+  for (const auto& t : j["cp"]["targets"]) {
+    EXPECT_TRUE(t["value"].is_number()) << t.dump();
+    EXPECT_TRUE(t["met"].is_boolean()) << t.dump();
+  }
+  EXPECT_NE(r.out.find("target: cp: ebpfnet row create"), std::string::npos) << "cp targets not in the table";
+  EXPECT_TRUE(j["machine"].contains("rcu_expedited"));
   ASSERT_FALSE(j["summary"].empty());
   for (const auto& row : j["summary"]) {
     EXPECT_TRUE(row["median"].is_number());

@@ -204,6 +204,38 @@ INSTANTIATE_TEST_SUITE_P(Points, KilledDelSeveral,
                          testing::Values("detach#2", "unmap#3", "unlink#2", "netns-del#2", "netns-del#3", "state"),
                          step_name);
 
+// Several endpoints of a node attached with TCX in one del: their links go
+// with their veths and their pins after ("unpin"), so a del killed before
+// that leaves pins the next command removes.
+class KilledDelTcx : public Killed {
+ protected:
+  void SetUp() override {
+    Killed::SetUp();
+    if (IsSkipped()) return;
+    cli_ok(*sb_, {"attach", "--tc-mode", "tcx"});
+    before_ = footprint(*sb_);
+    ASSERT_EQ(before_.pins.size(), 1u) << "the kept endpoint's TCX link is pinned";
+  }
+};
+
+TEST_P(KilledDelTcx, RunAgainFinishesIt) {
+  const std::vector<std::string> names = {unique("kt"), unique("kt"), unique("kt")};
+  std::vector<std::string> add = {"endpoint", "add"}, del = {"endpoint", "del"};
+  add.insert(add.end(), names.begin(), names.end());
+  del.insert(del.end(), names.begin(), names.end());
+  cli_ok(*sb_, add);
+  CmdResult k = killed_at(*sb_, GetParam(), del);
+  ASSERT_EQ(k.code, kKilled) << k.err;
+  cli_ok(*sb_, del);
+  for (const auto& n : names) EXPECT_FALSE(netns::exists(n));
+  EXPECT_EQ(footprint(*sb_), before_);
+  cli_ok(*sb_, add);
+  for (const auto& n : names) expect_forwards(n, keep_.ip);
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, KilledDelTcx, testing::Values("detach#2", "netns-del#3", "unpin", "state"),
+                         step_name);
+
 // ---- expose
 
 class KilledExpose : public Killed {

@@ -1,6 +1,7 @@
 // What endpoint del and node delete leave behind (nothing), what the
 // command line reports, named namespaces shared with iproute2 both ways, and
 // addresses handed out across separate processes.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "ebpfnet/datapath.hpp"
 #include "ebpfnet/error.hpp"
+#include "ebpfnet/fd.hpp"
 #include "ebpfnet/netlink.hpp"
 #include "ebpfnet/probe.hpp"
 #include "ebpfnet/tc_attach.hpp"
@@ -345,6 +347,46 @@ TEST(Lifecycle, SeveralEndpointsDeletedAtOnce) {
   // The addresses are free at once: the row comes back.
   for (const auto& e : row) cli_add(sb, e.name);
   ProbeResult p = probe_icmp(Netns::open_named(row[2].name), keep.ip);
+  EXPECT_TRUE(p.ok) << p.error;
+}
+
+// On a node attached with TCX, a row's links go with their veths (the
+// kernel detaches them as it unregisters the row) and del removes their
+// pins after: no link is left, pinned or not.
+TEST(Lifecycle, TcxLinksOfARowGoWithTheirVeths) {
+  EBPFNET_REQUIRE_ROOT();
+  SandboxNode sb;
+  ASSERT_EQ(sb.cli({"attach", "--tc-mode", "tcx"}).code, 0);
+  EndpointRecord keep = cli_add(sb, unique("tk"));
+  std::vector<EndpointRecord> row;
+  for (int i = 0; i < 3; ++i) row.push_back(cli_add(sb, unique("tx")));
+  std::vector<uint32_t> link_ids;
+  for (const auto& e : row) {
+    ASSERT_EQ(e.tc_mode, TcMode::tcx) << e.name;
+    const fs::path pin = sb.node().pin_dir() / "links" / e.host_ifname;
+    UniqueFd link(bpf_obj_get(pin.c_str()));
+    ASSERT_TRUE(link.valid()) << pin;
+    bpf_link_info info{};
+    __u32 len = sizeof(info);
+    ASSERT_EQ(bpf_obj_get_info_by_fd(link.get(), &info, &len), 0) << pin;
+    link_ids.push_back(info.id);
+  }
+
+  CmdResult del = sb.cli({"endpoint", "del", row[0].name, row[1].name, row[2].name});
+  ASSERT_EQ(del.code, 0) << del.err;
+  Netlink nl = Netlink::in(sb.node().netns());
+  for (const auto& e : row) {
+    EXPECT_FALSE(fs::exists(sb.node().pin_dir() / "links" / e.host_ifname)) << e.name;
+    for (const auto& l : nl.links()) EXPECT_NE(l.ifindex, e.host_ifindex) << l.name;
+  }
+  for (uint32_t id : link_ids) {
+    UniqueFd gone(bpf_link_get_fd_by_id(id));
+    EXPECT_FALSE(gone.valid()) << "link " << id << " outlived its endpoint";
+  }
+  // The endpoint left keeps its link and forwards.
+  EXPECT_TRUE(fs::exists(sb.node().pin_dir() / "links" / keep.host_ifname));
+  EndpointRecord next = cli_add(sb, unique("tn"));
+  ProbeResult p = probe_icmp(Netns::open_named(next.name), keep.ip);
   EXPECT_TRUE(p.ok) << p.error;
 }
 

@@ -46,8 +46,9 @@ std::string help_text() {
   for (const auto& [g, help] : bench::metric_groups()) h += "  " + g + std::string(g.size() < 8 ? 8 - g.size() : 1, ' ') + help + "\n";
   h += "Figures are medians (min-max) over the rounds; ratios (this / baseline) are taken\n"
        "round by round against direct, tc-peer and bridge (rules: against 0 rules and\n"
-       "bridge-iptables; cp: against ip commands and ip -batch; services: against the\n"
-       "fewest services, ebpfnet-1 and iptables).\n";
+       "bridge-iptables; cp: against ip commands and ip -batch, alone and with a clsact\n"
+       "filter or a TCX link per veth; services: against the fewest services, ebpfnet-1\n"
+       "and iptables).\n";
   h += "Writes results.json, results.md and one PNG per metric to -o DIR; prints a table\n"
        "(or, with the global -o json, results.json) on stdout; progress on stderr.\n";
   return h;
