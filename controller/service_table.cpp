@@ -99,6 +99,8 @@ CREATE TABLE IF NOT EXISTS services(
   id INTEGER NOT NULL UNIQUE,
   vip_key TEXT UNIQUE,
   node_port_key TEXT UNIQUE,
+  keys INTEGER NOT NULL,
+  backends INTEGER NOT NULL,
   record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS backends(
   endpoint TEXT NOT NULL,
@@ -107,6 +109,10 @@ CREATE TABLE IF NOT EXISTS backends(
 CREATE TABLE IF NOT EXISTS counters(
   name TEXT PRIMARY KEY,
   next INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals(
+  name TEXT PRIMARY KEY,
+  n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO totals(name, n) VALUES ('services', 0), ('keys', 0), ('backends', 0);
 )";
 
 }  // namespace
@@ -179,8 +185,11 @@ ServiceTable::ServiceTable(const std::filesystem::path& file, Mode mode) : file_
   // wait for the writer's commit rather than fail.
   sqlite3_busy_timeout(db_, 5000);
   if (mode == Mode::read) return;
-  // WAL: a commit is one append and one fsync (FULL), not a rewrite.
+  // WAL: a commit is one append and one fsync (FULL), not a rewrite. The
+  // WAL is folded into the file as it grows (SQLite's auto-checkpoint), not
+  // at every close: that would cost two more syncs per operation.
   exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   Statement v(db_, "PRAGMA user_version", file_);
   const int version = v.step() ? static_cast<int>(v.integer(0)) : 0;
   if (version > kTableVersion)
@@ -287,26 +296,25 @@ std::vector<ServiceRecord> ServiceTable::with_backends_on(const std::set<std::st
   return out;
 }
 
-size_t ServiceTable::size() {
+// Totals are kept by put and erase, not counted: a count reads every row,
+// and an operation beside 10,000 services must read only its own.
+size_t ServiceTable::total(const char* name) {
   if (!db_) return 0;
-  Statement q = prepare("SELECT count(*) FROM services");
-  q.step();
-  return static_cast<size_t>(q.integer(0));
+  Statement q = prepare("SELECT n FROM totals WHERE name = ?");
+  q.bind(1, name);
+  return q.step() ? static_cast<size_t>(q.integer(0)) : 0;
 }
 
-size_t ServiceTable::key_count() {
-  if (!db_) return 0;
-  Statement q = prepare("SELECT count(vip_key) + count(node_port_key) FROM services");
-  q.step();
-  return static_cast<size_t>(q.integer(0));
+void ServiceTable::add_totals(int64_t services, int64_t keys, int64_t backends) {
+  Statement q = prepare("UPDATE totals SET n = n + ? WHERE name = ?");
+  q.bind(1, services).bind(2, "services").run();
+  q.bind(1, keys).bind(2, "keys").run();
+  q.bind(1, backends).bind(2, "backends").run();
 }
 
-size_t ServiceTable::backend_count() {
-  if (!db_) return 0;
-  Statement q = prepare("SELECT count(*) FROM backends");
-  q.step();
-  return static_cast<size_t>(q.integer(0));
-}
+size_t ServiceTable::size() { return total("services"); }
+size_t ServiceTable::key_count() { return total("keys"); }
+size_t ServiceTable::backend_count() { return total("backends"); }
 
 bool ServiceTable::any_vip() {
   if (!db_) return false;
@@ -339,7 +347,9 @@ void ServiceTable::set_counters(const ServiceIdCounters& c) {
 void ServiceTable::put(const ServiceRecord& v) {
   begin_write();
   erase(v.name);
-  Statement q = prepare("INSERT INTO services(name, id, vip_key, node_port_key, record) VALUES (?, ?, ?, ?, ?)");
+  Statement q = prepare(
+      "INSERT INTO services(name, id, vip_key, node_port_key, keys, backends, record) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  const int64_t keys = (v.vip ? 1 : 0) + (v.node_port ? 1 : 0), backends = static_cast<int64_t>(v.backends.size());
   q.bind(1, v.name).bind(2, static_cast<int64_t>(v.id));
   if (v.vip)
     q.bind(3, vip_key(*v.vip, v.port, v.proto));
@@ -349,20 +359,30 @@ void ServiceTable::put(const ServiceRecord& v) {
     q.bind(4, node_port_key(v.node_port, v.proto));
   else
     q.bind_null(4);
-  q.bind(5, service_to_json(v).dump()).run();
+  q.bind(5, keys).bind(6, backends).bind(7, service_to_json(v).dump()).run();
+  add_totals(1, keys, backends);
   Statement b = prepare("INSERT OR IGNORE INTO backends(endpoint, service) VALUES (?, ?)");
   for (const auto& r : v.backends) b.bind(1, r.endpoint).bind(2, v.name).run();
 }
 
 void ServiceTable::erase(std::string_view name) {
   begin_write();
+  int64_t keys = 0, backends = 0;
+  {
+    Statement q = prepare("SELECT keys, backends FROM services WHERE name = ?");
+    q.bind(1, name);
+    if (!q.step()) return;
+    keys = q.integer(0);
+    backends = q.integer(1);
+  }
+  add_totals(-1, -keys, -backends);
   prepare("DELETE FROM services WHERE name = ?").bind(1, name).run();
   prepare("DELETE FROM backends WHERE service = ?").bind(1, name).run();
 }
 
 void ServiceTable::replace_all(const std::vector<ServiceRecord>& services, const ServiceIdCounters& c) {
   begin_write();
-  exec("DELETE FROM services; DELETE FROM backends;");
+  exec("DELETE FROM services; DELETE FROM backends; UPDATE totals SET n = 0;");
   for (const auto& v : services) put(v);
   set_counters(c);
 }

@@ -65,6 +65,8 @@ class ServiceTable {
   void exec(const char* sql);
   void begin_write();
   std::vector<ServiceRecord> records(Statement& q);
+  size_t total(const char* name);
+  void add_totals(int64_t services, int64_t keys, int64_t backends);
 
   std::filesystem::path file_;
   sqlite3* db_ = nullptr;  // null: a read of a table that does not exist

@@ -89,11 +89,20 @@ TEST_F(ServiceTableTest, AddressesAndIdsAreUnique) {
   refused(service("same-vip", 2, "10.96.0.10"));
   refused(service("same-node-port", 3, nullptr, 30080));
   refused(service("same-id", 1, "10.96.0.11"));
-  // Replacing a service by its name is no conflict with itself.
+  // Replacing a service by its name is no conflict with itself, and the
+  // totals count it once.
   ServiceRecord api = service("api", 1, "10.96.0.10", 30080);
   api.backends.pop_back();
   t.put(api);
   EXPECT_EQ(t.get("api")->backends.size(), 1u);
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.key_count(), 2u);
+  EXPECT_EQ(t.backend_count(), 1u);
+  t.erase("api");
+  t.erase("never");
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.key_count(), 0u);
+  EXPECT_EQ(t.backend_count(), 0u);
 }
 
 TEST_F(ServiceTableTest, FindsServicesByBackendEndpoint) {
@@ -163,6 +172,8 @@ TEST_F(ServiceTableTest, ReplaceAllTakesEverythingAndTheCounters) {
   EXPECT_EQ(t.size(), 2u);
   EXPECT_EQ(t.counters().next_backend, 40u);
   EXPECT_EQ(t.with_backends_on({"web"}).size(), 2u);
+  EXPECT_EQ(t.key_count(), 2u);
+  EXPECT_EQ(t.backend_count(), 4u);
 }
 
 }  // namespace

@@ -182,8 +182,7 @@ int list_peers(const Context& ctx, const Args& a) {
 
 void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
   auto a = std::make_shared<Args>();
-  auto* cl = app.add_subcommand("cluster",
-                                "nodes on several hosts sharing state in etcd: agent, peers; sandbox create|delete|start|status");
+  auto* cl = app.add_subcommand("cluster", kClusterSummary);
   cl->footer(kClusterHelp);
   cl->require_subcommand(1);
 

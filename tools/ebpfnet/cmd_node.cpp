@@ -8,12 +8,6 @@
 
 namespace ebpfnet::cli {
 
-Ipv4Cidr parse_cidr(const std::string& s) {
-  auto c = Ipv4Cidr::parse(s);
-  if (!c) throw Error(Errc::usage, "'" + s + "' is not an IPv4 prefix such as 10.240.0.0/24");
-  return *c;
-}
-
 namespace {
 
 nlohmann::json attach_json(const std::string& node, const AttachResult& r) {

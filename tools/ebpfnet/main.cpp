@@ -1,97 +1,23 @@
 // ebpfnet: container networking on an eBPF datapath, one command.
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <iostream>
-
-#include "cli.hpp"
-#include "op_count.hpp"
-#include "ebpfnet/error.hpp"
-
-namespace {
-
-constexpr const char* kExitCodes = R"(Exit codes:
-  0  success            3  not found           5  address pool exhausted
-  1  system failure     4  already exists      6  not root, no bpffs, or a kernel feature missing
-  2  bad usage or input  7  the kernel's verifier rejected a program, or the pinned
-                           datapath is newer than this ebpfnet (no downgrade)
-  (ns exec returns the command's own exit code)
-)";
-
-}  // namespace
+#include "app.hpp"
 
 int main(int argc, char** argv) {
-  using namespace ebpfnet;
-  CLI::App app{
-      "ebpfnet wires network namespaces (containers) to an eBPF datapath: TC programs that\n"
-      "forward with bpf_redirect_peer instead of a Linux bridge and iptables.",
-      "ebpfnet"};
-  app.footer(kExitCodes);
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("ebpfnet: ") + e.what() + " (see --help)\n";
+  using namespace ebpfnet::cli;
+  exec_cluster(argc, argv);
+  return run(argc, argv, [](CLI::App& app, Context& ctx, Action& action) {
+    add_node_commands(app, ctx, action);
+    add_endpoint_commands(app, ctx, action);
+    add_ns_commands(app, ctx, action);
+    add_status_commands(app, ctx, action);
+    add_nat_commands(app, ctx, action);
+    add_policy_commands(app, ctx, action);
+    add_trace_command(app, ctx, action);
+    add_prefilter_commands(app, ctx, action);
+    add_service_commands(app, ctx, action);
+    add_cluster_exec(app);
+    add_apply_command(app, ctx, action);
+    add_demo_command(app, ctx, action);
+    add_bench_command(app, ctx, action);
+    add_metrics_command(app, ctx, action);
   });
-  app.require_subcommand(1);
-  app.fallthrough();
-
-  cli::Context ctx;
-  int verbosity = 0;
-  std::string state_dir = ctx.env.state_root.string();
-  app.add_option_function<std::string>(
-         "--node", [&](const std::string& n) { ctx.node = n, ctx.node_given = true; },
-         "the node to act on: a sandbox node's name (default: the root namespace)")
-      ->type_name("NAME");
-  app.add_option("-o,--output", ctx.output, "output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
-  app.add_option("--state-dir", state_dir, "where node state lives")->capture_default_str();
-  app.add_flag("-v,--verbose", verbosity, "log what is done (-vv: debug)");
-
-  cli::Action action;
-  cli::add_node_commands(app, ctx, action);
-  cli::add_endpoint_commands(app, ctx, action);
-  cli::add_ns_commands(app, ctx, action);
-  cli::add_status_commands(app, ctx, action);
-  cli::add_nat_commands(app, ctx, action);
-  cli::add_policy_commands(app, ctx, action);
-  cli::add_trace_command(app, ctx, action);
-  cli::add_prefilter_commands(app, ctx, action);
-  cli::add_service_commands(app, ctx, action);
-  cli::add_cluster_commands(app, ctx, action);
-  cli::add_apply_command(app, ctx, action);
-  cli::add_demo_command(app, ctx, action);
-  cli::add_bench_command(app, ctx, action);
-  cli::add_metrics_command(app, ctx, action);
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help prints and exits 0; every other parse error is a usage error.
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : static_cast<int>(Errc::usage);
-  }
-
-  auto logger = spdlog::stderr_color_mt("ebpfnet");
-  logger->set_pattern("ebpfnet: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(verbosity >= 2 ? spdlog::level::debug
-                    : verbosity == 1 ? spdlog::level::info
-                                     : spdlog::level::warn);
-  ctx.env.state_root = state_dir;
-
-  try {
-    if (::geteuid() != 0)
-      throw Error(Errc::environment, "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF)");
-    cli::OperationCount count(app, ctx);
-    const int rc = action();
-    count.done(rc == 0);
-    return rc;
-  } catch (const Error& e) {
-    std::cerr << "ebpfnet: " << e.what() << "\n";
-    return static_cast<int>(e.code());
-  } catch (const std::exception& e) {
-    std::cerr << "ebpfnet: " << e.what() << "\n";
-    return static_cast<int>(Errc::failed);
-  }
 }
