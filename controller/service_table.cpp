@@ -264,7 +264,7 @@ std::optional<ServiceRecord> ServiceTable::get(std::string_view name) {
 
 std::vector<ServiceRecord> ServiceTable::all() {
   if (!db_) return {};
-  Statement q = prepare("SELECT name, record FROM services ORDER BY rowid");
+  Statement q = prepare("SELECT name, record FROM services ORDER BY id");
   return records(q);
 }
 

@@ -315,10 +315,7 @@ NodeState state_from(const json& j, int version) {
   s.policy_counters = {c.number<uint32_t>("next_set"), c.number<uint32_t>("next_class")};
   if (version < 7) {
     NodeState::LegacyServices l;
-    for (const Fields& v : f.list("services")) {
-      l.services.push_back(service_from(v));
-      validate_service(l.services.back(), v.name(""));
-    }
+    for (const Fields& v : f.list("services")) l.services.push_back(service_from(v));
     Fields c = f.object("service_counters");
     l.counters = {c.number<uint32_t>("next_service"), c.number<uint32_t>("next_backend")};
     s.legacy_services = std::move(l);

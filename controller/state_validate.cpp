@@ -11,6 +11,7 @@
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/names.hpp"
 #include "ebpfnet/state.hpp"
+#include "service_json.hpp"
 
 namespace ebpfnet {
 namespace {
@@ -177,9 +178,11 @@ void validate_prefilter(const NodeState& s) {
 }
 
 // The services a state file of schema 6 or older held, before they move to
-// the services table: what the datapath keys them by is unique (a vip:port,
-// a node port, which no published port may also hold), ids are below their
-// counters, backends are endpoints. (The table checks rows as it reads them.)
+// the services table: each checked as a row of the table is, and across
+// them what the table's constraints and the node keep: what the datapath
+// keys them by is unique (a vip:port, a node port, which no published port
+// may also hold), ids are unique and below their counters, virtual IPs are
+// outside the pool, backends are endpoints.
 void validate_legacy_services(const NodeState& s) {
   if (!s.legacy_services) return;
   const auto& services = s.legacy_services->services;
@@ -188,41 +191,31 @@ void validate_legacy_services(const NodeState& s) {
   Distinct<uint32_t> ids, backend_ids;
   Distinct<std::tuple<std::string, uint32_t, uint16_t>> keys;  // proto, vip (0: node port), port
   for (const auto& p : s.published) keys.add({p.proto, 0, p.port}, "published", p.proto + " port " + std::to_string(p.port));
+  auto handed_out = [](const std::string& field, uint32_t id, uint32_t next) {
+    if (id >= next) refuse(field, std::to_string(id) + " was not handed out (next is " + std::to_string(next) + ")");
+  };
   for (size_t i = 0; i < services.size(); ++i) {
     const ServiceRecord& v = services[i];
     const std::string at = item("services", i);
-    check(at + "name", [&] { validate_name("service", v.name); });
+    validate_service(v, at);
     names.add(v.name, at + "name", "'" + v.name + "'");
-    if (v.id == 0 || v.id >= counters.next_service)
-      refuse(at + "id", std::to_string(v.id) + " was not handed out (next is " +
-                            std::to_string(counters.next_service) + ")");
+    handed_out(at + "id", v.id, counters.next_service);
     ids.add(v.id, at + "id", std::to_string(v.id));
-    if (v.proto != "tcp" && v.proto != "udp") refuse(at + "proto", "'" + printable(v.proto) + "' is not tcp or udp");
-    if (!v.vip && v.node_port == 0) refuse(at + "vip", "a service needs a virtual IP or a node port");
     if (v.vip) {
       if (s.cidr.contains(*v.vip)) refuse(at + "vip", v.vip->str() + " is inside the node's pool " + s.cidr.str());
-      if (v.vip->host() == 0) refuse(at + "vip", "0.0.0.0 is not a virtual IP");
-      if (v.port == 0) refuse(at + "port", "0 is not a port");
       keys.add({v.proto, v.vip->host(), v.port}, at + "vip",
                v.vip->str() + ":" + std::to_string(v.port) + "/" + v.proto);
     }
     if (v.node_port != 0)
       keys.add({v.proto, 0, v.node_port}, at + "node_port", v.proto + " port " + std::to_string(v.node_port));
-    Distinct<std::pair<std::string, uint16_t>> targets;
     for (size_t k = 0; k < v.backends.size(); ++k) {
       const BackendRecord& b = v.backends[k];
       const std::string bat = at + item("backends", k);
-      if (b.id == 0 || b.id >= counters.next_backend)
-        refuse(bat + "id", std::to_string(b.id) + " was not handed out (next is " +
-                               std::to_string(counters.next_backend) + ")");
+      handed_out(bat + "id", b.id, counters.next_backend);
       backend_ids.add(b.id, bat + "id", std::to_string(b.id));
       if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
                        [&](const EndpointRecord& e) { return e.name == b.endpoint; }))
         refuse(bat + "endpoint", "'" + printable(b.endpoint) + "' is not an endpoint of this node");
-      if (b.port == 0) refuse(bat + "port", "0 is not a port");
-      if (b.weight == 0 || b.weight > kMaxBackendWeight)
-        refuse(bat + "weight", std::to_string(b.weight) + " is not between 1 and " + std::to_string(kMaxBackendWeight));
-      targets.add({b.endpoint, b.port}, bat + "port", b.endpoint + ":" + std::to_string(b.port));
     }
   }
 }

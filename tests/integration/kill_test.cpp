@@ -83,6 +83,23 @@ class Killed : public testing::TestWithParam<std::string> {
     before_ = footprint(*sb_);
   }
 
+  // Three endpoints added, their del killed at step and run again: gone,
+  // nothing left behind, and the names can be added again.
+  void del_three_killed_at(const std::string& step, const std::string& prefix) {
+    const std::vector<std::string> names = {unique(prefix), unique(prefix), unique(prefix)};
+    std::vector<std::string> add = {"endpoint", "add"}, del = {"endpoint", "del"};
+    add.insert(add.end(), names.begin(), names.end());
+    del.insert(del.end(), names.begin(), names.end());
+    cli_ok(*sb_, add);
+    CmdResult k = killed_at(*sb_, step, del);
+    ASSERT_EQ(k.code, kKilled) << k.err;
+    cli_ok(*sb_, del);
+    for (const auto& n : names) EXPECT_FALSE(netns::exists(n));
+    EXPECT_EQ(footprint(*sb_), before_);
+    cli_ok(*sb_, add);
+    for (const auto& n : names) expect_forwards(n, keep_.ip);
+  }
+
   bool uplink_ = false;
   std::optional<SandboxNode> sb_;
   EndpointRecord keep_;
@@ -185,20 +202,7 @@ INSTANTIATE_TEST_SUITE_P(Points, KilledDel,
 // Several endpoints in one del: killed between the steps of the second or third.
 class KilledDelSeveral : public Killed {};
 
-TEST_P(KilledDelSeveral, RunAgainFinishesIt) {
-  const std::vector<std::string> names = {unique("kx"), unique("kx"), unique("kx")};
-  std::vector<std::string> add = {"endpoint", "add"}, del = {"endpoint", "del"};
-  add.insert(add.end(), names.begin(), names.end());
-  del.insert(del.end(), names.begin(), names.end());
-  cli_ok(*sb_, add);
-  CmdResult k = killed_at(*sb_, GetParam(), del);
-  ASSERT_EQ(k.code, kKilled) << k.err;
-  cli_ok(*sb_, del);
-  for (const auto& n : names) EXPECT_FALSE(netns::exists(n));
-  EXPECT_EQ(footprint(*sb_), before_);
-  cli_ok(*sb_, add);
-  for (const auto& n : names) expect_forwards(n, keep_.ip);
-}
+TEST_P(KilledDelSeveral, RunAgainFinishesIt) { del_three_killed_at(GetParam(), "kx"); }
 
 INSTANTIATE_TEST_SUITE_P(Points, KilledDelSeveral,
                          testing::Values("detach#2", "unmap#3", "unlink#2", "netns-del#2", "netns-del#3", "state"),
@@ -218,20 +222,7 @@ class KilledDelTcx : public Killed {
   }
 };
 
-TEST_P(KilledDelTcx, RunAgainFinishesIt) {
-  const std::vector<std::string> names = {unique("kt"), unique("kt"), unique("kt")};
-  std::vector<std::string> add = {"endpoint", "add"}, del = {"endpoint", "del"};
-  add.insert(add.end(), names.begin(), names.end());
-  del.insert(del.end(), names.begin(), names.end());
-  cli_ok(*sb_, add);
-  CmdResult k = killed_at(*sb_, GetParam(), del);
-  ASSERT_EQ(k.code, kKilled) << k.err;
-  cli_ok(*sb_, del);
-  for (const auto& n : names) EXPECT_FALSE(netns::exists(n));
-  EXPECT_EQ(footprint(*sb_), before_);
-  cli_ok(*sb_, add);
-  for (const auto& n : names) expect_forwards(n, keep_.ip);
-}
+TEST_P(KilledDelTcx, RunAgainFinishesIt) { del_three_killed_at(GetParam(), "kt"); }
 
 INSTANTIATE_TEST_SUITE_P(Points, KilledDelTcx, testing::Values("detach#2", "netns-del#3", "unpin", "state"),
                          step_name);

@@ -174,6 +174,11 @@ TEST_F(ServiceTableTest, ReplaceAllTakesEverythingAndTheCounters) {
   EXPECT_EQ(t.with_backends_on({"web"}).size(), 2u);
   EXPECT_EQ(t.key_count(), 2u);
   EXPECT_EQ(t.backend_count(), 4u);
+  // A service rewritten (a drain, a backend) keeps its place in the list.
+  ServiceRecord a = service("a", 1, "10.96.0.10");
+  a.backends[0].draining = true;
+  t.put(a);
+  EXPECT_EQ(t.all().front().name, "a");
 }
 
 }  // namespace
