@@ -479,6 +479,7 @@ std::string no_node(const std::string& node, const fs::path& dir) {
 StateStore::StateStore(fs::path root, std::string node) : dir_(std::move(root) / node), node_(std::move(node)) {}
 
 StateStore::Lock StateStore::lock(bool create) const {
+  on_disk_.reset();
   NodeDir d = open_node_dir(dir_, create);
   if (!d.fd.valid()) throw Error(Errc::not_found, no_node(node_, dir_));
   const fs::path path = dir_ / "lock";
@@ -499,6 +500,7 @@ NodeState StateStore::load() const {
   const fs::path file = dir_ / "state.json";
   auto text = read_file("state.json");
   if (!text) throw Error(Errc::not_found, no_node(node_, dir_));
+  on_disk_ = text;
   json j = reading(file, [&] { return json::parse(*text); });
   const int version = reading(file, [&] { return Fields(j, "").number<int>("version"); });
   if (version > kStateVersion)
@@ -519,7 +521,14 @@ fs::path StateStore::checked_path(std::string_view name) const {
   return dir_ / name;
 }
 
-void StateStore::save(const NodeState& s) const { write_file("state.json", to_json(s).dump(2) + "\n", true); }
+void StateStore::save(const NodeState& s) const {
+  // Many operations (a service change, above all) leave the state as it
+  // was: not rewriting it saves two fsyncs and a rename.
+  std::string text = to_json(s).dump(2) + "\n";
+  if (on_disk_ && text == *on_disk_) return;
+  write_file("state.json", text, true);
+  on_disk_ = std::move(text);
+}
 
 void StateStore::write_file(const std::string& name, const std::string& text, bool durable) const {
   NodeDir d = open_node_dir(dir_, false);
@@ -585,6 +594,7 @@ bool StateStore::update_file(std::string_view name,
 }
 
 void StateStore::remove() const {
+  on_disk_.reset();
   NodeDir d = open_node_dir(dir_, false);
   if (!d.fd.valid()) return;
   // Only files live here (lock, state.json, a temp file): unlinked through

@@ -18,15 +18,19 @@ bool wanted(NodeTxn& txn) {
 
 std::string status(const Node& node, const NodeState& st) {
   if (!st.socket_lb) return "off";
+  // Hooks in place answer without probing the kernel (three program loads).
+  if (sock_lb::attached(node.pin_dir())) return "attached";
   if (const std::string& why = sock_lb::unsupported_reason(); !why.empty()) return "unavailable: " + why;
-  return sock_lb::attached(node.pin_dir()) ? "attached" : "idle";
+  return "idle";
 }
 
 void converge(NodeTxn& txn, const DatapathMaps& maps, const DatapathMaps* replaced) {
   const std::filesystem::path dir = txn.node().pin_dir();
   const bool have = sock_lb::attached(dir);
   bool want = wanted(txn);
-  if (want && !sock_lb::unsupported_reason().empty()) {
+  // The kernel is probed (three program loads) only when hooks are to be
+  // attached, not at every service change of a node that has them.
+  if (want && (!have || replaced) && !sock_lb::unsupported_reason().empty()) {
     spdlog::info("node {}: services are balanced per packet: connect-time balancing is unavailable: {}",
                  txn.node().name(), sock_lb::unsupported_reason());
     want = false;

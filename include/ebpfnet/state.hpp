@@ -268,6 +268,9 @@ class StateStore {
 
   std::filesystem::path dir_;
   std::string node_;
+  // state.json as this operation read or wrote it, under its lock (reset by
+  // lock() and remove()): save() skips a rewrite that would change nothing.
+  mutable std::optional<std::string> on_disk_;
 };
 
 }  // namespace ebpfnet

@@ -30,6 +30,18 @@ Ipv4Cidr parse_cidr(const std::string& s) {
   return *c;
 }
 
+void add_global_options(CLI::App& app, Context& ctx, int& verbosity, std::string& state_dir) {
+  app.add_option_function<std::string>(
+         "--node", [&](const std::string& n) { ctx.node = n, ctx.node_given = true; },
+         "the node to act on: a sandbox node's name (default: the root namespace)")
+      ->type_name("NAME");
+  app.add_option("-o,--output", ctx.output, "output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--state-dir", state_dir, "where node state lives")->capture_default_str();
+  app.add_flag("-v,--verbose", verbosity, "log what is done (-vv: debug)");
+}
+
 int run(int argc, char** argv, const Commands& add_commands) {
   CLI::App app{
       "ebpfnet wires network namespaces (containers) to an eBPF datapath: TC programs that\n"
@@ -45,15 +57,7 @@ int run(int argc, char** argv, const Commands& add_commands) {
   Context ctx;
   int verbosity = 0;
   std::string state_dir = ctx.env.state_root.string();
-  app.add_option_function<std::string>(
-         "--node", [&](const std::string& n) { ctx.node = n, ctx.node_given = true; },
-         "the node to act on: a sandbox node's name (default: the root namespace)")
-      ->type_name("NAME");
-  app.add_option("-o,--output", ctx.output, "output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
-  app.add_option("--state-dir", state_dir, "where node state lives")->capture_default_str();
-  app.add_flag("-v,--verbose", verbosity, "log what is done (-vv: debug)");
+  add_global_options(app, ctx, verbosity, state_dir);
 
   Action action;
   add_commands(app, ctx, action);

@@ -37,13 +37,15 @@ void add_trace_command(CLI::App& app, Context& ctx, Action& action);
 void add_prefilter_commands(CLI::App& app, Context& ctx, Action& action);
 void add_service_commands(CLI::App& app, Context& ctx, Action& action);
 void add_cluster_commands(CLI::App& app, Context& ctx, Action& action);
-// `ebpfnet cluster ...` runs ebpfnet-cluster, beside ebpfnet, with the same
-// arguments (cluster_exec.cpp): exec_cluster does it (and returns only for
-// another command), add_cluster_exec lists the command in --help.
-void exec_cluster(int argc, char** argv);
-void add_cluster_exec(CLI::App& app);
+// `ebpfnet cluster|metrics ...` run ebpfnet-cluster|ebpfnet-metrics, beside
+// ebpfnet, with the same arguments (sibling_exec.cpp): exec_sibling does it
+// (and returns only for another command), add_sibling_commands lists them in
+// --help.
+void exec_sibling(int argc, char** argv);
+void add_sibling_commands(CLI::App& app);
 inline constexpr const char* kClusterSummary =
     "nodes on several hosts sharing state in etcd: agent, peers; sandbox create|delete|start|status";
+inline constexpr const char* kMetricsSummary = "Prometheus metrics of a node: an HTTP endpoint or a textfile";
 
 // Throws Errc::usage with an example when s is not a prefix.
 Ipv4Cidr parse_cidr(const std::string& s);

@@ -28,7 +28,7 @@ failure; the message names the address or file and the system's reason.)";
 }  // namespace
 
 void add_metrics_command(CLI::App& app, Context& ctx, Action& action) {
-  auto* cmd = app.add_subcommand("metrics", "Prometheus metrics of a node: an HTTP endpoint or a textfile");
+  auto* cmd = app.add_subcommand("metrics", kMetricsSummary);
   cmd->footer(kMetricsHelp);
   auto listen = std::make_shared<std::string>();
   auto textfile = std::make_shared<std::string>();

@@ -3,7 +3,7 @@
 
 int main(int argc, char** argv) {
   using namespace ebpfnet::cli;
-  exec_cluster(argc, argv);
+  exec_sibling(argc, argv);
   return run(argc, argv, [](CLI::App& app, Context& ctx, Action& action) {
     add_node_commands(app, ctx, action);
     add_endpoint_commands(app, ctx, action);
@@ -14,10 +14,9 @@ int main(int argc, char** argv) {
     add_trace_command(app, ctx, action);
     add_prefilter_commands(app, ctx, action);
     add_service_commands(app, ctx, action);
-    add_cluster_exec(app);
+    add_sibling_commands(app);
     add_apply_command(app, ctx, action);
     add_demo_command(app, ctx, action);
     add_bench_command(app, ctx, action);
-    add_metrics_command(app, ctx, action);
   });
 }
