@@ -328,7 +328,7 @@ TEST_F(StateFile, RefusesANewerSchema) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 8; this ebpfnet reads up to 7: upgrade ebpfnet");
+                                         ") has schema version 11; this ebpfnet reads up to 10: upgrade ebpfnet");
   }
 }
 
