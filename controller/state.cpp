@@ -63,7 +63,7 @@ namespace {
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 7;
+constexpr int kStateVersion = 10;
 
 // ---- Writing
 
@@ -141,7 +141,8 @@ json to_json(const NodeState& s) {
           {"socket_lb", s.socket_lb},
           {"policy_counters", to_json(s.policy_counters)},
           {"prefilter", prefilter},
-          {"overlay", overlay}};
+          {"overlay", overlay},
+          {"native_cidr", s.native_cidr ? json(s.native_cidr->str()) : json(nullptr)}};
 }
 
 json to_json(const Journal& j) {
@@ -221,10 +222,21 @@ json v5_to_v6(json j) {
 // loading transaction to move there; save() no longer writes them.
 json v6_to_v7(json j) { return j; }
 
+// Versions 8 and 9 belong to changes on other branches (IPv6, endpoints in
+// the node's table); until they are merged their steps change nothing.
+json v7_to_v8(json j) { return j; }
+json v8_to_v9(json j) { return j; }
+
+// Version 10: native routing's cluster CIDR (none before).
+json v9_to_v10(json j) {
+  if (!j.contains("native_cidr")) j["native_cidr"] = nullptr;
+  return j;
+}
+
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4,
-                                                           v4_to_v5, v5_to_v6, v6_to_v7};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6,
+                                                           v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -336,6 +348,7 @@ NodeState state_from(const json& j, int version) {
     for (const Fields& p : o.list("peers")) r.peers.push_back({p.cidr("pool"), p.ip("via")});
     s.overlay = std::move(r);
   }
+  if (!f.null("native_cidr")) s.native_cidr = f.cidr("native_cidr");
   return s;
 }
 

@@ -241,6 +241,8 @@ void validate_state(const NodeState& s, std::string_view node) {
   validate_prefilter(s);
   validate_legacy_services(s);
   validate_overlay(s);
+  if (s.native_cidr && !s.native_cidr->contains(s.cidr.network))
+    refuse("native_cidr", s.native_cidr->str() + " does not hold the node's pool " + s.cidr.str());
   const std::pair<const char*, uint32_t> timeouts[] = {{"syn", s.ct_timeouts.syn},
                                                        {"tcp", s.ct_timeouts.tcp},
                                                        {"closing", s.ct_timeouts.closing},

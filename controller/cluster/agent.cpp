@@ -76,6 +76,7 @@ void Agent::join(EtcdClient& client, std::stop_token stop) {
         peers_ = std::make_unique<PeerSet>(reg.keys(), opts_.node, pool, config, consumer_);
       }
       lease_ = lease;
+      consumer_.joined(self, config);
       joined_ = true;
       spdlog::info("node {} joined cluster {} at {}: pool {}, underlay {}, lease {:x} (TTL {} s)", opts_.node,
                    opts_.cluster, opts_.etcd, pool.str(), opts_.underlay.str(), lease, opts_.ttl.count());

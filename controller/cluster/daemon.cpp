@@ -4,6 +4,7 @@
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,6 +153,39 @@ bool stop_daemon(const DaemonId& d, std::chrono::milliseconds grace) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
+}
+
+ProgramRun run_program(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/') throw Error(Errc::usage, "a program needs an absolute path");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno(errno, "pipe for " + argv[0]);
+  UniqueFd r(p[0]), w(p[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, w.get(), 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int err = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (err) throw_errno(err, "running " + argv[0]);
+  w.reset();
+  ProgramRun out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(r.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (out.output.size() < (1u << 20)) out.output.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
 }
 
 std::string find_program(const std::string& name) {

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ebpfnet/cluster/bird.hpp"
 #include "ebpfnet/cluster/in_netns.hpp"
 #include "ebpfnet/cluster/registry.hpp"
 #include "ebpfnet/error.hpp"
@@ -29,6 +30,13 @@ const Ipv4 kEtcdIp = *Ipv4::parse("198.19.0.2");
 const Ipv4Cidr kNodeTransferNets = *Ipv4Cidr::parse("198.18.0.0/16");
 // status and create ask etcd on a sandbox link: it answers at once or not at all.
 const HttpTimeouts kQuick{500ms, 2000ms};
+// Native mode: the nodes' uplinks share one segment, this bridge of the
+// underlay namespace, and their addresses are on-link to each other (/16):
+// each node's BIRD reaches its peers directly and installs routes to their
+// pools through them, as nodes of one rack do (Calico's full mesh). The
+// router's addresses move onto the bridge; etcd stays behind the router.
+constexpr const char* kUnderlayBridge = "ul0";
+constexpr int kSharedSegmentPrefix = 16;
 
 std::string node_name(const std::string& cluster, int k) { return cluster + "-" + std::to_string(k); }
 
@@ -48,6 +56,20 @@ std::string last_line(const fs::path& log) {
   return last.empty() ? "(nothing in " + log.string() + ")" : printable(last, 300) + " (" + log.string() + ")";
 }
 
+// Runs iproute2's ip (for what Netlink does not make: a bridge and its ports).
+void ip(const std::vector<std::string>& args) {
+  std::string prog = find_program("ip");
+  if (prog.empty()) prog = "/usr/sbin/ip";
+  std::vector<std::string> argv = {prog};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const ProgramRun r = run_program(argv);
+  if (r.status != 0) {
+    std::string cmd;
+    for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+    throw Error(Errc::failed, cmd + ": " + printable(r.output, 300));
+  }
+}
+
 void in_underlay(const SandboxCluster& c, const std::function<void()>& fn) {
   run_in(Netns::open_named(c.underlay_ns), fn);
 }
@@ -57,7 +79,8 @@ void check_free(const Env& env, const SandboxOptions& o) {
   Keys check(o.name);
   if (o.nodes < 1 || o.nodes > kMaxSandboxNodes)
     throw Error(Errc::usage, "--nodes " + std::to_string(o.nodes) + ": from 1 to " + std::to_string(kMaxSandboxNodes));
-  if (o.mode != Mode::vxlan) throw Error(Errc::usage, "--mode native is not built yet; use --mode vxlan");
+  if (o.mode == Mode::native)
+    if (std::string why = Bird::missing(); !why.empty()) throw Error(Errc::environment, why);
   if (std::string bad = check_config(o.config); !bad.empty()) throw Error(Errc::usage, bad);
   if (o.ttl < 2 || o.ttl > 3600) throw Error(Errc::usage, "--ttl " + std::to_string(o.ttl) + ": from 2 to 3600 s");
   if ((uint64_t{1} << (o.config.pool_prefix - o.config.cidr.prefix)) < uint64_t(o.nodes))
@@ -83,6 +106,10 @@ void make_underlay(const SandboxStore& store, SandboxCluster& c, const std::stri
   Netlink nl = Netlink::in(ul);
   if (auto lo = nl.link("lo")) nl.set_up(lo->ifindex);
   netns::write_sysctl(ul, "net/ipv4/ip_forward", "1");  // between nodes, and to etcd
+  if (c.mode == Mode::native) {
+    ip({"-n", c.underlay_ns, "link", "add", kUnderlayBridge, "type", "bridge"});
+    ip({"-n", c.underlay_ns, "link", "set", kUnderlayBridge, "up"});
+  }
 
   netns::add(name + "-etcd");
   c.etcd_ns = name + "-etcd";
@@ -142,6 +169,29 @@ void allocate_pools(const SandboxStore& store, SandboxCluster& c) {
   store.save(c);
 }
 
+// Native mode: node n's uplink leaves its transfer net for the shared
+// segment (see kUnderlayBridge); its address stays the same.
+void onto_shared_segment(const SandboxCluster& c, const SandboxNode& n) {
+  Netlink nl = Netlink::in(Netns::open_named(c.underlay_ns));
+  const Ipv4 up = *n.underlay, gw(up.host() - 1);
+  int leg = 0;
+  for (const auto& a : nl.addresses())
+    if (a.ip == gw) {
+      leg = a.ifindex;
+      nl.del_address(a);
+    }
+  if (!leg) throw Error(Errc::failed, "node " + n.name + ": no router address " + gw.str() + " in " + c.underlay_ns);
+  ip({"-n", c.underlay_ns, "link", "set", "dev", nl.name_of(leg), "master", kUnderlayBridge});
+  nl.add_address({nl.ifindex_of(kUnderlayBridge), gw, kSharedSegmentPrefix});
+  Netlink nn = Netlink::in(Netns::open_named(n.name));
+  const int eth0 = nn.ifindex_of("eth0");
+  nn.add_address({eth0, up, kSharedSegmentPrefix});
+  nn.del_address({eth0, up, 24});
+  bool has_default = false;
+  for (const auto& r : nn.routes()) has_default |= r.dst.prefix == 0;
+  if (!has_default) nn.add_route({{Ipv4(0), 0}, gw, eth0, std::nullopt, false});
+}
+
 void make_node(const Env& env, const SandboxStore& store, SandboxCluster& c, SandboxNode& n) {
   try {
     Node::create(env, n.name, *n.pool, {}, true, c.underlay_ns);
@@ -156,6 +206,7 @@ void make_node(const Env& env, const SandboxStore& store, SandboxCluster& c, San
   for (const auto& a : nl.addresses(nl.ifindex_of("eth0"))) n.underlay = a.ip;
   if (!n.underlay) throw Error(Errc::failed, "node " + n.name + ": its uplink has no address");
   store.save(c);
+  if (c.mode == Mode::native) onto_shared_segment(c, n);
   Node(env, n.name).attach();
 }
 
@@ -165,15 +216,31 @@ DaemonId start_agent(const Env& env, const SandboxStore& store, const SandboxClu
   // The agent enters its node's namespace itself (--node of a sandbox node).
   return spawn_daemon({{exe, "--state-dir", env.state_root.string(), "--node", n.name, "cluster", "agent", "--etcd",
                         c.etcd_url(), "--cluster", c.name, "--underlay", n.underlay->str(), "--mode",
-                        std::string(mode_name(c.mode)), "--ttl", std::to_string(c.ttl), "--overlay"},
+                        std::string(mode_name(c.mode)), "--ttl", std::to_string(c.ttl),
+                        c.mode == Mode::native ? "--bgp" : "--overlay"},
                        -1,
                        log.get(),
                        store.dir().string()});
 }
 
-size_t programmed_peers(const Env& env, const std::string& node) {
+// Native mode: the routes of the node's table to other nodes' pools (BIRD's).
+std::vector<TunnelPeerRecord> native_routes(const SandboxCluster& c, const std::string& node) {
+  std::vector<TunnelPeerRecord> out;
+  Netlink nl = Netlink::in(Netns::open_named(node));
+  for (const auto& r : nl.routes())
+    if (r.via && r.dst.prefix == c.config.pool_prefix && c.config.cidr.contains(r.dst.network))
+      out.push_back({r.dst, *r.via});
+  return out;
+}
+
+std::vector<TunnelPeerRecord> programmed(const Env& env, const SandboxCluster& c, const std::string& node) {
+  if (c.mode == Mode::native) return native_routes(c, node);
   auto o = Node(env, node).overlay();
-  return o ? o->peers.size() : 0;
+  return o ? o->peers : std::vector<TunnelPeerRecord>{};
+}
+
+size_t programmed_peers(const Env& env, const SandboxCluster& c, const std::string& node) {
+  return programmed(env, c, node).size();
 }
 
 // Every agent up and every node with a tunnel to every other.
@@ -186,7 +253,7 @@ void wait_ready(const Env& env, const SandboxStore& store, const SandboxCluster&
     for (const auto& n : c.nodes) {
       if (!daemon_alive(n.agent))
         throw Error(Errc::failed, "the agent of node " + n.name + " ended: " + last_line(store.dir() / (n.name + ".log")));
-      if ((have = programmed_peers(env, n.name)) < want) {
+      if ((have = programmed_peers(env, c, n.name)) < want) {
         behind = &n;
         break;
       }
@@ -324,9 +391,16 @@ SandboxStatus sandbox_status(const Env& env, const std::string& name) {
     ns.node = n;
     ns.agent_alive = daemon_alive(n.agent);
     try {
-      if (auto o = Node(env, n.name).overlay()) ns.programmed = o->peers;
+      ns.programmed = programmed(env, *c, n.name);
     } catch (const std::exception& e) {
       ns.error = e.what();
+    }
+    if (c->mode == Mode::native) {
+      try {
+        ns.bgp = Bird(fs::absolute(env.state_root) / n.name).sessions();
+      } catch (const std::exception& e) {
+        ns.bgp_error = e.what();
+      }
     }
     s.nodes.push_back(std::move(ns));
   }

@@ -118,6 +118,11 @@ void Node::route_del(const Ipv4Cidr& dst) {
 
 std::vector<RouteRecord> Node::routes() { return NodeTxn(*this).state().routes; }
 
+void Node::set_native(const std::optional<Ipv4Cidr>& cidr) {
+  NodeTxn txn(*this);
+  routes::set_native(txn, cidr);
+}
+
 void Node::tunnel_add(const TunnelPeerRecord& peer) {
   NodeTxn txn(*this);
   overlay::add(txn, peer);

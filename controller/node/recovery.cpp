@@ -74,6 +74,7 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   for (const auto& p : st.published) published.insert({uplink::proto_number(p.proto), p.port});
   std::set<std::pair<uint32_t, uint32_t>> routed;
   for (const auto& r : st.routes) routed.insert({static_cast<uint32_t>(r.dst.prefix), r.dst.network.be()});
+  if (st.native_cidr) routed.insert({static_cast<uint32_t>(st.native_cidr->prefix), st.native_cidr->network.be()});
   const auto [cidr_keys, port_keys] = policy_keys(st);
 
   size_t gone = 0;

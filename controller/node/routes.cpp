@@ -69,4 +69,20 @@ void del(NodeTxn& txn, const Ipv4Cidr& dst) {
   txn.commit();
 }
 
+void set_native(NodeTxn& txn, const std::optional<Ipv4Cidr>& cidr) {
+  NodeState& st = txn.state();
+  if (st.native_cidr == cidr) return;
+  if (cidr && !st.uplink)
+    throw Error(Errc::usage, "node '" + txn.node().name() + "' has no uplink to route " + cidr->str() + " through");
+  if (cidr && !cidr->contains(st.cidr.network))
+    throw Error(Errc::usage, "cluster CIDR " + cidr->str() + " does not hold the node's pool " + st.cidr.str());
+  txn.journal({.op = "native"});
+  if (DatapathMaps* maps = txn.maps_if_attached()) {
+    if (st.native_cidr) maps->delete_routed(*st.native_cidr);
+    if (cidr) maps->put_routed(*cidr);
+  }
+  st.native_cidr = cidr;
+  txn.commit();
+}
+
 }  // namespace ebpfnet::routes

@@ -7,5 +7,7 @@ namespace ebpfnet::routes {
 
 void add(NodeTxn& txn, const RouteRecord& r);
 void del(NodeTxn& txn, const Ipv4Cidr& dst);
+// The cluster CIDR routed natively (state native_cidr), in the routed map.
+void set_native(NodeTxn& txn, const std::optional<Ipv4Cidr>& cidr);
 
 }  // namespace ebpfnet::routes

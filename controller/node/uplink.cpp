@@ -96,6 +96,7 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
     for (const auto& e : st.endpoints)
       if (e.name == p.endpoint) maps.put_published({proto_number(p.proto), p.port, e.ip, p.target_port});
   for (const auto& r : st.routes) maps.put_routed(r.dst);
+  if (st.native_cidr) maps.put_routed(*st.native_cidr);
   cfg[EBPFNET_CFG_NAT_PORT_MIN] = kNatPortMin;
   cfg[EBPFNET_CFG_NAT_PORT_MAX] = kNatPortMax;
   cfg[EBPFNET_CFG_PUBLISHED] = st.published.size();

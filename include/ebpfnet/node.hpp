@@ -219,6 +219,9 @@ class Node {
   void route_add(const RouteRecord& r);
   void route_del(const Ipv4Cidr& dst);
   std::vector<RouteRecord> routes();
+  // Native routing: cidr (holding the node's pool) is reached through the
+  // node's routing table, never masqueraded; nullopt: none.
+  void set_native(const std::optional<Ipv4Cidr>& cidr);
   // The VXLAN overlay: another node's pool through the node's vxlan device
   // to that node's underlay address (the device is made with the first
   // peer and goes with the last).

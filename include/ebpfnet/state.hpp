@@ -169,6 +169,10 @@ struct NodeState {
   // none overlaps another.
   std::vector<Ipv4Cidr> prefilter;
   std::optional<OverlayRecord> overlay;  // none: no overlay device
+  // Native routing (cluster --mode native): the cluster CIDR, holding the
+  // node's pool, reached through the routes BIRD installs; never
+  // masqueraded, and delivered to endpoints when it arrives on the uplink.
+  std::optional<Ipv4Cidr> native_cidr;
   // The services live in their own table (ServiceTable) since schema 7;
   // a file of schema 6 or older held them here, and the transaction that
   // loads it moves them into the table. Never saved.

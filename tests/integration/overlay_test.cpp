@@ -267,7 +267,7 @@ TEST_F(Overlay, AnAbi4NodeIsUpgradedAndGetsTheOverlay) {
   }
   EXPECT_EQ(created, std::set<std::string>{"tunnel"}) << r.dump();
   EXPECT_TRUE(conn.echo()) << "the established connection survives the upgrade";
-  EXPECT_EQ(nlohmann::json::parse(test::read_file(state_file))["version"].get<int>(), 7);
+  EXPECT_EQ(nlohmann::json::parse(test::read_file(state_file))["version"].get<int>(), 10);
   connect();
   ProbeResult tcp = probe_tcp(ns(ea_), ns(eb_), eb_.ip, kPort);
   EXPECT_TRUE(tcp.ok) << tcp.error;

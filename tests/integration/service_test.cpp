@@ -335,7 +335,7 @@ TEST_F(ServiceNode, ServicesOfASchema6StateMoveIntoTheTable) {
   const json listed = cli_json(*sb_, {"service", "list"});
   const std::filesystem::path dir = sb_->env().state_root / sb_->name();
   json st = json::parse(test::read_file(dir / "state.json"));
-  ASSERT_EQ(st.at("version"), 7);
+  ASSERT_EQ(st.at("version"), 10);
   st["version"] = 6;
   st["services"] = json::array({{{"name", "api"}, {"id", 1}, {"proto", "tcp"}, {"vip", kVip.str()}, {"port", 80},
                                  {"node_port", 0}, {"affinity_s", 0},
@@ -348,7 +348,7 @@ TEST_F(ServiceNode, ServicesOfASchema6StateMoveIntoTheTable) {
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}), listed);
   EXPECT_TRUE(std::filesystem::exists(dir / "services.db"));
   const json now = json::parse(test::read_file(dir / "state.json"));
-  EXPECT_EQ(now.at("version"), 7);
+  EXPECT_EQ(now.at("version"), 10);
   EXPECT_FALSE(now.contains("services"));
   EXPECT_EQ(ask(Netns::open_named(c()), kVip, kVipPort), "w1 " + ip_of(c()));
   // The counters came along: the next service takes id 2, not 1 again.

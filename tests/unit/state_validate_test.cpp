@@ -130,7 +130,7 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.overlay->mtu, 1450u);
   ASSERT_EQ(s.overlay->peers.size(), 2u);
   EXPECT_EQ(s.overlay->peers[1].via.str(), "198.18.250.3");
-  EXPECT_EQ(read().at("version"), 7);
+  EXPECT_EQ(read().at("version"), 10);
   EXPECT_FALSE(read().contains("services"));
 }
 
@@ -303,18 +303,32 @@ TEST_F(StateFile, RefusesABadServiceOfVersion6) {
   expect_refused("service_counters", [](json& j) { j.erase("service_counters"); });
 }
 
+// Schema 10: native routing's cluster CIDR round-trips, and must hold the pool.
+TEST_F(StateFile, NativeCidrRoundTripsAndMustHoldThePool) {
+  {
+    NodeState s = store_.load();
+    EXPECT_FALSE(s.native_cidr);
+    s.native_cidr = *Ipv4Cidr::parse("10.240.0.0/16");
+    store_.save(s);
+  }
+  EXPECT_EQ(read().at("native_cidr"), "10.240.0.0/16");
+  EXPECT_EQ(store_.load().native_cidr->str(), "10.240.0.0/16");
+  expect_refused("native_cidr", [](json& j) { j["native_cidr"] = "10.250.0.0/16"; });
+  expect_refused("native_cidr", [](json& j) { j["native_cidr"] = "junk"; });
+}
+
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 8;
+  j["version"] = 11;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 8 state loaded";
+    FAIL() << "a version 11 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 8; this ebpfnet reads up to 7: upgrade ebpfnet");
+                                         ") has schema version 11; this ebpfnet reads up to 10: upgrade ebpfnet");
   }
 }
 
@@ -354,9 +368,10 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 7);
+  EXPECT_EQ(j.at("version"), 10);
   EXPECT_EQ(j.at("ct_size"), 262144);
   EXPECT_EQ(j.at("overlay"), nullptr);
+  EXPECT_EQ(j.at("native_cidr"), nullptr) << "native routing: none before schema 10";
   EXPECT_EQ(j.at("prefilter"), json::array());
   EXPECT_FALSE(j.contains("services"));
   EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));

@@ -21,6 +21,7 @@
 #include "cluster_cli.hpp"
 #include "output.hpp"
 #include "ebpfnet/cluster/agent.hpp"
+#include "ebpfnet/cluster/bgp_peers.hpp"
 #include "ebpfnet/cluster/overlay_peers.hpp"
 #include "ebpfnet/cluster/registry.hpp"
 #include "ebpfnet/error.hpp"
@@ -39,8 +40,8 @@ under a lease, takes a pool of the cluster CIDR, and watches its peers:
   ebpfnet cluster peers --etcd http://198.18.0.1:2379 --cluster lab -o json
 The agent of a sandbox node runs in that node's namespace (it enters it);
 otherwise in the namespace it is started in. Peers are logged, and with
---overlay programmed into the node's VXLAN overlay (docs/overlay.md); no
-native routes yet.
+--overlay programmed into the node's VXLAN overlay (docs/overlay.md), with
+--bgp announced and learnt over BGP by the node's BIRD (--mode native).
 A whole cluster on this machine, in sandbox namespaces (etcd, N nodes, agents):
   ebpfnet cluster create lab --nodes 3; ebpfnet cluster status lab; ebpfnet cluster delete lab
 See docs/cluster.md for the keys, leases and what happens when etcd is down.)";
@@ -95,6 +96,7 @@ struct Args {
   int pool_size = 24;
   int ttl = 5;
   bool overlay = false;
+  bool bgp = false;
 };
 
 // Runs the agent on a thread; the calling thread waits for SIGTERM/SIGINT.
@@ -213,6 +215,9 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
       ->capture_default_str();
   agent->add_flag("--overlay", a->overlay,
                   "program the node's VXLAN overlay from its peers (the node, --node, must be attached)");
+  agent->add_flag("--bgp", a->bgp,
+                  "native routing: run the node's BIRD (bird2) with its config rendered from the peers, "
+                  "announcing the pool over iBGP (needs --mode native and an attached node)");
   agent->callback([&ctx, &action, a] {
     action = [&ctx, a] {
       AgentOptions o;
@@ -236,6 +241,20 @@ void add_cluster_commands(CLI::App& app, Context& ctx, Action& action) {
       // which they are not under ip netns exec.
       std::optional<NetnsGuard> inside;
       if (auto sandbox = sandbox_netns(ctx)) inside.emplace(*sandbox);
+      if (a->bgp) {
+        if (o.mode != Mode::native) throw Error(Errc::usage, "--bgp routes natively: it needs --mode native");
+        if (a->overlay) throw Error(Errc::usage, "--bgp and --overlay: a node routes one way");
+        if (std::string why = Bird::missing(); !why.empty()) throw Error(Errc::environment, why);
+        Node node = ctx.open_node();
+        if (!node.status().prog)
+          throw Error(Errc::usage, "--bgp: node '" + node.name() + "' is not attached (ebpfnet --node " +
+                                       node.name() + " attach)");
+        // BIRD keeps the tag of a sandbox cluster's daemons, so the
+        // cluster's delete finds and stops it.
+        const char* tag = std::getenv("EBPFNET_DAEMON_OF");
+        BgpPeerConsumer bgp(node, ctx.env.state_root / node.name(), tag ? tag : "");
+        return run_agent(o, bgp);
+      }
       if (!a->overlay) {
         LoggingPeerConsumer log_peers;
         return run_agent(o, log_peers);

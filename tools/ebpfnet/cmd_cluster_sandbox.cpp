@@ -22,8 +22,11 @@ constexpr const char* kCreateHelp = R"(Makes a whole cluster on this machine, in
   NAME-1..N    ordinary sandbox nodes (node list, --node and every command work on
                them), attached, each with a pool of --cidr that etcd's registry gave
                it, and a `cluster agent --overlay` running in it (detached)
+With --mode native the uplinks share one segment instead (a bridge in NAME-ul,
+addresses /16), each agent runs `--bgp` and its node's BIRD (Debian's bird2)
+announces the pool over iBGP to every other node; no encapsulation.
 Nothing is routed to or from the machine's root namespace. When it returns,
-every node has a VXLAN tunnel to every other one:
+every node has a VXLAN tunnel (native: a route) to every other one:
   ebpfnet cluster create lab --nodes 3
   ebpfnet --node lab-1 endpoint add a; ebpfnet --node lab-2 endpoint add b
   ebpfnet ns exec a ping 10.244.1.2             # b's address, on another node
@@ -44,12 +47,21 @@ keeps its record and its peers never drop it: traffic does not stop.)";
 
 constexpr const char* kStatusHelp = R"(Per node: underlay address, pool, its record in etcd (lease and seconds left
 of it), its agent (PID, running or not), and the peers programmed in its
-overlay (pool via underlay address, with the node that owns it). etcd is
-asked from inside the underlay; when it does not answer the rest is shown.)";
+overlay (pool via underlay address, with the node that owns it); in native
+mode the routes to peers' pools in its table and its BIRD's BGP session to
+each peer (birdc show protocols). etcd is asked from inside the underlay;
+when it does not answer the rest is shown.)";
 
 std::string agent_str(const DaemonId& d, bool alive) {
   if (d.pid <= 0) return "not started";
   return "pid " + std::to_string(d.pid) + (alive ? " running" : " not running");
+}
+
+// The node a BGP protocol of BIRD's configuration is the session to.
+std::string session_peer(const SandboxStatus& s, const BgpSession& b) {
+  for (const auto& n : s.cluster.nodes)
+    if (bgp_protocol_name(n.name) == b.protocol) return n.name;
+  return b.protocol;
 }
 
 std::string owner_of(const SandboxStatus& s, const TunnelPeerRecord& t) {
@@ -77,6 +89,13 @@ nlohmann::json status_json(const SandboxStatus& s) {
                         {"agent", {{"pid", n.node.agent.pid}, {"alive", n.agent_alive}}},
                         {"peers", peers}};
     if (!n.error.empty()) j["error"] = n.error;
+    if (c.mode == Mode::native) {
+      nlohmann::json bgp = nlohmann::json::array();
+      for (const auto& b : n.bgp)
+        bgp.push_back({{"peer", session_peer(s, b)}, {"protocol", b.protocol}, {"state", b.state}, {"info", b.info}});
+      j["bgp"] = bgp;
+      if (!n.bgp_error.empty()) j["bgp_error"] = n.bgp_error;
+    }
     nodes.push_back(j);
   }
   nlohmann::json etcd = {{"url", c.etcd_url()}, {"netns", c.etcd_ns}, {"pid", c.etcd.pid}, {"alive", s.etcd_alive}};
@@ -105,8 +124,18 @@ void print_status(const SandboxStatus& s) {
     rows.push_back({n.node.name, n.node.underlay ? n.node.underlay->str() : "-", n.node.pool ? n.node.pool->str() : "-",
                     n.registered ? n.lease : "not registered", n.ttl_left >= 0 ? std::to_string(n.ttl_left) + " s" : "-",
                     agent_str(n.node.agent, n.agent_alive), peers.empty() ? "none" : peers});
+    if (c.mode == Mode::native) {
+      std::string bgp;
+      for (const auto& b : n.bgp)
+        bgp += (bgp.empty() ? "" : ", ") + session_peer(s, b) + " " + b.state + (b.info.empty() ? "" : " " + b.info);
+      if (!n.bgp_error.empty()) bgp = n.bgp_error;
+      rows.back().push_back(bgp.empty() ? "none" : bgp);
+    }
   }
-  print_table({"NODE", "UNDERLAY", "POOL", "LEASE", "TTL LEFT", "AGENT", "PEERS PROGRAMMED"}, rows);
+  std::vector<std::string> head = {"NODE", "UNDERLAY", "POOL", "LEASE", "TTL LEFT", "AGENT",
+                                   c.mode == Mode::native ? "ROUTES TO PEERS" : "PEERS PROGRAMMED"};
+  if (c.mode == Mode::native) head.push_back("BGP");
+  print_table(head, rows);
 }
 
 struct SandboxArgs {
@@ -177,7 +206,7 @@ void add_cluster_sandbox_commands(CLI::App* cl, Context& ctx, Action& action) {
                                    "sandbox: N nodes on an underlay, etcd and the agents, one command", kCreateHelp,
                                    create);
   made->add_option("--nodes", a->nodes, "how many nodes")->check(CLI::Range(1, kMaxSandboxNodes))->capture_default_str();
-  made->add_option("--mode", a->mode, "how nodes reach each other's pools (native: not built yet)")
+  made->add_option("--mode", a->mode, "how nodes reach each other's pools: vxlan (overlay) or native (BGP with BIRD)")
       ->check(CLI::IsMember({"vxlan", "native"}))
       ->capture_default_str();
   made->add_option("--cidr", a->cidr, "the cluster CIDR the pools are carved from")->type_name("CIDR")->capture_default_str();

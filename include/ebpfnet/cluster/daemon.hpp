@@ -44,6 +44,14 @@ bool daemon_alive(const DaemonId& d);
 // SIGTERM, then SIGKILL after grace; true when it is gone (or was already).
 bool stop_daemon(const DaemonId& d, std::chrono::milliseconds grace);
 
+struct ProgramRun {
+  int status = -1;     // its exit status; -1: ended by a signal
+  std::string output;  // stdout and stderr together (at most 1 MiB kept)
+};
+// Runs argv (argv[0] an absolute path) in this namespace to its end, stdin
+// /dev/null: for short tools (birdc, ip) that answer at once.
+ProgramRun run_program(const std::vector<std::string>& argv);
+
 // The absolute path of a program on PATH; "" when there is none.
 std::string find_program(const std::string& name);
 

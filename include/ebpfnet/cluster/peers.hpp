@@ -29,6 +29,12 @@ class PeerConsumer {
   // programs something makes it exactly this set, so that what a previous
   // agent programmed for peers that left while none ran goes too.
   virtual void reconciled(const std::map<std::string, NodeRecord>& peers) { (void)peers; }
+  // This node is in the cluster (its record, the cluster's configuration),
+  // before the first list; again after a re-registration.
+  virtual void joined(const NodeRecord& self, const ClusterConfig& config) {
+    (void)self;
+    (void)config;
+  }
 };
 
 // Programs nothing yet: logs each change (info) through the project's logger.

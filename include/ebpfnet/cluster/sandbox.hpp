@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "ebpfnet/cluster/bird.hpp"
 #include "ebpfnet/cluster/sandbox_store.hpp"
 #include "ebpfnet/node.hpp"
 
@@ -51,7 +52,10 @@ struct SandboxNodeStatus {
   bool registered = false;   // its record is in etcd
   std::string lease;         // hex, as etcd shows it
   int64_t ttl_left = -1;     // seconds; -1 unknown or gone
-  std::vector<TunnelPeerRecord> programmed;  // its overlay's peers
+  // Its overlay's peers (vxlan), or its table's routes to peers' pools (native).
+  std::vector<TunnelPeerRecord> programmed;
+  std::vector<BgpSession> bgp;  // native: its BIRD's sessions
+  std::string bgp_error;        // native: BIRD did not answer
   std::string error;         // what could not be read about it
 };
 
