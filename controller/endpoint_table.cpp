@@ -58,13 +58,6 @@ std::vector<EndpointRecord> EndpointTable::all() {
   return out;
 }
 
-std::optional<EndpointRecord> EndpointTable::at_ip(Ipv4 ip) {
-  if (!db_->open()) return std::nullopt;
-  Statement q = db_->prepare("SELECT name, record FROM endpoints WHERE ip = ?");
-  q.bind(1, static_cast<int64_t>(ip.host()));
-  return one(q);
-}
-
 std::optional<EndpointRecord> EndpointTable::of_container(std::string_view container_id, std::string_view ifname) {
   if (!db_->open() || container_id.empty()) return std::nullopt;
   Statement q = db_->prepare("SELECT name, record FROM endpoints WHERE container_id = ? AND ifname = ? LIMIT 1");

@@ -34,7 +34,6 @@ class EndpointTable {
   void for_each(const std::function<void(const EndpointRecord&)>& fn);
   // Every endpoint at once: for what needs them all together.
   std::vector<EndpointRecord> all();
-  std::optional<EndpointRecord> at_ip(Ipv4 ip);
   // The endpoint a CNI runtime added for (container_id, ifname).
   std::optional<EndpointRecord> of_container(std::string_view container_id, std::string_view ifname);
   // Names of the endpoints in the namespace of that cookie.

@@ -61,8 +61,6 @@ TEST_F(EndpointTableTest, KeepsWhatWasCommittedInOrder) {
   EXPECT_EQ(web->policy_ids.first_class[1], 3u);
   EXPECT_FALSE(t.get("nope"));
   EXPECT_TRUE(t.contains("db"));
-  EXPECT_EQ(t.at_ip(*Ipv4::parse("10.240.0.3"))->name, "db");
-  EXPECT_FALSE(t.at_ip(*Ipv4::parse("10.240.0.9")));
   EXPECT_EQ(t.of_container("c1", "eth0")->name, "web");
   EXPECT_FALSE(t.of_container("c1", "eth1"));
   EXPECT_FALSE(t.of_container("", "eth0")) << "endpoints without a container are no runtime's";
