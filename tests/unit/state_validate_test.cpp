@@ -450,7 +450,7 @@ TEST(StateMigration, Version2LoadsWithAnEmptyPrefilter) {
   store.save(store.load());  // now the current version
   json v2 = json::parse(test::read_file(store.dir() / "state.json"));
   v2["version"] = 2;
-  v2["endpoints"] = json::parse(kVersion1)["endpoints"];
+  v2["endpoints"] = json::array();
   v2.erase("prefilter");
   v2["uplink"].erase("xdp_mode");
   std::ofstream(store.dir() / "state.json") << v2.dump();
