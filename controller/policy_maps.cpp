@@ -20,10 +20,9 @@ void erase(DatapathMaps& maps, const CompiledSet& c) {
 
 }  // namespace
 
-PeerResolver endpoint_resolver(const NodeState& st) {
-  return [&st](std::string_view name) -> std::optional<Ipv4> {
-    for (const auto& e : st.endpoints)
-      if (e.name == name) return e.ip;
+PeerResolver endpoint_resolver(EndpointTable& table) {
+  return [&table](std::string_view name) -> std::optional<Ipv4> {
+    if (auto e = table.get(name)) return e->ip;
     return std::nullopt;
   };
 }

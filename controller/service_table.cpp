@@ -1,7 +1,5 @@
 #include "ebpfnet/service_table.hpp"
 
-#include <sqlite3.h>
-
 #include <nlohmann/json.hpp>
 
 #include "ebpfnet/error.hpp"
@@ -90,154 +88,13 @@ std::string node_port_key(uint16_t port, std::string_view proto) {
   return std::to_string(port) + "/" + std::string(proto);
 }
 
-// Version 1 of the table's layout (user_version): a later change migrates.
-constexpr int kTableVersion = 1;
-
-constexpr const char* kSchema = R"(
-CREATE TABLE IF NOT EXISTS services(
-  name TEXT PRIMARY KEY,
-  id INTEGER NOT NULL UNIQUE,
-  vip_key TEXT UNIQUE,
-  node_port_key TEXT UNIQUE,
-  keys INTEGER NOT NULL,
-  backends INTEGER NOT NULL,
-  record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS backends(
-  endpoint TEXT NOT NULL,
-  service TEXT NOT NULL,
-  PRIMARY KEY(endpoint, service)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters(
-  name TEXT PRIMARY KEY,
-  next INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS totals(
-  name TEXT PRIMARY KEY,
-  n INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO totals(name, n) VALUES ('services', 0), ('keys', 0), ('backends', 0);
-)";
-
 }  // namespace
-
-// A prepared statement, finalized when it goes; errors name the table's file.
-class ServiceTable::Statement {
- public:
-  Statement(sqlite3* db, const char* sql, const std::filesystem::path& file) : db_(db), file_(file) {
-    if (sqlite3_prepare_v2(db, sql, -1, &q_, nullptr) != SQLITE_OK) fail("preparing a query");
-  }
-  ~Statement() { sqlite3_finalize(q_); }
-  Statement(const Statement&) = delete;
-
-  Statement& bind(int i, std::string_view s) {
-    check(sqlite3_bind_text(q_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT));
-    return *this;
-  }
-  Statement& bind(int i, int64_t n) {
-    check(sqlite3_bind_int64(q_, i, n));
-    return *this;
-  }
-  Statement& bind_null(int i) {
-    check(sqlite3_bind_null(q_, i));
-    return *this;
-  }
-  // true: a row is there to read.
-  bool step() {
-    const int rc = sqlite3_step(q_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail("reading or writing");
-  }
-  // Runs it to the end and makes it ready to run again with new values.
-  void run() {
-    while (step()) {
-    }
-    sqlite3_reset(q_);
-  }
-  std::string text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(q_, col));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(q_, col))) : std::string();
-  }
-  int64_t integer(int col) const { return sqlite3_column_int64(q_, col); }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    const int rc = sqlite3_extended_errcode(db_);
-    throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? Errc::exists : Errc::failed,
-                "services table " + file_.string() + ": " + what + ": " + sqlite3_errmsg(db_));
-  }
-
- private:
-  void check(int rc) const {
-    if (rc != SQLITE_OK) fail("binding a value");
-  }
-  sqlite3* db_;
-  const std::filesystem::path& file_;
-  sqlite3_stmt* q_ = nullptr;
-};
-
-ServiceTable::ServiceTable(const std::filesystem::path& file, Mode mode) : file_(file) {
-  if (mode == Mode::read && !std::filesystem::exists(file_)) return;
-  const int flags = mode == Mode::write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
-  if (sqlite3_open_v2(file_.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw Error(Errc::failed, "opening services table " + file_.string() + ": " + why);
-  }
-  // Readers (monitor, metrics) may look while an operation writes: they
-  // wait for the writer's commit rather than fail.
-  sqlite3_busy_timeout(db_, 5000);
-  if (mode == Mode::read) return;
-  // WAL: a commit is one append and one fsync (FULL), not a rewrite. The
-  // last close folds it into the file and removes it (SQLite's default):
-  // the next process to open rebuilds its index by reading the whole WAL,
-  // which left to grow cost ~10 ms beside 10,000 services.
-  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-  Statement v(db_, "PRAGMA user_version", file_);
-  const int version = v.step() ? static_cast<int>(v.integer(0)) : 0;
-  if (version > kTableVersion)
-    throw Error(Errc::failed, "services table " + file_.string() + " has layout version " + std::to_string(version) +
-                                  "; this ebpfnet reads up to " + std::to_string(kTableVersion) + ": upgrade ebpfnet");
-  if (version < kTableVersion) {
-    exec("BEGIN IMMEDIATE");
-    exec(kSchema);
-    exec(("PRAGMA user_version=" + std::to_string(kTableVersion)).c_str());
-    exec("COMMIT");
-  }
-}
-
-ServiceTable::~ServiceTable() {
-  if (!db_) return;
-  if (writing_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(db_);
-}
-
-ServiceTable::Statement ServiceTable::prepare(const char* sql) { return Statement(db_, sql, file_); }
-
-void ServiceTable::exec(const char* sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    const std::string why = msg ? msg : sqlite3_errmsg(db_);
-    sqlite3_free(msg);
-    throw Error(Errc::failed, "services table " + file_.string() + ": " + why);
-  }
-}
-
-void ServiceTable::begin_write() {
-  if (!db_) throw Error(Errc::failed, "services table " + file_.string() + " is open for reading only");
-  if (writing_) return;
-  exec("BEGIN IMMEDIATE");
-  writing_ = true;
-}
-
-void ServiceTable::commit() {
-  if (!writing_) return;
-  exec("COMMIT");
-  writing_ = false;
-}
 
 std::vector<ServiceRecord> ServiceTable::records(Statement& q) {
   std::vector<ServiceRecord> out;
   while (q.step()) {
     const std::string name = q.text(0);
-    const std::string at = "services table " + file_.string() + ": service '" + printable(name) + "': ";
+    const std::string at = "services table " + db_->file().string() + ": service '" + printable(name) + "': ";
     try {
       const json j = json::parse(q.text(1));
       ServiceRecord v = service_from(Fields(j, ""));
@@ -254,7 +111,7 @@ std::vector<ServiceRecord> ServiceTable::records(Statement& q) {
 }
 
 std::optional<ServiceRecord> ServiceTable::get(std::string_view name) {
-  if (!db_) return std::nullopt;
+  if (!db_->open()) return std::nullopt;
   Statement q = prepare("SELECT name, record FROM services WHERE name = ?");
   q.bind(1, name);
   auto found = records(q);
@@ -263,20 +120,20 @@ std::optional<ServiceRecord> ServiceTable::get(std::string_view name) {
 }
 
 std::vector<ServiceRecord> ServiceTable::all() {
-  if (!db_) return {};
+  if (!db_->open()) return {};
   Statement q = prepare("SELECT name, record FROM services ORDER BY id");
   return records(q);
 }
 
 std::optional<std::string> ServiceTable::at_vip(Ipv4 vip, uint16_t port, std::string_view proto) {
-  if (!db_) return std::nullopt;
+  if (!db_->open()) return std::nullopt;
   Statement q = prepare("SELECT name FROM services WHERE vip_key = ?");
   q.bind(1, vip_key(vip, port, proto));
   return q.step() ? std::optional(q.text(0)) : std::nullopt;
 }
 
 std::optional<std::string> ServiceTable::at_node_port(uint16_t port, std::string_view proto) {
-  if (!db_) return std::nullopt;
+  if (!db_->open()) return std::nullopt;
   Statement q = prepare("SELECT name FROM services WHERE node_port_key = ?");
   q.bind(1, node_port_key(port, proto));
   return q.step() ? std::optional(q.text(0)) : std::nullopt;
@@ -284,7 +141,7 @@ std::optional<std::string> ServiceTable::at_node_port(uint16_t port, std::string
 
 std::vector<ServiceRecord> ServiceTable::with_backends_on(const std::set<std::string>& endpoints) {
   std::vector<ServiceRecord> out;
-  if (!db_) return out;
+  if (!db_->open()) return out;
   std::set<std::string> seen;
   for (const auto& e : endpoints) {
     Statement q = prepare(
@@ -299,7 +156,7 @@ std::vector<ServiceRecord> ServiceTable::with_backends_on(const std::set<std::st
 // Totals are kept by put and erase, not counted: a count reads every row,
 // and an operation beside 10,000 services must read only its own.
 size_t ServiceTable::total(const char* name) {
-  if (!db_) return 0;
+  if (!db_->open()) return 0;
   Statement q = prepare("SELECT n FROM totals WHERE name = ?");
   q.bind(1, name);
   return q.step() ? static_cast<size_t>(q.integer(0)) : 0;
@@ -317,20 +174,20 @@ size_t ServiceTable::key_count() { return total("keys"); }
 size_t ServiceTable::backend_count() { return total("backends"); }
 
 bool ServiceTable::any_vip() {
-  if (!db_) return false;
+  if (!db_->open()) return false;
   Statement q = prepare("SELECT 1 FROM services WHERE vip_key IS NOT NULL LIMIT 1");
   return q.step();
 }
 
 ServiceIdCounters ServiceTable::counters() {
   ServiceIdCounters c;
-  if (!db_) return c;
+  if (!db_->open()) return c;
   Statement q = prepare("SELECT name, next FROM counters");
   while (q.step()) {
     const std::string name = q.text(0);
     const int64_t next = q.integer(1);
     if (next < 1 || next > UINT32_MAX)
-      throw Error(Errc::failed, "services table " + file_.string() + ": counter " + printable(name) + ": " +
+      throw Error(Errc::failed, "services table " + db_->file().string() + ": counter " + printable(name) + ": " +
                                     std::to_string(next) + " is not an id");
     if (name == "service") c.next_service = static_cast<uint32_t>(next);
     if (name == "backend") c.next_backend = static_cast<uint32_t>(next);
@@ -339,13 +196,13 @@ ServiceIdCounters ServiceTable::counters() {
 }
 
 void ServiceTable::set_counters(const ServiceIdCounters& c) {
-  begin_write();
+  db_->begin_write();
   Statement q = prepare("INSERT OR REPLACE INTO counters(name, next) VALUES ('service', ?), ('backend', ?)");
   q.bind(1, static_cast<int64_t>(c.next_service)).bind(2, static_cast<int64_t>(c.next_backend)).run();
 }
 
 void ServiceTable::put(const ServiceRecord& v) {
-  begin_write();
+  db_->begin_write();
   erase(v.name);
   Statement q = prepare(
       "INSERT INTO services(name, id, vip_key, node_port_key, keys, backends, record) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -366,7 +223,7 @@ void ServiceTable::put(const ServiceRecord& v) {
 }
 
 void ServiceTable::erase(std::string_view name) {
-  begin_write();
+  db_->begin_write();
   int64_t keys = 0, backends = 0;
   {
     Statement q = prepare("SELECT keys, backends FROM services WHERE name = ?");
@@ -381,8 +238,8 @@ void ServiceTable::erase(std::string_view name) {
 }
 
 void ServiceTable::replace_all(const std::vector<ServiceRecord>& services, const ServiceIdCounters& c) {
-  begin_write();
-  exec("DELETE FROM services; DELETE FROM backends; UPDATE totals SET n = 0;");
+  db_->begin_write();
+  db_->exec("DELETE FROM services; DELETE FROM backends; UPDATE totals SET n = 0;");
   for (const auto& v : services) put(v);
   set_counters(c);
 }

@@ -17,6 +17,7 @@
 
 #include "ebpfnet/error.hpp"
 #include "json_fields.hpp"
+#include "endpoint_json.hpp"
 #include "service_json.hpp"
 
 namespace ebpfnet {
@@ -46,24 +47,12 @@ void set_ct_timeout(CtTimeouts& t, std::string_view spec) {
   *field = v;
 }
 
-size_t NodeState::policed_endpoints() const {
-  size_t n = 0;
-  for (const auto& e : endpoints) n += e.policy.has_value();
-  return n;
-}
-
-EndpointRecord* NodeState::find(std::string_view endpoint) {
-  for (auto& e : endpoints)
-    if (e.name == endpoint) return &e;
-  return nullptr;
-}
-
 namespace {
 
 // The schema save() writes. A change that an older file does not satisfy
 // (a new required field, a field that changes meaning) bumps it and appends
 // a migration to kMigrations.
-constexpr int kStateVersion = 10;
+constexpr int kStateVersion = 9;
 
 // ---- Writing
 
@@ -100,8 +89,6 @@ json to_json(const PublishRecord& p) {
 }
 
 json to_json(const NodeState& s) {
-  json eps = json::array();
-  for (const auto& e : s.endpoints) eps.push_back(to_json(e));
   json pubs = json::array();
   for (const auto& p : s.published)
     pubs.push_back(to_json(p));
@@ -127,7 +114,6 @@ json to_json(const NodeState& s) {
           {"last_allocated", s.last_allocated.str()},
           {"attached", s.attached},
           {"tc_mode", s.tc_mode ? json(to_string(*s.tc_mode)) : json(nullptr)},
-          {"endpoints", eps},
           {"uplink", s.uplink ? json{{"ifname", s.uplink->ifname},
                                      {"outside", s.uplink->outside},
                                      {"tc_mode", to_string(s.uplink->tc_mode)},
@@ -222,21 +208,21 @@ json v5_to_v6(json j) {
 // loading transaction to move there; save() no longer writes them.
 json v6_to_v7(json j) { return j; }
 
-// Versions 8 and 9 belong to changes on other branches (IPv6, endpoints in
-// the node's table); until they are merged their steps change nothing.
+// Version 8: the endpoints move to their own table in the same database. A
+// file of an older version keeps its "endpoints" for the loading
+// transaction to move there; save() no longer writes them.
 json v7_to_v8(json j) { return j; }
-json v8_to_v9(json j) { return j; }
 
-// Version 10: native routing's cluster CIDR (none before).
-json v9_to_v10(json j) {
+// Version 9: native routing's cluster CIDR (none before).
+json v8_to_v9(json j) {
   if (!j.contains("native_cidr")) j["native_cidr"] = nullptr;
   return j;
 }
 
 // kMigrations[v - 1] turns version v into version v + 1.
 using Migration = json (*)(json);
-const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6,
-                                                           v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10};
+const std::array<Migration, kStateVersion - 1> kMigrations{v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5,
+                                                           v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9};
 
 json migrate(json j, int version) {
   if (version < 1)
@@ -306,7 +292,10 @@ NodeState state_from(const json& j, int version) {
   s.last_allocated = f.ip("last_allocated");
   s.attached = f.flag("attached");
   if (!f.null("tc_mode")) s.tc_mode = f.mode("tc_mode");
-  for (const Fields& e : f.list("endpoints")) s.endpoints.push_back(endpoint_from(e));
+  if (version < 8) {
+    s.legacy_endpoints.emplace();
+    for (const Fields& e : f.list("endpoints")) s.legacy_endpoints->push_back(endpoint_from(e));
+  }
   if (!f.null("uplink")) {
     Fields u = f.object("uplink");
     s.uplink = UplinkRecord{u.str("ifname"), u.str("outside"), u.mode("tc_mode"), u.flag("outside_owned")};
@@ -488,6 +477,11 @@ std::string no_node(const std::string& node, const fs::path& dir) {
 }
 
 }  // namespace
+
+// An endpoint's record: a row of the endpoint table, an element of
+// "endpoints" in state files of schema 7 and older, and of a journal.
+json endpoint_to_json(const EndpointRecord& e) { return to_json(e); }
+EndpointRecord endpoint_from_json(const json& j) { return endpoint_from(Fields(j, "")); }
 
 StateStore::StateStore(fs::path root, std::string node) : dir_(std::move(root) / node), node_(std::move(node)) {}
 

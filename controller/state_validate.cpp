@@ -73,25 +73,41 @@ void validate_endpoint_names(const EndpointRecord& e, const std::string& at) {
   check(at + "host_ifname", [&] { validate_ifname(e.host_ifname); });
 }
 
-void validate_endpoints(const NodeState& s) {
+// What a row of the endpoint table must be on its own.
+void validate_one_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at) {
+  validate_endpoint_names(e, at);
+  // What Ipam hands out: inside the pool, above the gateway, below broadcast.
+  if (!pool.contains(e.ip) || e.ip <= pool.first_host() || e.ip > pool.last_host())
+    refuse(at + "ip", e.ip.str() + " is not an endpoint address of the pool " + pool.str() +
+                          " (outside it, or its network, gateway or broadcast address)");
+  if (e.host_ifindex < 1)
+    refuse(at + "host_ifindex", std::to_string(e.host_ifindex) + " is not an interface index");
+}
+
+// The endpoints a state file of schema 7 or older held, before they move to
+// the endpoint table: each checked as a row is, and across them what the
+// table's constraints keep unique.
+void validate_legacy_endpoints(const NodeState& s) {
+  if (!s.legacy_endpoints) return;
   Distinct<std::string> names, host_ifnames;
   Distinct<Ipv4> ips;
   Distinct<int> ifindexes;
-  for (size_t i = 0; i < s.endpoints.size(); ++i) {
-    const EndpointRecord& e = s.endpoints[i];
+  for (size_t i = 0; i < s.legacy_endpoints->size(); ++i) {
+    const EndpointRecord& e = (*s.legacy_endpoints)[i];
     const std::string at = item("endpoints", i);
-    validate_endpoint_names(e, at);
-    // What Ipam hands out: inside the pool, above the gateway, below broadcast.
-    if (!s.cidr.contains(e.ip) || e.ip <= s.gateway() || e.ip > s.cidr.last_host())
-      refuse(at + "ip", e.ip.str() + " is not an endpoint address of the pool " + s.cidr.str() +
-                            " (outside it, or its network, gateway or broadcast address)");
-    if (e.host_ifindex < 1)
-      refuse(at + "host_ifindex", std::to_string(e.host_ifindex) + " is not an interface index");
+    validate_one_endpoint(e, s.cidr, at);
     names.add(e.name, at + "name", "'" + e.name + "'");
     ips.add(e.ip, at + "ip", e.ip.str());
     host_ifnames.add(e.host_ifname, at + "host_ifname", "'" + e.host_ifname + "'");
     ifindexes.add(e.host_ifindex, at + "host_ifindex", std::to_string(e.host_ifindex));
   }
+}
+
+// Whether a legacy state's endpoints name it; a state of schema 8 names its
+// endpoints in the table, which the loading transaction asks.
+bool legacy_endpoint_missing(const NodeState& s, const std::string& name) {
+  return s.legacy_endpoints && std::none_of(s.legacy_endpoints->begin(), s.legacy_endpoints->end(),
+                                            [&](const EndpointRecord& e) { return e.name == name; });
 }
 
 void validate_published(const NodeState& s) {
@@ -103,8 +119,7 @@ void validate_published(const NodeState& s) {
       refuse(at + "proto", "'" + printable(p.proto) + "' is not tcp or udp");
     if (p.port == 0) refuse(at + "port", "0 is not a port");
     if (p.target_port == 0) refuse(at + "target_port", "0 is not a port");
-    if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
-                     [&](const EndpointRecord& e) { return e.name == p.endpoint; }))
+    if (legacy_endpoint_missing(s, p.endpoint))
       refuse(at + "endpoint", "'" + printable(p.endpoint) + "' is not an endpoint of this node");
     ports.add({p.proto, p.port}, at + "port", p.proto + " port " + std::to_string(p.port));
   }
@@ -213,8 +228,7 @@ void validate_legacy_services(const NodeState& s) {
       const std::string bat = at + item("backends", k);
       handed_out(bat + "id", b.id, counters.next_backend);
       backend_ids.add(b.id, bat + "id", std::to_string(b.id));
-      if (std::none_of(s.endpoints.begin(), s.endpoints.end(),
-                       [&](const EndpointRecord& e) { return e.name == b.endpoint; }))
+      if (legacy_endpoint_missing(s, b.endpoint))
         refuse(bat + "endpoint", "'" + printable(b.endpoint) + "' is not an endpoint of this node");
     }
   }
@@ -231,7 +245,7 @@ void validate_state(const NodeState& s, std::string_view node) {
     refuse("cidr", "pool " + s.cidr.str() + " is not between /8 and /30");
   if (s.last_allocated != Ipv4() && !s.cidr.contains(s.last_allocated))
     refuse("last_allocated", s.last_allocated.str() + " is outside the pool " + s.cidr.str());
-  validate_endpoints(s);
+  validate_legacy_endpoints(s);
   if (s.uplink) {
     check("uplink.ifname", [&] { validate_ifname(s.uplink->ifname); });
     if (!s.uplink->outside.empty()) check("uplink.outside", [&] { validate_name("netns", s.uplink->outside); });
@@ -251,6 +265,10 @@ void validate_state(const NodeState& s, std::string_view node) {
   for (const auto& [name, seconds] : timeouts)
     if (seconds == 0) refuse(std::string("ct_timeouts.") + name, "0 seconds is not a timeout");
   if (s.ct_size == 0) refuse("ct_size", "a conntrack table of 0 entries holds no flow");
+}
+
+void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at) {
+  validate_one_endpoint(e, pool, at);
 }
 
 void validate_journal(const Journal& j) {

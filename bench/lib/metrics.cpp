@@ -57,7 +57,7 @@ const std::vector<MetricDef>& metric_defs() {
       {"scale_del_per_ep_ms", "scale", "delete, per endpoint, rows of N", "ms", false},
       {"scale_cli_peak_rss_mib", "scale", "peak RSS of any ebpfnet command", "MiB", false},
       {"scale_kmem_per_ep_kib", "scale", "kernel memory per endpoint (Slab+Percpu)", "KiB", false},
-      {"scale_state_per_ep_kib", "scale", "state file per endpoint", "KiB", false},
+      {"scale_state_per_ep_kib", "scale", "state on disk per endpoint (state file, endpoint table)", "KiB", false},
       {"scale_map_entries_per_ep_kib", "scale", "map entries per endpoint (keys, values)", "KiB", false},
       {"scale_own_mem_pct_of_kernel", "scale", "ebpfnet's own memory per endpoint / the kernel's", "%", false},
       {"svc_crr_cps", "services", "TCP connection rate to one service, N services present", "connections/s", true},

@@ -41,7 +41,15 @@ class ScaleNode {
     return argv;
   }
   std::string ep(int i) const { return name_ + "-" + std::to_string(i); }
-  fs::path state_file() const { return env_.state_root / name_ / "state.json"; }
+  // What the node keeps on disk: its state file and its database (the
+  // endpoint and service tables), with a WAL a command left unfolded.
+  double state_kib() const {
+    const fs::path dir = env_.state_root / name_;
+    double bytes = 0;
+    for (const char* f : {"state.json", "services.db", "services.db-wal"})
+      if (fs::exists(dir / f)) bytes += static_cast<double>(fs::file_size(dir / f));
+    return bytes / 1024;
+  }
 
  private:
   Env env_;
@@ -132,7 +140,7 @@ void run_scale(const ScaleConfig& cfg, const std::function<void(const ScaleSampl
     emit({"scale_pairs_ok_pct", 100.0 * ok / cfg.pairs});
   }
 
-  const double state_kib = static_cast<double>(fs::file_size(sn.state_file())) / 1024;
+  const double state_kib = sn.state_kib();
   const double entry_kib = map_entry_bytes(maps) / 1024;
   emit({"scale_state_per_ep_kib", state_kib / n});
   emit({"scale_map_entries_per_ep_kib", entry_kib});

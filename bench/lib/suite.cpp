@@ -280,7 +280,7 @@ class Run {
     fs::create_directories(c.state_dir);
     note("scale: " + std::to_string(c.endpoints) + " endpoints added and deleted by the command line in "
          "rows of " + std::to_string(c.row) + "; the peak RSS is the largest of every command's; "
-         "ebpfnet's own memory per endpoint is its state file's share plus the keys and values of its "
+         "ebpfnet's own memory per endpoint is its share of the state on disk (state file, endpoint table) plus the keys and values of its "
          "endpoint map entries (the maps themselves are preallocated: see cp_bpfmem_total_kib).");
     try {
       run_scale(

@@ -10,7 +10,18 @@
 namespace ebpfnet::apply {
 namespace {
 
-PeerResolver resolver_of(const std::optional<NodeState>& st) {
+// The node's state and endpoints; nullopt when it does not exist.
+std::optional<CurrentNode> current(const Env& env, const std::string& name) {
+  Node n(env, name);
+  auto st = n.load_state();
+  if (!st) return std::nullopt;
+  CurrentNode c;
+  static_cast<NodeState&>(c) = std::move(*st);
+  c.endpoints = n.endpoint_records();
+  return c;
+}
+
+PeerResolver resolver_of(const std::optional<CurrentNode>& st) {
   return [&st](std::string_view name) -> std::optional<Ipv4> {
     if (st)
       for (const auto& e : st->endpoints)
@@ -48,10 +59,10 @@ Policy resolve_again(Policy p, const PeerResolver& resolve) {
 
 Plan plan_file(const Env& env, std::string_view text, const std::string& source,
                const std::optional<std::string>& node) {
-  std::optional<NodeState> have;
+  std::optional<CurrentNode> have;
   bool loaded = false;
   NodeSpec want = parse_node_yaml(text, source, [&](const std::string& name) {
-    have = Node(env, name).load_state();
+    have = current(env, name);
     loaded = true;
     return resolver_of(have);
   });
@@ -59,14 +70,16 @@ Plan plan_file(const Env& env, std::string_view text, const std::string& source,
     throw Error(Errc::usage, source + ":" + std::to_string(want.node_line) + ": the file describes node " +
                                  want.node + ", not " + *node + " (--node)");
   // Parsing reads the node only for a file with policies.
-  if (!loaded) have = Node(env, want.node).load_state();
+  if (!loaded) have = current(env, want.node);
   DatapathFacts dp;
   std::vector<ServiceRecord> services;
   if (have) {
     Node n(env, want.node);
     NodeStatus s = n.status();
     dp = facts_of(s);
-    have = std::move(s.state);
+    static_cast<NodeState&>(*have) = std::move(s.state);
+    have->endpoints.clear();
+    for (auto& v : s.endpoints) have->endpoints.push_back(std::move(v.rec));
     for (auto& v : n.services()) services.push_back(std::move(v.record));
   }
   return make_plan(want, have, dp, services);

@@ -118,7 +118,7 @@ void plan_conntrack(const NodeSpec& want, const NodeState& have, Plan& plan, Att
 }
 
 // Node, uplink, datapath and conntrack: what attach (or create) does.
-void plan_node(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp, Plan& plan) {
+void plan_node(const NodeSpec& want, const std::optional<CurrentNode>& have, const DatapathFacts& dp, Plan& plan) {
   AttachOptions opts;
   bool attach = false;
   if (!have) {
@@ -232,7 +232,7 @@ void plan_routes(const NodeSpec& want, const NodeState* have, Plan& plan) {
   }
 }
 
-void plan_policies(const NodeSpec& want, const NodeState* have, Plan& plan) {
+void plan_policies(const NodeSpec& want, const CurrentNode* have, Plan& plan) {
   auto wanted = [&](const std::string& e) {
     return std::find_if(want.policies.begin(), want.policies.end(), [&](const PolicySpec& p) { return p.endpoint == e; });
   };
@@ -326,7 +326,7 @@ void plan_services(const NodeSpec& want, const std::vector<ServiceRecord>& held,
 
 // Published ports and policies are about endpoints the node has; apply
 // does not make endpoints (runtimes and `endpoint add` do).
-void check_endpoints(const NodeSpec& want, const NodeState* have) {
+void check_endpoints(const NodeSpec& want, const CurrentNode* have) {
   auto known = [&](const std::string& name) {
     return have && std::any_of(have->endpoints.begin(), have->endpoints.end(),
                                [&](const EndpointRecord& e) { return e.name == name; });
@@ -343,13 +343,13 @@ void check_endpoints(const NodeSpec& want, const NodeState* have) {
 
 char symbol(Change::Op op) { return op == Op::add ? '+' : op == Op::remove ? '-' : '~'; }
 
-Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp,
+Plan make_plan(const NodeSpec& want, const std::optional<CurrentNode>& have, const DatapathFacts& dp,
                const std::vector<ServiceRecord>& services) {
   check_endpoints(want, have ? &*have : nullptr);
   Plan plan;
   plan.node = want.node;
   plan_node(want, have, dp, plan);
-  const NodeState* st = have ? &*have : nullptr;
+  const CurrentNode* st = have ? &*have : nullptr;
   plan_published(want, st, plan);
   plan_routes(want, st, plan);
   plan_policies(want, st, plan);

@@ -1,3 +1,4 @@
+#include "ebpfnet/endpoint_table.hpp"
 #include "ebpfnet/metrics/snapshot.hpp"
 
 #include <bpf/bpf.h>
@@ -18,17 +19,30 @@ bool countable(uint32_t type) {
          type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_LPM_TRIE;
 }
 
-void read_state(const NodeState& st, NodeSnapshot& s) {
-  s.endpoints = st.endpoints.size();
+// The node's endpoints one at a time: from its table, or from a state file
+// of schema 7 or older that no command has moved into the table yet.
+// Read without the node's lock, like the rest: a snapshot, not a transaction.
+void each_endpoint(const Env& env, const NodeState& st, const std::function<void(const EndpointRecord&)>& fn) {
+  if (st.legacy_endpoints) {
+    for (const auto& e : *st.legacy_endpoints) fn(e);
+    return;
+  }
+  const StateStore store(env.state_root, st.name);
+  EndpointTable(std::make_shared<NodeDb>(store.checked_path("services.db"), NodeDb::Mode::read), st.cidr)
+      .for_each(fn);
+}
+
+void read_state(const Env& env, const NodeState& st, NodeSnapshot& s) {
   s.published = st.published.size();
   s.routes = st.routes.size();
-  s.policed_endpoints = st.policed_endpoints();
   for (const auto& c : st.prefilter) ++(c.prefix == 32 ? s.prefilter_addresses : s.prefilter_prefixes);
-  for (const auto& e : st.endpoints)
-    if (e.policy) {
-      s.policy_rules[EBPFNET_INGRESS] += e.policy->ingress.rules.size();
-      s.policy_rules[EBPFNET_EGRESS] += e.policy->egress.rules.size();
-    }
+  each_endpoint(env, st, [&](const EndpointRecord& e) {
+    ++s.endpoints;
+    if (!e.policy) return;
+    ++s.policed_endpoints;
+    s.policy_rules[EBPFNET_INGRESS] += e.policy->ingress.rules.size();
+    s.policy_rules[EBPFNET_EGRESS] += e.policy->egress.rules.size();
+  });
 }
 
 // Programs are read by their pins alone: a datapath of another ABI may lack
@@ -58,9 +72,9 @@ size_t proto_slot(uint8_t proto) {
   return proto == IPPROTO_TCP ? 0 : proto == IPPROTO_UDP ? 1 : 2;
 }
 
-void read_counters(const NodeState& st, const DatapathMaps& maps, NodeSnapshot& s) {
+void read_counters(const Env& env, const NodeState& st, const DatapathMaps& maps, NodeSnapshot& s) {
   s.counters = true;
-  for (const auto& e : st.endpoints) s.per_endpoint.push_back({e.name, maps.stats(e.host_ifindex)});
+  each_endpoint(env, st, [&](const EndpointRecord& e) { s.per_endpoint.push_back({e.name, maps.stats(e.host_ifindex)}); });
   s.node_drops = maps.node_drops();
   for (const auto& c : st.prefilter) {
     const PrefilterCount n = maps.prefilter_count(c);
@@ -82,7 +96,7 @@ NodeSnapshot collect(const Env& env, const std::string& node) {
   NodeSnapshot s;
   s.node = node;
   const NodeState st = StateStore(env.state_root, node).load();
-  read_state(st, s);
+  read_state(env, st, s);
   s.operations = read_operations(env, node);
 
   const std::filesystem::path pin_dir = Node(env, node).pin_dir();
@@ -95,7 +109,7 @@ NodeSnapshot collect(const Env& env, const std::string& node) {
 
   bool all_pinned = true;
   for (const auto& fd : pins) all_pinned = all_pinned && fd.valid();
-  if (s.abi == EBPFNET_ABI_VERSION && all_pinned) read_counters(st, DatapathMaps(std::move(pins)), s);
+  if (s.abi == EBPFNET_ABI_VERSION && all_pinned) read_counters(env, st, DatapathMaps(std::move(pins)), s);
 
   s.collect_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;

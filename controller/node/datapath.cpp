@@ -33,12 +33,13 @@ std::string program_tag(const std::filesystem::path& pin) {
 }
 
 // Writes what node state puts in the maps (idempotent: a reused map holds it already).
-void refill(const Node& node, NodeState& st, const std::vector<ServiceRecord>& services, Datapath& dp) {
-  endpoints::refill(node, st, dp.maps());
-  policies::refill(st, dp.maps());
+void refill(NodeTxn& txn, const std::vector<ServiceRecord>& services, Datapath& dp) {
+  const NodeState& st = txn.state();
+  endpoints::refill(txn.node(), txn.endpoints(), dp.maps());
+  policies::refill(txn.endpoints(), dp.maps());
   prefilter::refill(st, dp.maps());
-  services::refill(st, services, dp.maps());
-  socket_lb::refill(st, dp.maps());
+  services::refill(txn, services, dp.maps());
+  socket_lb::refill(txn.endpoints(), dp.maps());
   overlay::refill(st, dp.maps());
 }
 
@@ -67,13 +68,19 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
   NetnsGuard in(ns);
   Switched switched;
   const uint32_t ep_prog = dp.from_endpoint_info().id;
-  const std::set<std::string> gone = endpoints::vanished(node, st);
-  for (auto& e : st.endpoints) {
-    if (gone.count(e.name)) continue;
+  const std::set<std::string> gone = endpoints::vanished(node, txn.endpoints());
+  // Those to switch, gathered first: the table is not written while it is read.
+  std::vector<EndpointRecord> to_switch;
+  txn.endpoints().for_each([&](const EndpointRecord& e) {
+    if (gone.count(e.name)) return;
     // In the mode it runs in, so the new program replaces the old at once,
     // unless the node asks for another (attach --tc-mode).
     const TcMode want = st.tc_mode.value_or(e.tc_mode);
-    if (want == e.tc_mode && attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e)) == ep_prog) continue;
+    if (want == e.tc_mode && attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e)) == ep_prog) return;
+    to_switch.push_back(e);
+  });
+  for (auto& e : to_switch) {
+    const TcMode want = st.tc_mode.value_or(e.tc_mode);
     const TcMode was = e.tc_mode;
     e.tc_mode = switch_mode(dp.from_endpoint_fd(), e.host_ifindex, want, was, link_pin(node, e));
     ++switched.endpoints;
@@ -83,6 +90,7 @@ Switched switch_attachments(NodeTxn& txn, Datapath& dp, const std::optional<Data
         NetnsGuard back(ns);
         switch_mode(old->from_endpoint_fd(), e.host_ifindex, was, e.tc_mode, link_pin(node, e));
       });
+    txn.endpoints().put(e);
   }
   switched.tunnel = overlay::converge(txn, dp.from_tunnel_fd(), old ? old->from_tunnel_fd() : -1);
   if (!st.uplink) return switched;
@@ -215,7 +223,7 @@ AttachResult attach(NodeTxn& txn, const AttachOptions& opts) {
         const size_t i = map_index(m.name);
         m.entries = copy_entries(pins[i].get(), loaded->maps().fd(i), false);
       }
-    refill(node, st, txn.services().all(), *loaded);
+    refill(txn, txn.services().all(), *loaded);
   }
   Datapath& dp = r.loaded ? *loaded : *old;
   uplink::write_config(txn, dp.maps());
@@ -266,7 +274,8 @@ void detach(NodeTxn& txn) {
   Netns ns = node.netns();
   {
     NetnsGuard in(ns);
-    for (const auto& e : st.endpoints) detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(node, e));
+    txn.endpoints().for_each(
+        [&](const EndpointRecord& e) { detach_tc_ingress(e.tc_mode, e.host_ifindex, link_pin(node, e)); });
     if (st.uplink) {
       auto l = Netlink().link(st.uplink->ifname);
       if (l) detach_tc_ingress(st.uplink->tc_mode, l->ifindex, uplink_pin(node));

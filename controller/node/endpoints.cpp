@@ -173,17 +173,16 @@ void check(const std::vector<EndpointRequest>& reqs) {
 std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>& reqs, const Checkpoint& cp) {
   const Node& node = txn.node();
   NodeState& st = txn.state();
+  EndpointTable& table = txn.endpoints();
   for (const auto& req : reqs) {
-    if (st.find(req.name))
+    if (table.contains(req.name))
       throw Error(Errc::exists, "endpoint '" + req.name + "' already exists on node " + node.name());
     if (!req.netns && netns::exists(req.name))
       throw Error(Errc::exists, "network namespace '" + req.name +
                                     "' already exists; pass --netns " + req.name + " to wire it");
   }
 
-  std::set<Ipv4> used;
-  for (const auto& e : st.endpoints) used.insert(e.ip);
-  Ipam ipam(st.cidr, used, st.last_allocated);
+  Ipam ipam(st.cidr, table.addresses(), st.last_allocated);
   std::vector<Ipv4> ips;
   for (const auto& req : reqs) ips.push_back(req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate());
 
@@ -197,7 +196,7 @@ std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>
   txn.journal({.op = "endpoint add", .adding = added});
   for (auto& rec : added) wire(txn, rec, dp, nodens, nl_node);
 
-  st.endpoints.insert(st.endpoints.end(), added.begin(), added.end());
+  for (const auto& rec : added) table.put(rec);
   st.last_allocated = ipam.last();
   txn.commit();
   for (const auto& rec : added)
@@ -206,14 +205,8 @@ std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>
   return added;
 }
 
-EndpointRecord& find(NodeTxn& txn, const std::string& name) {
-  EndpointRecord* e = txn.state().find(name);
-  if (!e) throw Error(Errc::not_found, "endpoint '" + name + "' does not exist on node " + txn.node().name());
-  return *e;
-}
-
 void del(NodeTxn& txn, const std::vector<std::string>& names) {
-  NodeState& st = txn.state();
+  EndpointTable& table = txn.endpoints();
   // A killed add or del of one, just recovered, leaves nothing to remove of it.
   const Journal* killed = txn.recovered() ? &*txn.recovered() : nullptr;
   auto handled_by_killed = [&](const std::string& name) {
@@ -229,14 +222,15 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
   std::vector<EndpointRecord> gone;
   Journal j{.op = "endpoint del"};
   for (const auto& name : names) {
-    if (!st.find(name) && handled_by_killed(name)) continue;
-    gone.push_back(find(txn, name));
+    auto e = table.get(name);
+    if (!e && handled_by_killed(name)) continue;
+    gone.push_back(e ? std::move(*e) : txn.endpoint(name));
     j.removing.push_back(name);
   }
   if (gone.empty()) return;
   txn.journal(std::move(j));
   remove(txn, gone, txn.maps_if_attached());
-  std::erase_if(st.endpoints, [&](const EndpointRecord& e) { return doomed.count(e.name) != 0; });
+  for (const auto& e : gone) table.erase(e.name);
   txn.commit();
 }
 
@@ -309,13 +303,12 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
     }
     txn.step("unmap");
     if (maps) {
-      policies::remove_endpoint(txn.state(), e, *maps);
+      policies::remove_endpoint(txn, e, *maps);
       maps->delete_endpoint(ifindex, e.ip);
       // Endpoints may share a namespace (a container with two interfaces).
-      const auto& all = txn.state().endpoints;
-      if (e.netns_cookie && std::none_of(all.begin(), all.end(), [&](const EndpointRecord& o) {
-            return o.netns_cookie == e.netns_cookie && !names.count(o.name);
-          }))
+      const auto sharing = e.netns_cookie ? txn.endpoints().in_netns(e.netns_cookie) : std::vector<std::string>{};
+      if (e.netns_cookie &&
+          std::all_of(sharing.begin(), sharing.end(), [&](const std::string& o) { return names.count(o) != 0; }))
         maps->delete_sock_netns(e.netns_cookie);
     }
   }
@@ -351,45 +344,45 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
   for (const auto& pin : late_pins) detach_tc_ingress(TcMode::tcx, 0, pin);
 }
 
-std::vector<EndpointView> views(const Node& node, const NodeState& st, const Datapath* dp) {
-  std::vector<EndpointView> out;
-  out.reserve(st.endpoints.size());
+void each_view(const Node& node, EndpointTable& table, const Datapath* dp,
+               const std::function<void(const EndpointView&)>& fn) {
   Netns ns = node.netns();
   NetnsGuard in(ns);
-  for (const auto& e : st.endpoints) {
+  table.for_each([&](const EndpointRecord& e) {
     EndpointView v{e, std::nullopt, 0};
     if (dp) v.stats = dp->maps().stats(e.host_ifindex);
     v.prog_id = attached_prog_id(e.tc_mode, e.host_ifindex, link_pin(node, e));
-    out.push_back(std::move(v));
-  }
-  return out;
+    fn(v);
+  });
 }
 
-std::vector<EndpointView> list(NodeTxn& txn) {
+void list(NodeTxn& txn, const std::function<void(const EndpointView&)>& fn) {
   const std::filesystem::path pin_dir = txn.node().pin_dir();
   // Counters only from maps in this binary's layouts.
   MapFds pins = Datapath::open_map_pins(pin_dir);
   auto dp = Datapath::abi_of(pins) == EBPFNET_ABI_VERSION ? Datapath::open_pinned(pin_dir) : std::nullopt;
-  return views(txn.node(), txn.state(), dp ? &*dp : nullptr);
+  each_view(txn.node(), txn.endpoints(), dp ? &*dp : nullptr, fn);
 }
 
-std::set<std::string> vanished(const Node& node, const NodeState& st) {
+std::set<std::string> vanished(const Node& node, EndpointTable& table) {
   Netlink nl = Netlink::in(node.netns());
   std::set<std::string> out;
-  for (const auto& e : st.endpoints)
+  table.for_each([&](const EndpointRecord& e) {
     if (nl.ifindex_of(e.host_ifname) != e.host_ifindex) {
       spdlog::warn("node {}: endpoint {} has lost its veth {} (its namespace was deleted, or the machine "
                    "restarted): left out of the datapath; `endpoint del {}` or CNI GC removes it",
                    node.name(), e.name, e.host_ifname, e.name);
       out.insert(e.name);
     }
+  });
   return out;
 }
 
-void refill(const Node& node, const NodeState& st, DatapathMaps& maps) {
-  const std::set<std::string> gone = vanished(node, st);
-  for (const auto& e : st.endpoints)
+void refill(const Node& node, EndpointTable& table, DatapathMaps& maps) {
+  const std::set<std::string> gone = vanished(node, table);
+  table.for_each([&](const EndpointRecord& e) {
     if (!gone.count(e.name)) maps.put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac), true);
+  });
 }
 
 }  // namespace ebpfnet::endpoints

@@ -87,14 +87,14 @@ void destroy(NodeTxn& txn) {
   // it: what is left is the endpoints' own namespaces, the pins and the state.
   if (st.sandbox && !netns::exists(node.name())) {
     spdlog::info("node {}: its namespace is gone (an interrupted delete); removing the rest", node.name());
-    for (const auto& e : st.endpoints)
+    txn.endpoints().for_each([](const EndpointRecord& e) {
       if (e.netns_owned && netns::exists(e.netns)) netns::del(e.netns);
+    });
     remove_pins(node.pin_dir());
   } else {
-    endpoints::remove(txn, st.endpoints, maps ? &*maps : nullptr);
+    endpoints::remove(txn, txn.endpoints().all(), maps ? &*maps : nullptr);
     datapath::detach(txn);
   }
-  st.endpoints.clear();
   txn.step("node-netns");
   if (st.sandbox && netns::exists(node.name())) netns::del(node.name());
   txn.step("outside");

@@ -26,9 +26,9 @@ struct RingBufferDeleter {
   void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
 };
 
-// What names an event: the node's state and its services.
+// What names an event: the node's endpoints and its services.
 struct Known {
-  std::optional<NodeState> state;
+  std::vector<EndpointRecord> endpoints;
   std::vector<ServiceRecord> services;
 };
 
@@ -77,8 +77,7 @@ class EventNamer {
   }
 
   const EndpointRecord* find(__be32 ip) const {
-    if (!known_.state) return nullptr;
-    for (const auto& e : known_.state->endpoints)
+    for (const auto& e : known_.endpoints)
       if (e.ip.be() == ip) return &e;
     return nullptr;
   }
@@ -110,9 +109,12 @@ void monitor(Node& node, const MonitorOptions& opts, const std::function<bool(co
              const std::function<bool()>& keep_going) {
   DatapathMaps maps = attached_maps(node);
   EventNamer namer([&node] {
-    Known k{node.load_state(), {}};
-    if (k.state)
-      for (auto& v : node.services()) k.services.push_back(std::move(v.record));
+    Known k;
+    NodeTxn txn(node, NodeTxn::Begin::if_exists);
+    if (txn.has_state()) {
+      k.endpoints = txn.endpoints().all();
+      k.services = txn.services().all();
+    }
     return k;
   });
   Listener listener{&namer, &on_event};

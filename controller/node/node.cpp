@@ -80,13 +80,33 @@ void Node::del_endpoints(const std::vector<std::string>& names) {
 }
 
 std::vector<EndpointView> Node::endpoints() {
+  std::vector<EndpointView> out;
+  each_endpoint([&](const EndpointView& v) { out.push_back(v); });
+  return out;
+}
+
+void Node::each_endpoint(const std::function<void(const EndpointView&)>& each) {
   NodeTxn txn(*this);
-  return endpoints::list(txn);
+  endpoints::list(txn, each);
 }
 
 NodeStatus Node::status() {
   NodeTxn txn(*this);
-  return status::read(txn);
+  std::vector<EndpointView> views;
+  std::vector<AttachmentView> attachments;
+  NodeStatus s = status::read(txn, [](const NodeStatus&) {}, [&](const EndpointView& v, const AttachmentView& a) {
+    views.push_back(v);
+    attachments.push_back(a);
+  });
+  s.endpoints = std::move(views);
+  attachments.insert(attachments.end(), s.attachments.begin(), s.attachments.end());
+  s.attachments = std::move(attachments);
+  return s;
+}
+
+void Node::status(const std::function<void(const NodeStatus&)>& head, const EndpointSink& each) {
+  NodeTxn txn(*this);
+  status::read(txn, head, each);
 }
 
 void Node::expose(const PublishRecord& p) {
@@ -195,7 +215,10 @@ bool Node::delete_policy(const std::string& endpoint) {
   return policies::del(txn, endpoint);
 }
 
-std::vector<EndpointPolicyView> Node::policies() { return policies::list(NodeTxn(*this).state()); }
+std::vector<EndpointPolicyView> Node::policies() {
+  NodeTxn txn(*this);
+  return policies::list(txn.endpoints());
+}
 
 void Node::monitor(const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
                    const std::function<bool()>& keep_going) {
@@ -207,6 +230,11 @@ TraceResult Node::trace(const TraceRequest& req) const { return trace::run(*this
 std::optional<NodeState> Node::load_state() {
   NodeTxn txn(*this, Begin::if_exists);
   return txn.has_state() ? std::optional(txn.state()) : std::nullopt;
+}
+
+std::vector<EndpointRecord> Node::endpoint_records() {
+  NodeTxn txn(*this, Begin::if_exists);
+  return txn.has_state() ? txn.endpoints().all() : std::vector<EndpointRecord>{};
 }
 
 std::optional<EndpointRecord> Node::find_container_endpoint(const ContainerRef& c) {

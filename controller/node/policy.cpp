@@ -3,15 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include "ebpfnet/policy_maps.hpp"
-#include "endpoints.hpp"
 
 namespace ebpfnet::policies {
 
 PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& source) {
   NodeState& st = txn.state();
-  EndpointRecord& e = endpoints::find(txn, endpoint);
+  EndpointRecord e = txn.endpoint(endpoint);
   // Parsed under the lock, so endpoint names resolve against this state.
-  Policy p = source(endpoint_resolver(st));
+  Policy p = source(endpoint_resolver(txn.endpoints()));
   DatapathMaps& maps = txn.maps();
 
   PolicyIds ids = allocate_policy_ids(p, st.policy_counters);
@@ -21,7 +20,7 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
   // Values, not references: undo runs after the operation's locals are gone.
   txn.undo("new rule sets", [&maps, p, ids] { erase_rule_sets(maps, p, ids); });
   // The datapath asks ep_policy only while this slot says some endpoint has one.
-  const size_t policed = st.policed_endpoints();
+  const size_t policed = txn.endpoints().policed();
   maps.write_slot(EBPFNET_CFG_POLICIES, policed + (e.policy ? 0 : 1));
   txn.undo("policy count", [&maps, policed] { maps.write_slot(EBPFNET_CFG_POLICIES, policed); });
   txn.step("switch");
@@ -36,6 +35,7 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
   });
   e.policy = p;
   e.policy_ids = ids;
+  txn.endpoints().put(e);
   // Only once saved is nothing able to reach the old rule sets.
   txn.commit_then([&] {
     txn.step("old-rule-sets");
@@ -49,38 +49,39 @@ PolicySize set(NodeTxn& txn, const std::string& endpoint, const PolicySource& so
 }
 
 bool del(NodeTxn& txn, const std::string& endpoint) {
-  NodeState& st = txn.state();
-  EndpointRecord& e = endpoints::find(txn, endpoint);
+  EndpointRecord e = txn.endpoint(endpoint);
   if (!e.policy) return false;
   DatapathMaps& maps = txn.maps();
   txn.journal({.op = "policy del"});
   remove_policy(maps, e.ip, *e.policy, e.policy_ids);
   e.policy.reset();
   e.policy_ids = {};
-  maps.write_slot(EBPFNET_CFG_POLICIES, st.policed_endpoints());
+  txn.endpoints().put(e);
+  maps.write_slot(EBPFNET_CFG_POLICIES, txn.endpoints().policed());
   txn.commit();
   return true;
 }
 
-std::vector<EndpointPolicyView> list(const NodeState& st) {
+std::vector<EndpointPolicyView> list(EndpointTable& table) {
   std::vector<EndpointPolicyView> out;
-  for (const auto& e : st.endpoints)
+  table.for_each([&](const EndpointRecord& e) {
     if (e.policy) out.push_back({e.name, e.ip, *e.policy, policy_size(*e.policy, e.policy_ids)});
+  });
   return out;
 }
 
-void refill(const NodeState& st, DatapathMaps& maps) {
-  for (const auto& e : st.endpoints) {
-    if (!e.policy) continue;
+void refill(EndpointTable& table, DatapathMaps& maps) {
+  table.for_each([&](const EndpointRecord& e) {
+    if (!e.policy) return;
     write_rule_sets(maps, *e.policy, e.policy_ids);
     switch_policy(maps, e.ip, *e.policy, e.policy_ids);
-  }
+  });
 }
 
-void remove_endpoint(const NodeState& st, const EndpointRecord& e, DatapathMaps& maps) {
+void remove_endpoint(NodeTxn& txn, const EndpointRecord& e, DatapathMaps& maps) {
   if (!e.policy) return;
   remove_policy(maps, e.ip, *e.policy, e.policy_ids);
-  maps.write_slot(EBPFNET_CFG_POLICIES, st.policed_endpoints() - 1);
+  maps.write_slot(EBPFNET_CFG_POLICIES, txn.endpoints().policed() - 1);
 }
 
 }  // namespace ebpfnet::policies

@@ -45,10 +45,10 @@ std::string bytes_of(const T& v) {
 }
 
 // The rule-set keys of every policy the state holds.
-std::pair<std::set<std::string>, std::set<std::string>> policy_keys(const NodeState& st) {
+std::pair<std::set<std::string>, std::set<std::string>> policy_keys(EndpointTable& table) {
   std::set<std::string> cidrs, ports;
-  for (const auto& e : st.endpoints) {
-    if (!e.policy) continue;
+  table.for_each([&](const EndpointRecord& e) {
+    if (!e.policy) return;
     for (PolicyDir d : {PolicyDir::ingress, PolicyDir::egress}) {
       const int i = static_cast<int>(d);
       if (!e.policy_ids.set[i]) continue;
@@ -56,7 +56,7 @@ std::pair<std::set<std::string>, std::set<std::string>> policy_keys(const NodeSt
       for (const auto& [key, cls] : c.cidrs) cidrs.insert(bytes_of(key));
       for (const auto& [key, v] : c.ports) ports.insert(bytes_of(key));
     }
-  }
+  });
   return {std::move(cidrs), std::move(ports)};
 }
 
@@ -65,17 +65,17 @@ std::pair<std::set<std::string>, std::set<std::string>> policy_keys(const NodeSt
 void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   const NodeState& st = txn.state();
   std::set<uint32_t> ifindexes, ips, policed;
-  for (const auto& e : st.endpoints) {
+  txn.endpoints().for_each([&](const EndpointRecord& e) {
     ifindexes.insert(static_cast<uint32_t>(e.host_ifindex));
     ips.insert(e.ip.be());
     if (e.policy) policed.insert(e.ip.be());
-  }
+  });
   std::set<std::pair<uint8_t, uint16_t>> published;
   for (const auto& p : st.published) published.insert({uplink::proto_number(p.proto), p.port});
   std::set<std::pair<uint32_t, uint32_t>> routed;
   for (const auto& r : st.routes) routed.insert({static_cast<uint32_t>(r.dst.prefix), r.dst.network.be()});
   if (st.native_cidr) routed.insert({static_cast<uint32_t>(st.native_cidr->prefix), st.native_cidr->network.be()});
-  const auto [cidr_keys, port_keys] = policy_keys(st);
+  const auto [cidr_keys, port_keys] = policy_keys(txn.endpoints());
 
   size_t gone = 0;
   gone += prune<uint32_t>(maps, "ep_by_ip", [&](uint32_t ip) { return ips.count(ip) > 0; });
@@ -93,14 +93,14 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
       maps, "policy_port", [&](const ebpfnet_policy_port_key& k) { return port_keys.count(bytes_of(k)) > 0; });
   gone += prefilter::prune(st, maps);
   const std::vector<ServiceRecord> services = txn.services().all();
-  gone += services::prune(st, services, maps);
-  gone += socket_lb::prune(st, maps);
+  gone += services::prune(txn, services, maps);
+  gone += socket_lb::prune(txn.endpoints(), maps);
   gone += overlay::prune(st, maps);
-  endpoints::refill(txn.node(), st, maps);
-  policies::refill(st, maps);
+  endpoints::refill(txn.node(), txn.endpoints(), maps);
+  policies::refill(txn.endpoints(), maps);
   prefilter::refill(st, maps);
-  services::refill(st, services, maps);
-  socket_lb::refill(txn.state(), maps);
+  services::refill(txn, services, maps);
+  socket_lb::refill(txn.endpoints(), maps);
   overlay::refill(st, maps);
   // A killed `tunnel add` may have made the device before the state had it.
   overlay::remove_stray_device(txn);
@@ -120,18 +120,20 @@ void run(NodeTxn& txn, const Journal& j) {
   NodeState& st = txn.state();
   DatapathMaps* maps = txn.has_state() ? current_maps(txn) : nullptr;
 
+  // A node without state (a killed `node create`) has no endpoints.
   std::vector<EndpointRecord> removing;
-  for (const auto& name : j.removing)
-    if (const EndpointRecord* e = st.find(name)) removing.push_back(*e);
+  if (txn.has_state())
+    for (const auto& name : j.removing)
+      if (auto e = txn.endpoints().get(name)) removing.push_back(std::move(*e));
   // Only when there is one: removal works in the node's namespace, which a
   // killed `node create` may have left a placeholder file that cannot be entered.
   if (!removing.empty()) endpoints::remove(txn, removing, maps);
   for (const auto& e : removing) {
-    std::erase_if(st.endpoints, [&](const EndpointRecord& r) { return r.name == e.name; });
+    txn.endpoints().erase(e.name);
     spdlog::info("node {}: removal of endpoint {} finished", node.name(), e.name);
   }
   for (EndpointRecord planned : j.adding) {
-    const EndpointRecord* saved = st.find(planned.name);
+    const auto saved = txn.has_state() ? txn.endpoints().get(planned.name) : std::nullopt;
     if (saved && saved->host_ifname == planned.host_ifname) continue;  // it was saved: done
     // Its namespace goes only when it is the one that operation made.
     if (planned.netns_owned)

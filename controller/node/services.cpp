@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -106,25 +107,24 @@ std::vector<ebpfnet_svc_key> keys_of(const ServiceRecord& v) {
   return keys;
 }
 
-const EndpointRecord& endpoint_of(const NodeState& st, const std::string& name) {
-  for (const auto& e : st.endpoints)
-    if (e.name == name) return e;
+Ipv4 address_of(EndpointTable& eps, const std::string& name) {
+  if (auto e = eps.get(name)) return e->ip;
   throw Error(Errc::not_found, "endpoint '" + printable(name) + "' does not exist");
 }
 
 std::string backend_str(const BackendRecord& b) { return b.endpoint + ":" + std::to_string(b.port); }
 
 // Its active backends, placed by address:port, which every node agrees on.
-std::vector<uint32_t> table_of(const NodeState& st, const ServiceRecord& v) {
+std::vector<uint32_t> table_of(EndpointTable& eps, const ServiceRecord& v) {
   std::vector<MaglevBackend> active;
   for (const auto& b : v.backends)
-    if (!b.draining) active.push_back({b.id, endpoint_of(st, b.endpoint).ip.str() + ":" + std::to_string(b.port), b.weight});
+    if (!b.draining) active.push_back({b.id, address_of(eps, b.endpoint).str() + ":" + std::to_string(b.port), b.weight});
   return maglev_table(active, EBPFNET_MAGLEV_SIZE);
 }
 
-ebpfnet_backend backend_entry(const NodeState& st, const ServiceRecord& v, const BackendRecord& b) {
+ebpfnet_backend backend_entry(EndpointTable& eps, const ServiceRecord& v, const BackendRecord& b) {
   ebpfnet_backend e{};
-  e.ip = endpoint_of(st, b.endpoint).ip.be();
+  e.ip = address_of(eps, b.endpoint).be();
   e.port = htons(b.port);
   e.state = b.draining ? EBPFNET_BACKEND_DRAINING : EBPFNET_BACKEND_ACTIVE;
   e.svc_id = v.id;
@@ -133,9 +133,9 @@ ebpfnet_backend backend_entry(const NodeState& st, const ServiceRecord& v, const
 
 // Backends, then the table, then the keys: a client never finds a service
 // whose table names a backend the map does not have.
-void write(const NodeState& st, const ServiceRecord& v, DatapathMaps& maps) {
-  for (const auto& b : v.backends) maps.put_backend(b.id, backend_entry(st, v, b));
-  maps.put_maglev(v.id, table_of(st, v));
+void write(EndpointTable& eps, const ServiceRecord& v, DatapathMaps& maps) {
+  for (const auto& b : v.backends) maps.put_backend(b.id, backend_entry(eps, v, b));
+  maps.put_maglev(v.id, table_of(eps, v));
   for (const auto& k : keys_of(v)) maps.put_service(k, {v.id, v.affinity_s});
 }
 
@@ -153,10 +153,10 @@ bool addressed_to(const ServiceRecord& v, const ebpfnet_ct_key& a) {
 }
 
 // Ends the connections balanced to these backends of v (all of v's: none given).
-size_t forget_flows(DatapathMaps& maps, const NodeState& st, const ServiceRecord& v,
+size_t forget_flows(DatapathMaps& maps, EndpointTable& eps, const ServiceRecord& v,
                     const std::vector<BackendRecord>& only = {}) {
   std::vector<std::pair<uint32_t, uint16_t>> targets;
-  for (const auto& b : only) targets.push_back({endpoint_of(st, b.endpoint).ip.be(), htons(b.port)});
+  for (const auto& b : only) targets.push_back({address_of(eps, b.endpoint).be(), htons(b.port)});
   return maps.ct_forget_service_flows([&](const ebpfnet_ct_key& a, const ebpfnet_ct_key& x) {
     if (!addressed_to(v, a)) return false;
     return only.empty() || std::find(targets.begin(), targets.end(), std::pair<uint32_t, uint16_t>{x.daddr, x.dport}) !=
@@ -182,8 +182,8 @@ std::vector<BackendRecord>::iterator find_backend(ServiceRecord& v, const Backen
 }
 
 // The backend spec as a record of v, checked.
-BackendRecord backend_of(NodeState& st, const ServiceRecord& v, const BackendSpec& b) {
-  endpoint_of(st, b.endpoint);
+BackendRecord backend_of(EndpointTable& eps, const ServiceRecord& v, const BackendSpec& b) {
+  address_of(eps, b.endpoint);
   if (!b.port && !v.vip)
     throw Error(Errc::usage, "backend " + b.endpoint + " needs a port (" + b.endpoint +
                                  ":PORT): service '" + v.name + "' has no virtual IP port to take it from");
@@ -259,14 +259,14 @@ void check_new(NodeTxn& txn, const ServiceSpec& spec, const std::vector<ServiceR
 // Rewrites v's backends and table after a change of its backends, with
 // the undo that puts `before` back.
 void rewrite(NodeTxn& txn, const ServiceRecord& before, const ServiceRecord& after) {
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   DatapathMaps& maps = txn.maps();
-  txn.undo("service " + before.name, [&maps, &st, before] {
-    for (const auto& b : before.backends) maps.put_backend(b.id, backend_entry(st, before, b));
-    maps.put_maglev(before.id, table_of(st, before));
+  txn.undo("service " + before.name, [&maps, &eps, before] {
+    for (const auto& b : before.backends) maps.put_backend(b.id, backend_entry(eps, before, b));
+    maps.put_maglev(before.id, table_of(eps, before));
   });
-  for (const auto& b : after.backends) maps.put_backend(b.id, backend_entry(st, after, b));
-  maps.put_maglev(after.id, table_of(st, after));
+  for (const auto& b : after.backends) maps.put_backend(b.id, backend_entry(eps, after, b));
+  maps.put_maglev(after.id, table_of(eps, after));
 }
 
 void write_config(NodeTxn& txn) {
@@ -279,7 +279,7 @@ void write_config(NodeTxn& txn) {
 
 void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
   if (specs.empty()) return;
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   ServiceTable& table = txn.services();
   // Checked one by one, so each meets the table and the ones before it; a
   // refusal throws before anything is written or saved.
@@ -289,7 +289,7 @@ void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
     check_new(txn, spec, adding);
     ServiceRecord v{spec.name, 0, spec.proto, spec.vip, spec.port, spec.node_port, spec.affinity_s, {}};
     for (const auto& b : spec.backends) {
-      BackendRecord r = backend_of(st, v, b);
+      BackendRecord r = backend_of(eps, v, b);
       for (const auto& o : v.backends)
         if (o.endpoint == r.endpoint && o.port == r.port)
           throw Error(Errc::usage, "backend " + backend_str(r) + " is given twice");
@@ -311,7 +311,7 @@ void add_many(NodeTxn& txn, const std::vector<ServiceSpec>& specs) {
   txn.step("service");
   for (const auto& v : adding) {
     txn.undo("service " + v.name, [&maps, v] { erase(v, maps); });
-    write(st, v, maps);
+    write(eps, v, maps);
     table.put(v);
   }
   table.set_counters(ids);
@@ -331,7 +331,7 @@ void add(NodeTxn& txn, const ServiceSpec& spec) { add_many(txn, {spec}); }
 
 void del(NodeTxn& txn, const std::vector<std::string>& names) {
   if (names.empty()) throw Error(Errc::usage, "service del needs a service name");
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   std::vector<ServiceRecord> doomed;
   for (const auto& n : names) {
     if (std::any_of(doomed.begin(), doomed.end(), [&](const ServiceRecord& v) { return v.name == n; }))
@@ -343,9 +343,9 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
   txn.step("service");
   for (const auto& v : doomed) {
     if (maps) {
-      txn.undo("service " + v.name, [maps, &st, v] { write(st, v, *maps); });
+      txn.undo("service " + v.name, [maps, &eps, v] { write(eps, v, *maps); });
       erase(v, *maps);
-      forget_flows(*maps, st, v);
+      forget_flows(*maps, eps, v);
     }
     txn.services().erase(v.name);
   }
@@ -358,10 +358,10 @@ void del(NodeTxn& txn, const std::vector<std::string>& names) {
 }
 
 void set_backend(NodeTxn& txn, const std::string& service, const BackendSpec& spec) {
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   ServiceTable& table = txn.services();
   ServiceRecord v = find(txn, service);
-  BackendRecord r = backend_of(st, v, spec);
+  BackendRecord r = backend_of(eps, v, spec);
   const ServiceRecord before = v;
   auto it = std::find_if(v.backends.begin(), v.backends.end(),
                          [&](const BackendRecord& b) { return b.endpoint == r.endpoint && b.port == r.port; });
@@ -400,7 +400,7 @@ void drain(NodeTxn& txn, const std::string& service, const BackendRef& ref) {
 }
 
 void remove_backend(NodeTxn& txn, const std::string& service, const BackendRef& ref) {
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   ServiceRecord v = find(txn, service);
   auto it = find_backend(v, ref);
   const BackendRecord gone = *it;
@@ -411,32 +411,32 @@ void remove_backend(NodeTxn& txn, const std::string& service, const BackendRef& 
   txn.step("service");
   if (maps) {
     rewrite(txn, before, v);
-    txn.undo("backend " + backend_str(gone), [maps, &st, before, gone] {
-      maps->put_backend(gone.id, backend_entry(st, before, gone));
+    txn.undo("backend " + backend_str(gone), [maps, &eps, before, gone] {
+      maps->put_backend(gone.id, backend_entry(eps, before, gone));
     });
     maps->delete_backend(gone.id);
-    forget_flows(*maps, st, before, {gone});
+    forget_flows(*maps, eps, before, {gone});
   }
   txn.services().put(v);
   txn.commit();
 }
 
 std::vector<ServiceView> list(NodeTxn& txn) {
-  const NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   std::vector<ServiceRecord> all = txn.services().all();
   DatapathMaps* maps = all.empty() ? nullptr : txn.maps_if_attached();
   std::vector<ServiceView> out;
   for (auto& v : all) {
     ServiceView view{std::move(v), {}};
     for (const auto& b : view.record.backends)
-      view.backends.push_back({b, endpoint_of(st, b.endpoint).ip, maps ? maps->backend_connections(b.id) : 0});
+      view.backends.push_back({b, address_of(eps, b.endpoint), maps ? maps->backend_connections(b.id) : 0});
     out.push_back(std::move(view));
   }
   return out;
 }
 
 void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, DatapathMaps* maps) {
-  NodeState& st = txn.state();
+  EndpointTable& eps = txn.endpoints();
   size_t services = 0, backends = 0;
   std::string named;
   for (auto& v : txn.services().with_backends_on(endpoints)) {
@@ -445,7 +445,7 @@ void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, Data
       if (endpoints.count(b.endpoint)) gone.push_back(b);
     std::erase_if(v.backends, [&](const BackendRecord& b) { return endpoints.count(b.endpoint) > 0; });
     if (maps) {
-      maps->put_maglev(v.id, table_of(st, v));
+      maps->put_maglev(v.id, table_of(eps, v));
       for (const auto& b : gone) maps->delete_backend(b.id);
     }
     txn.services().put(v);
@@ -458,17 +458,22 @@ void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, Data
                  backends, services, named, services > 3 ? ", ..." : "");
 }
 
-void refill(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
-  for (const auto& v : services) write(st, v, maps);
+void refill(NodeTxn& txn, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
+  for (const auto& v : services) write(txn.endpoints(), v, maps);
 }
 
-size_t prune(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
+size_t prune(NodeTxn& txn, const std::vector<ServiceRecord>& services, DatapathMaps& maps) {
   std::set<std::tuple<uint32_t, uint16_t, uint8_t>> keys;
   std::set<uint32_t> ids, backend_ids;
+  // Each backend's address looked up once, not once per flow.
+  std::map<std::string, uint32_t> addresses;
   for (const auto& v : services) {
     ids.insert(v.id);
     for (const auto& k : keys_of(v)) keys.insert({k.addr, k.port, k.proto});
-    for (const auto& b : v.backends) backend_ids.insert(b.id);
+    for (const auto& b : v.backends) {
+      backend_ids.insert(b.id);
+      if (!addresses.count(b.endpoint)) addresses[b.endpoint] = address_of(txn.endpoints(), b.endpoint).be();
+    }
   }
   auto key32 = [](const void* raw) {
     uint32_t k;
@@ -489,7 +494,7 @@ size_t prune(const NodeState& st, const std::vector<ServiceRecord>& services, Da
     for (const auto& v : services) {
       if (!addressed_to(v, a)) continue;
       for (const auto& b : v.backends)
-        if (x.daddr == endpoint_of(st, b.endpoint).ip.be() && x.dport == htons(b.port)) return false;
+        if (x.daddr == addresses.at(b.endpoint) && x.dport == htons(b.port)) return false;
     }
     return true;
   });

@@ -38,10 +38,10 @@ std::vector<ServiceView> list(NodeTxn& txn);
 // with their addresses). maps nullptr: the datapath is not attached.
 void forget_endpoints(NodeTxn& txn, const std::set<std::string>& endpoints, DatapathMaps* maps);
 
-// Writes every service (backends, tables, keys); st names their endpoints.
-void refill(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
+// Writes every service (backends, tables, keys); txn's endpoints are theirs.
+void refill(NodeTxn& txn, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
 // Keys, tables and backends that no service names go, and the flows of
 // backends the services no longer have.
-size_t prune(const NodeState& st, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
+size_t prune(NodeTxn& txn, const std::vector<ServiceRecord>& services, DatapathMaps& maps);
 
 }  // namespace ebpfnet::services

@@ -49,22 +49,34 @@ void converge(NodeTxn& txn, const DatapathMaps& maps, const DatapathMaps* replac
   }
 }
 
-void refill(NodeState& st, DatapathMaps& maps) {
-  for (auto& e : st.endpoints) {
-    if (!e.netns_cookie) try {
-        e.netns_cookie = sock_lb::netns_cookie(Netns::open_path(e.netns_path));
+void refill(EndpointTable& table, DatapathMaps& maps) {
+  // Cookies learnt now are saved after the reading: the table is not
+  // written while it is read.
+  std::vector<EndpointRecord> learnt;
+  table.for_each([&](const EndpointRecord& e) {
+    if (!e.netns_cookie) {
+      EndpointRecord known = e;
+      try {
+        known.netns_cookie = sock_lb::netns_cookie(Netns::open_path(e.netns_path));
       } catch (const Error& err) {
         // Its namespace is gone: the endpoint is left out of the datapath anyway.
         spdlog::debug("endpoint {}: no namespace cookie: {}", e.name, err.what());
-        continue;
+        return;
       }
+      learnt.push_back(std::move(known));
+      return;
+    }
     maps.put_sock_netns(e.netns_cookie, e.ip);
+  });
+  for (const auto& e : learnt) {
+    maps.put_sock_netns(e.netns_cookie, e.ip);
+    table.put(e);
   }
 }
 
-size_t prune(const NodeState& st, DatapathMaps& maps) {
+size_t prune(EndpointTable& table, DatapathMaps& maps) {
   std::set<uint64_t> cookies;
-  for (const auto& e : st.endpoints) cookies.insert(e.netns_cookie);
+  table.for_each([&](const EndpointRecord& e) { cookies.insert(e.netns_cookie); });
   return maps.prune("sock_netns", sizeof(uint64_t), [&](const void* k) {
     uint64_t c;
     std::memcpy(&c, k, sizeof c);

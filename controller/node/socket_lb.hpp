@@ -24,8 +24,8 @@ void converge(NodeTxn& txn, const DatapathMaps& maps, const DatapathMaps* replac
 
 // Every endpoint's cookie into sock_netns; a cookie the state lacks (an
 // endpoint made before ebpfnet kept them) is learnt from its namespace.
-void refill(NodeState& st, DatapathMaps& maps);
+void refill(EndpointTable& table, DatapathMaps& maps);
 // The sock_netns entries of no endpoint go.
-size_t prune(const NodeState& st, DatapathMaps& maps);
+size_t prune(EndpointTable& table, DatapathMaps& maps);
 
 }  // namespace ebpfnet::socket_lb

@@ -14,11 +14,12 @@
 
 namespace ebpfnet::status {
 
-NodeStatus read(NodeTxn& txn) {
+NodeStatus read(NodeTxn& txn, const std::function<void(const NodeStatus&)>& head, const EndpointSink& each) {
   const Node& node = txn.node();
   NodeStatus s;
   s.state = txn.state();
   s.services = txn.services().size();
+  s.endpoint_count = txn.endpoints().size();
   s.pin_dir = node.pin_dir();
   s.binary_build = Datapath::build_id();
   MapFds pins = Datapath::open_map_pins(s.pin_dir);
@@ -49,22 +50,22 @@ NodeStatus read(NodeTxn& txn) {
       s.maps.push_back(m);
     }
   }
-  s.endpoints = endpoints::views(node, s.state, ours ? &*dp : nullptr);
   // An attachment is stale when it runs another program than the pinned
   // one, or the pinned one is not this binary's.
   const bool pinned_current = s.build == s.binary_build;
   // Every endpoint runs the same program: one lookup each.
   std::map<uint32_t, std::optional<ProgInfo>> progs;
-  auto view = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
+  auto attachment = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
     AttachmentView a{std::move(owner), std::move(ifname), mode, {}, true};
     auto known = progs.find(id);
     if (known == progs.end()) known = progs.emplace(id, Datapath::prog_info_by_id(id)).first;
     if (known->second) a.prog = *known->second;
     a.stale = id == 0 || id != want || !pinned_current;
-    s.attachments.push_back(std::move(a));
+    return a;
   };
-  for (const auto& v : s.endpoints)
-    view(v.rec.name, v.rec.host_ifname, v.rec.tc_mode, v.prog_id, s.prog ? s.prog->id : 0);
+  auto view = [&](std::string owner, std::string ifname, TcMode mode, uint32_t id, uint32_t want) {
+    s.attachments.push_back(attachment(std::move(owner), std::move(ifname), mode, id, want));
+  };
   if (s.state.uplink) {
     Netns ns = node.netns();
     NetnsGuard in(ns);
@@ -84,6 +85,10 @@ NodeStatus read(NodeTxn& txn) {
          s.tunnel_prog ? s.tunnel_prog->id : 0);
   for (const auto& l : Netlink::in(node.netns()).links("bridge")) s.bridges.push_back(l.name);
   s.socket_lb = socket_lb::status(node, s.state);
+  head(s);
+  endpoints::each_view(node, txn.endpoints(), ours ? &*dp : nullptr, [&](const EndpointView& v) {
+    each(v, attachment(v.rec.name, v.rec.host_ifname, v.rec.tc_mode, v.prog_id, s.prog ? s.prog->id : 0));
+  });
   return s;
 }
 

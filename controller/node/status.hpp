@@ -7,8 +7,12 @@
 
 namespace ebpfnet::status {
 
-NodeStatus read(NodeTxn& txn);
-// Needs no lock: it only reads, and names endpoints from load_state.
+// Everything but the endpoints goes to head first; then each endpoint with
+// its attachment, one at a time. Returns what head was given.
+NodeStatus read(NodeTxn& txn, const std::function<void(const NodeStatus&)>& head, const EndpointSink& each);
+// Holds no lock while it listens: events are named from the node's
+// endpoints and services, read at the start and again when an event names
+// an address it does not know.
 void monitor(Node& node, const MonitorOptions& opts, const std::function<bool(const MonitorEvent&)>& on_event,
              const std::function<bool()>& keep_going);
 

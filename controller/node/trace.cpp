@@ -29,11 +29,11 @@ class Names {
  public:
   // Interfaces are named by asking for each (an ioctl): a dump of a node's
   // links costs the kernel O(endpoints) per veth.
-  Names(const NodeState& st, const std::vector<ServiceRecord>& services, Netlink& nl)
-      : st_(st), services_(services), nl_(nl) {}
+  Names(const std::vector<EndpointRecord>& endpoints, const std::vector<ServiceRecord>& services, Netlink& nl)
+      : endpoints_(endpoints), services_(services), nl_(nl) {}
 
   const EndpointRecord* endpoint(__be32 ip) const {
-    for (const auto& e : st_.endpoints)
+    for (const auto& e : endpoints_)
       if (e.ip.be() == ip) return &e;
     return nullptr;
   }
@@ -69,7 +69,7 @@ class Names {
   }
 
  private:
-  const NodeState& st_;
+  const std::vector<EndpointRecord>& endpoints_;
   const std::vector<ServiceRecord>& services_;
   Netlink& nl_;
 };
@@ -330,14 +330,15 @@ TraceVerdict verdict_of(int retval, const std::vector<TraceStep>& steps, const N
   return v;
 }
 
-const EndpointRecord& endpoint_named(const NodeState& st, const Node& node, const std::string& name) {
-  for (const auto& e : st.endpoints)
+const EndpointRecord& endpoint_named(const std::vector<EndpointRecord>& endpoints, const Node& node,
+                                     const std::string& name) {
+  for (const auto& e : endpoints)
     if (e.name == name) return e;
   throw Error(Errc::not_found, "endpoint '" + name + "' does not exist on node " + node.name());
 }
 
-const EndpointRecord* endpoint_at(const NodeState& st, Ipv4 ip) {
-  for (const auto& e : st.endpoints)
+const EndpointRecord* endpoint_at(const std::vector<EndpointRecord>& endpoints, Ipv4 ip) {
+  for (const auto& e : endpoints)
     if (e.ip == ip) return &e;
   return nullptr;
 }
@@ -368,27 +369,29 @@ std::optional<TraceStep> prefilter_step(const NodeState& st, Ipv4 source, const 
 
 TraceResult run(const Node& node, const TraceRequest& req) {
   NodeState st;
+  std::vector<EndpointRecord> endpoints;
   std::vector<ServiceRecord> services;
   {
     NodeTxn txn(node);
     st = txn.state();
+    endpoints = txn.endpoints().all();
     services = txn.services().all();
   }
   const DatapathMaps maps = attached_maps(node);
   const NodeConfig cfg = maps.read_config();
   const Netns ns = node.netns();
   Netlink nl = Netlink::in(ns);
-  const Names names(st, services, nl);
+  const Names names(endpoints, services, nl);
 
   TraceResult r;
   TracedPacket& p = r.packet;
   const EndpointRecord* from = nullptr;
   if (!req.from.endpoint.empty())
-    from = &endpoint_named(st, node, req.from.endpoint);
+    from = &endpoint_named(endpoints, node, req.from.endpoint);
   else
-    from = endpoint_at(st, *req.from.ip);
+    from = endpoint_at(endpoints, *req.from.ip);
   Ipv4 dst = req.to.ip.value_or(Ipv4());
-  if (!req.to.endpoint.empty()) dst = endpoint_named(st, node, req.to.endpoint).ip;
+  if (!req.to.endpoint.empty()) dst = endpoint_named(endpoints, node, req.to.endpoint).ip;
 
   Mac smac, dmac;
   if (from) {

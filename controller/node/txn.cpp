@@ -48,10 +48,16 @@ NodeTxn::NodeTxn(const Node& node, Begin how, Checkpoint cp)
       if (store_.exists()) {
         state_ = store_.load();
         has_state_ = true;
+        // Before recovery, which reads the endpoints from the database.
+        move_legacy_records();
       }
       recover();
-      if (!has_state_) state_ = store_.load();  // throws: the node does not exist
-      move_legacy_services();
+      if (!has_state_) {
+        state_ = store_.load();  // throws: the node does not exist
+        has_state_ = true;
+        move_legacy_records();
+      }
+      check_published();
       return;
     case Begin::create:
       if (!std::filesystem::exists(store_.dir())) undo("state directory", [this] { store_.remove(); });
@@ -70,9 +76,12 @@ NodeTxn::NodeTxn(const Node& node, Begin how, Checkpoint cp)
       break;
   }
   has_state_ = store_.exists();
-  if (has_state_) state_ = store_.load();
+  if (has_state_) {
+    state_ = store_.load();
+    move_legacy_records();
+  }
   recover();
-  move_legacy_services();
+  check_published();
 }
 
 NodeTxn::~NodeTxn() {
@@ -109,25 +118,73 @@ void NodeTxn::journal(Journal j) {
   journaled_ = true;
 }
 
+std::shared_ptr<NodeDb> NodeTxn::db() {
+  if (!db_) db_ = std::make_shared<NodeDb>(store_.checked_path("services.db"), NodeDb::Mode::write);
+  return db_;
+}
+
 ServiceTable& NodeTxn::services() {
-  if (!services_) services_.emplace(store_.checked_path("services.db"), ServiceTable::Mode::write);
+  if (!services_) services_.emplace(db());
   return *services_;
 }
 
+EndpointTable& NodeTxn::endpoints() {
+  if (!endpoints_) endpoints_.emplace(db(), state_.cidr);
+  return *endpoints_;
+}
+
+EndpointRecord NodeTxn::endpoint(const std::string& name) {
+  auto e = endpoints().get(name);
+  if (!e) throw Error(Errc::not_found, "endpoint '" + name + "' does not exist on node " + node_.name());
+  return std::move(*e);
+}
+
+// The state file first, then the database. Killed in between, the journal
+// is left, and recovery reads the rows as they were before the operation:
+// an endpoint being added is not there (recovery takes it back; the pool's
+// hint has moved on, as after any delete), one being removed still is
+// (recovery finishes its removal, which a published port the saved state
+// no longer holds cannot stop), and policy ids the state has handed out
+// are never handed out again.
 void NodeTxn::save() {
-  if (services_) services_->commit();
+  store_.save(state_);
+  if (!db_) return;
+  step("database");
+  db_->commit();
+}
+
+// A state of schema 7 or older held the endpoints (and one of 6 or older
+// the services): into the database, then the state without them. Killed in
+// between, the next load moves them again.
+void NodeTxn::move_legacy_records() {
+  if (!has_state_ || (!state_.legacy_services && !state_.legacy_endpoints)) return;
+  const std::string file = (store_.dir() / "services.db").string();
+  if (state_.legacy_endpoints) {
+    endpoints().replace_all(*state_.legacy_endpoints);
+    spdlog::info("node {}: {} endpoints moved into {}", node_.name(), state_.legacy_endpoints->size(), file);
+    state_.legacy_endpoints.reset();
+  }
+  if (state_.legacy_services) {
+    services().replace_all(state_.legacy_services->services, state_.legacy_services->counters);
+    spdlog::info("node {}: {} services moved into {}", node_.name(), state_.legacy_services->services.size(), file);
+    state_.legacy_services.reset();
+  }
+  // Here the database first: the state saved without them is their only
+  // copy once it is written.
+  db_->commit();
+  step("legacy-moved");
   store_.save(state_);
 }
 
-// A state of schema 6 or older held the services: into the table, then the
-// state without them. Killed in between, the next load moves them again.
-void NodeTxn::move_legacy_services() {
-  if (!has_state_ || !state_.legacy_services) return;
-  services().replace_all(state_.legacy_services->services, state_.legacy_services->counters);
-  spdlog::info("node {}: {} services moved into {}", node_.name(), state_.legacy_services->services.size(),
-               (store_.dir() / "services.db").string());
-  state_.legacy_services.reset();
-  save();
+// What validate_state checks for a file that held its endpoints: every
+// published port leads to an endpoint of the node.
+void NodeTxn::check_published() {
+  if (!has_state_) return;
+  for (size_t i = 0; i < state_.published.size(); ++i)
+    if (!endpoints().contains(state_.published[i].endpoint))
+      throw Error(Errc::failed, "state of node " + node_.name() + ": published[" + std::to_string(i) +
+                                    "].endpoint: '" + state_.published[i].endpoint +
+                                    "' is not an endpoint of this node");
 }
 
 DatapathMaps* NodeTxn::maps_if_attached() {
@@ -171,6 +228,8 @@ void NodeTxn::commit_then(const std::function<void()>& cleanup) {
 
 void NodeTxn::commit_removal() {
   services_.reset();
+  endpoints_.reset();
+  db_.reset();
   store_.remove();
   has_state_ = false;
   journaled_ = false;

@@ -93,8 +93,8 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   }
   // The published map follows the state (after a reload it starts empty).
   for (const auto& p : st.published)
-    for (const auto& e : st.endpoints)
-      if (e.name == p.endpoint) maps.put_published({proto_number(p.proto), p.port, e.ip, p.target_port});
+    if (auto e = txn.endpoints().get(p.endpoint))
+      maps.put_published({proto_number(p.proto), p.port, e->ip, p.target_port});
   for (const auto& r : st.routes) maps.put_routed(r.dst);
   if (st.native_cidr) maps.put_routed(*st.native_cidr);
   cfg[EBPFNET_CFG_NAT_PORT_MIN] = kNatPortMin;
@@ -105,7 +105,7 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   cfg[EBPFNET_CFG_CT_TIMEOUT_CLOSING] = st.ct_timeouts.closing;
   cfg[EBPFNET_CFG_CT_TIMEOUT_UDP] = st.ct_timeouts.udp;
   cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
-  cfg[EBPFNET_CFG_POLICIES] = st.policed_endpoints();
+  cfg[EBPFNET_CFG_POLICIES] = txn.endpoints().policed();
   cfg[EBPFNET_CFG_SERVICES] = txn.services().key_count();
   if (st.overlay) {
     // Resolved in the node's namespace: the device is the node's.
@@ -121,7 +121,7 @@ void expose(NodeTxn& txn, const PublishRecord& p) {
   check_port(p.target_port, "endpoint port");
   check_port(p.port, "published port");
   NodeState& st = txn.state();
-  const EndpointRecord& e = endpoints::find(txn, p.endpoint);
+  const EndpointRecord e = txn.endpoint(p.endpoint);
   if (!st.uplink)
     throw Error(Errc::usage, "node '" + txn.node().name() + "' has no uplink (attach --uplink IFNAME)");
   for (const auto& q : st.published)
@@ -145,7 +145,7 @@ void unexpose(NodeTxn& txn, const std::string& endpoint, const std::string& prot
               std::optional<uint16_t> port) {
   const uint8_t number = proto_number(proto);
   NodeState& st = txn.state();
-  endpoints::find(txn, endpoint);
+  txn.endpoint(endpoint);
   auto matches = [&](const PublishRecord& p) {
     return p.endpoint == endpoint && p.proto == proto && p.target_port == target_port &&
            (!port || p.port == *port);

@@ -123,12 +123,22 @@ struct Plan {
   bool empty() const { return changes.empty(); }
 };
 
+// The node as apply finds it: its state and its endpoints' records.
+struct CurrentNode : NodeState {
+  std::vector<EndpointRecord> endpoints;
+  EndpointRecord* find(std::string_view endpoint) {
+    for (auto& e : endpoints)
+      if (e.name == endpoint) return &e;
+    return nullptr;
+  }
+};
+
 // The diff between the node (nullopt: it does not exist yet) and the file.
 // What apply cannot converge is refused here, before anything changes,
 // as "SOURCE:LINE: reason": an endpoint that does not exist (Errc::not_found),
 // a different pool or uplink than the node has (Errc::usage). services: the
 // ones the node has (its services table).
-Plan make_plan(const NodeSpec& want, const std::optional<NodeState>& have, const DatapathFacts& dp,
+Plan make_plan(const NodeSpec& want, const std::optional<CurrentNode>& have, const DatapathFacts& dp,
                const std::vector<ServiceRecord>& services = {});
 
 // Reads the node the file names and plans. node: the --node the user gave,

@@ -152,11 +152,12 @@ struct AttachmentView {
 
 struct NodeStatus {
   NodeState state;
+  size_t endpoint_count = 0;
   std::filesystem::path pin_dir;
   uint32_t abi = 0;           // of the pinned datapath; 0: none
   uint64_t build = 0;         // of the pinned programs
   uint64_t binary_build = 0;  // of this binary's programs
-  std::vector<AttachmentView> attachments;
+  std::vector<AttachmentView> attachments;  // endpoints' first, then the uplink's, the overlay's
   std::optional<ProgInfo> prog;
   std::optional<ProgInfo> uplink_prog;  // attached at the uplink, if there is one
   std::optional<ProgInfo> prefilter_prog;  // pinned for the uplink's XDP hook (ABI 3+)
@@ -164,11 +165,15 @@ struct NodeStatus {
   std::optional<Ipv4> uplink_ip;
   std::vector<MapInfo> maps;
   DropCounts node_drops{};
-  std::vector<EndpointView> endpoints;
+  std::vector<EndpointView> endpoints;  // empty when they were streamed (Node::status with a sink)
   std::vector<std::string> bridges;  // bridge devices in the node (there should be none)
   std::string socket_lb;  // connect-time balancing: attached, idle, off, unavailable: WHY
   size_t services = 0;
 };
+
+// Takes endpoints one at a time, for outputs that stream them: a node of
+// 10,000 holds none of them in memory at once.
+using EndpointSink = std::function<void(const EndpointView&, const AttachmentView&)>;
 
 // A prefilter entry as users write it: "203.0.113.0/24", or an address
 // "198.51.100.7" (its /32). Errc::usage saying what is wrong (host bits set
@@ -205,7 +210,12 @@ class Node {
   // kernel unregisters their veths in one batch.
   void del_endpoints(const std::vector<std::string>& names);
   std::vector<EndpointView> endpoints();
+  // The same, one at a time (each must not call into the node).
+  void each_endpoint(const std::function<void(const EndpointView&)>& each);
   NodeStatus status();
+  // head gets everything but the endpoints (attachments: only those not of
+  // an endpoint), then each gets the endpoints with their attachments.
+  void status(const std::function<void(const NodeStatus&)>& head, const EndpointSink& each);
 
   // Published ports and conntrack.
   void expose(const PublishRecord& p);
@@ -262,6 +272,8 @@ class Node {
   // For CNI runtimes, each under the node's lock. A node that does not
   // exist has no state and no endpoints.
   std::optional<NodeState> load_state();
+  // The endpoints' records alone (no counters, no programs looked up).
+  std::vector<EndpointRecord> endpoint_records();
   std::optional<EndpointRecord> find_container_endpoint(const ContainerRef& c);
   // Returns what was removed; nullopt: nothing was there.
   std::optional<EndpointRecord> del_container_endpoint(const ContainerRef& c);

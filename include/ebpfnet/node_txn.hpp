@@ -5,8 +5,8 @@
 // each operation.
 //
 // Crash safety: an operation that changes anything beyond the state writes
-// a journal first (journal()); commit saves the state, then drops the
-// journal. A journal found when a transaction begins was left by a killed
+// a journal first (journal()); commit saves the state file, then commits
+// the node's database (endpoints, services), then drops the journal. A journal found when a transaction begins was left by a killed
 // process (the lock says no one else holds the node), and recovery takes
 // back or finishes that operation before this one starts.
 #pragma once
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ebpfnet/bpf_maps.hpp"
+#include "ebpfnet/endpoint_table.hpp"
 #include "ebpfnet/node.hpp"
 #include "ebpfnet/service_table.hpp"
 #include "ebpfnet/state.hpp"
@@ -45,9 +46,12 @@ class NodeTxn {
   bool has_state() const { return has_state_; }
   NodeState& state() { return state_; }
   // The node's services, opened at first use; its writes are committed with
-  // the state (before it: an endpoint's removal is journaled, so a kill
-  // between the two is finished by recovery).
+  // the state (after it: see save()).
   ServiceTable& services();
+  // The node's endpoints, in the same database and transaction.
+  EndpointTable& endpoints();
+  // Errc::not_found when the node has no such endpoint.
+  EndpointRecord endpoint(const std::string& name);
 
   DatapathMaps& maps();
   // nullptr when the datapath is not attached: removals go on without it.
@@ -87,7 +91,9 @@ class NodeTxn {
   const StateStore& store_;
   void recover();
   void save();
-  void move_legacy_services();
+  std::shared_ptr<NodeDb> db();
+  void move_legacy_records();
+  void check_published();
 
   std::optional<StateStore::Lock> lock_;
   bool has_state_ = false;
@@ -97,7 +103,9 @@ class NodeTxn {
   Checkpoint cp_;
   bool maps_opened_ = false;
   std::optional<DatapathMaps> maps_;
+  std::shared_ptr<NodeDb> db_;
   std::optional<ServiceTable> services_;
+  std::optional<EndpointTable> endpoints_;
   std::vector<std::shared_ptr<void>> held_;
   Undo undo_;  // last, so its steps run while everything above exists
 };

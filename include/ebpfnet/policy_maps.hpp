@@ -2,12 +2,13 @@
 // beside any old ones, then switched to with one ep_policy update.
 #pragma once
 
+#include "ebpfnet/endpoint_table.hpp"
 #include "ebpfnet/node.hpp"
 
 namespace ebpfnet {
 
-// Resolves endpoint names against st (which must outlive the resolver).
-PeerResolver endpoint_resolver(const NodeState& st);
+// Resolves endpoint names against the table (which must outlive the resolver).
+PeerResolver endpoint_resolver(EndpointTable& table);
 
 // Picks ids for p's rule sets from counters (advancing them).
 PolicyIds allocate_policy_ids(const Policy& p, PolicyIdCounters& counters);

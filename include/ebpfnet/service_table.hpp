@@ -4,9 +4,8 @@
 // ports and node ports are the table's constraints; a second table indexes
 // backends by endpoint, for the services an endpoint's removal changes.
 //
-// Writes go into one SQLite transaction, begun by the first of them and made
-// durable by commit() (NodeTxn commits it with the node's state); a table
-// closed uncommitted rolls back.
+// The table lives in the node's database (node_db.hpp), whose transaction
+// its writes join.
 #pragma once
 
 #include <filesystem>
@@ -17,22 +16,19 @@
 #include <string_view>
 #include <vector>
 
+#include "ebpfnet/node_db.hpp"
 #include "ebpfnet/state.hpp"
-
-struct sqlite3;
 
 namespace ebpfnet {
 
 class ServiceTable {
  public:
-  enum class Mode { read, write };
-  // Opens <dir>/services.db; write makes it when missing. Read of a table
-  // that does not exist is an empty table. dir must be the node's checked
-  // directory (StateStore::checked_path).
-  ServiceTable(const std::filesystem::path& file, Mode mode);
-  ~ServiceTable();
-  ServiceTable(const ServiceTable&) = delete;
-  ServiceTable& operator=(const ServiceTable&) = delete;
+  using Mode = NodeDb::Mode;
+  // The table of an open database.
+  explicit ServiceTable(std::shared_ptr<NodeDb> db) : db_(std::move(db)) {}
+  // Opens the database file (StateStore::checked_path("services.db")) for
+  // this table alone.
+  ServiceTable(const std::filesystem::path& file, Mode mode) : db_(std::make_shared<NodeDb>(file, mode)) {}
 
   // Errc::failed naming the row and field when a row is not what ebpfnet
   // writes (the file may have been edited).
@@ -57,20 +53,16 @@ class ServiceTable {
   // Replaces every service and the counters (moving a schema-6 state in).
   void replace_all(const std::vector<ServiceRecord>& services, const ServiceIdCounters& c);
 
-  void commit();
+  void commit() { db_->commit(); }
 
  private:
-  class Statement;
-  Statement prepare(const char* sql);
-  void exec(const char* sql);
-  void begin_write();
+  using Statement = NodeDb::Statement;
+  Statement prepare(const char* sql) { return db_->prepare(sql); }
   std::vector<ServiceRecord> records(Statement& q);
   size_t total(const char* name);
   void add_totals(int64_t services, int64_t keys, int64_t backends);
 
-  std::filesystem::path file_;
-  sqlite3* db_ = nullptr;  // null: a read of a table that does not exist
-  bool writing_ = false;   // inside a transaction
+  std::shared_ptr<NodeDb> db_;
 };
 
 }  // namespace ebpfnet

@@ -1,5 +1,6 @@
-// What a node remembers between invocations: its configuration and its
-// endpoints, one JSON file per node, written atomically under a file lock.
+// What a node remembers between invocations: its configuration in one JSON
+// file per node, written atomically under a file lock, and its endpoints and
+// services in the node's database (node_db.hpp) beside it.
 // The file carries a schema version; older versions are migrated on load,
 // and what is loaded is validated like user input before anything acts on it.
 #pragma once
@@ -157,7 +158,6 @@ struct NodeState {
   Ipv4 last_allocated;
   bool attached = false;
   std::optional<TcMode> tc_mode;  // chosen at attach: detected or forced
-  std::vector<EndpointRecord> endpoints;
   std::optional<UplinkRecord> uplink;
   std::vector<PublishRecord> published;
   std::vector<RouteRecord> routes;
@@ -181,10 +181,12 @@ struct NodeState {
     ServiceIdCounters counters;
   };
   std::optional<LegacyServices> legacy_services;
+  // The endpoints live in their own table (EndpointTable) since schema 8;
+  // a file of schema 7 or older held them here, and the transaction that
+  // loads it moves them into the table. Never saved.
+  std::optional<std::vector<EndpointRecord>> legacy_endpoints;
 
   Ipv4 gateway() const { return cidr.first_host(); }
-  size_t policed_endpoints() const;  // endpoints with a policy
-  EndpointRecord* find(std::string_view endpoint);
 };
 
 // An operation in progress: written before the operation changes anything
@@ -205,6 +207,10 @@ struct Journal {
 // outside the pool, a duplicate, a port or timeout of 0. State is read from
 // a file others may have edited, so it is checked like user input.
 void validate_state(const NodeState& s, std::string_view node);
+// One endpoint as a row of the endpoint table is checked: its names and
+// paths, an address ebpfnet hands out in pool, an interface index. The
+// table's constraints keep what must be unique across endpoints.
+void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at);
 // Why pool via VIA cannot be a peer of the node's overlay (it overlaps the
 // node's pool, a route or another peer's pool (but peers[skip]), or via is
 // no unicast address outside the pools), or "".
@@ -213,7 +219,7 @@ std::string tunnel_peer_problem(const NodeState& s, const Ipv4Cidr& pool, Ipv4 v
 void validate_journal(const Journal& j);
 
 // The files of one node under <root>/<node>/: lock, state.json, and the
-// services table (services.db, see service_table.hpp). The node's
+// node's database of endpoints and services (services.db, see node_db.hpp). The node's
 // directory is opened without following a symlink, every file in it is
 // reached relative to that directory (never by path), and the directory and
 // its files must be the effective user's and writable by nobody else: a

@@ -60,7 +60,8 @@ class Apply : public testing::Test {
     ASSERT_EQ(r.code, 0) << r.out << r.err;
   }
   Node node() { return Node(env_, name_); }
-  std::string state_file() { return test::read_file(env_.state_root / name_ / "state.json"); }
+  // What the node remembers: its state file and its endpoint rows (policies live there).
+  std::string state_file() { return test::stored_state(env_.state_root / name_); }
   size_t map_entries(const char* map) {
     for (const auto& m : node().status().maps)
       if (m.name == map) return m.entries;

@@ -36,7 +36,7 @@ struct Snapshot {
 
 Snapshot snapshot(SandboxNode& sb) {
   Snapshot s;
-  s.state = read_file(sb.env().state_root / sb.name() / "state.json");
+  s.state = test::stored_state(sb.env().state_root / sb.name());
   s.state_root = entries(sb.env().state_root);
   for (const auto& l : Netlink::in(sb.node().netns()).links()) s.node_links.push_back(l.name);
   std::sort(s.node_links.begin(), s.node_links.end());

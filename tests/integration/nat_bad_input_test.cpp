@@ -30,7 +30,7 @@ struct Snapshot {
 
 Snapshot snapshot(SandboxNode& sb) {
   Snapshot s;
-  s.state = test::read_file(sb.env().state_root / sb.name() / "state.json");
+  s.state = test::stored_state(sb.env().state_root / sb.name());
   CmdResult list = sb.cli({"-o", "json", "expose", "list"}, 20);
   EXPECT_EQ(list.code, 0) << list.err;
   s.published = json::parse(list.out, nullptr, false);

@@ -204,7 +204,7 @@ struct Snapshot {
 
 Snapshot snapshot(SandboxNode& sb) {
   Snapshot s;
-  s.state = test::read_file(sb.env().state_root / sb.name() / "state.json");
+  s.state = test::stored_state(sb.env().state_root / sb.name());
   if (auto maps = Datapath::open_pinned_maps(sb.node().pin_dir()))
     for (const char* m : {"prefilter_addr", "prefilter_cidr", "prefilter_stats"})
       s.entries[m] = count_keys(maps->fd(m), MapLayout::of_fd(maps->fd(m)).key_size);
@@ -334,6 +334,8 @@ TEST_F(Prefilter, AnAbi2NodeIsUpgradedAndGetsThePrefilter) {
   json st = json::parse(test::read_file(state_file));
   st["version"] = 2;
   st.erase("prefilter");
+  // Schema 2 kept the endpoints in the file.
+  st["endpoints"] = test::stored_endpoints_json(state_file.parent_path());
   st["uplink"].erase("xdp_mode");
   std::ofstream(state_file) << st.dump();
 

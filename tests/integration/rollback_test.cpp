@@ -74,7 +74,7 @@ struct NodeView {
 
 NodeView view_of(SandboxNode& sb) {
   NodeView v;
-  v.state = read_file(sb.env().state_root / sb.name() / "state.json");
+  v.state = test::stored_state(sb.env().state_root / sb.name());
   Netns ns = sb.node().netns();
   v.links = link_names(ns);
   v.pins = entries(sb.node().pin_dir() / "links");

@@ -327,16 +327,19 @@ TEST_F(ServiceNode, AddManyAddsAllOrNone) {
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}).size(), specs.size());
 }
 
-// A node whose state file is of schema 6 kept its services there: the next
-// command moves them into the services table, and they keep answering.
+// A node whose state file is of schema 6 kept its services and endpoints
+// there: the next command moves them into the node's database, and they
+// keep answering.
 TEST_F(ServiceNode, ServicesOfASchema6StateMoveIntoTheTable) {
   auto s1 = name_server(w1(), "w1");
   ok(*sb_, {"service", "add", "api", kVip.str() + ":80/tcp", "--backend", w1() + ":8080"});
   const json listed = cli_json(*sb_, {"service", "list"});
   const std::filesystem::path dir = sb_->env().state_root / sb_->name();
   json st = json::parse(test::read_file(dir / "state.json"));
-  ASSERT_EQ(st.at("version"), 10);
+  ASSERT_EQ(st.at("version"), 9);
   st["version"] = 6;
+  st["endpoints"] = test::stored_endpoints_json(dir);
+  ASSERT_EQ(st["endpoints"].size(), sb_->node().endpoint_records().size());
   st["services"] = json::array({{{"name", "api"}, {"id", 1}, {"proto", "tcp"}, {"vip", kVip.str()}, {"port", 80},
                                  {"node_port", 0}, {"affinity_s", 0},
                                  {"backends", json::array({{{"id", 1}, {"endpoint", w1()}, {"port", 8080},
@@ -348,8 +351,10 @@ TEST_F(ServiceNode, ServicesOfASchema6StateMoveIntoTheTable) {
   EXPECT_EQ(cli_json(*sb_, {"service", "list"}), listed);
   EXPECT_TRUE(std::filesystem::exists(dir / "services.db"));
   const json now = json::parse(test::read_file(dir / "state.json"));
-  EXPECT_EQ(now.at("version"), 10);
+  EXPECT_EQ(now.at("version"), 9);
   EXPECT_FALSE(now.contains("services"));
+  EXPECT_FALSE(now.contains("endpoints"));
+  EXPECT_EQ(test::stored_endpoints_json(dir), st["endpoints"]) << "every endpoint moved, in its order";
   EXPECT_EQ(ask(Netns::open_named(c()), kVip, kVipPort), "w1 " + ip_of(c()));
   // The counters came along: the next service takes id 2, not 1 again.
   ok(*sb_, {"service", "add", "api2", "10.96.0.11:80/tcp", "--backend", w1() + ":8080"});

@@ -30,10 +30,12 @@ Footprint footprint(SandboxNode& sb) {
   const std::string text = read_file(dir / "state.json");
   if (!text.empty()) {
     auto j = nlohmann::json::parse(text);
-    for (const auto& e : j["endpoints"])
-      f.endpoints.push_back(e["name"].get<std::string>() + " " + e["ip"].get<std::string>() +
-                            (e["policy"].is_null() ? "" : " policed"));
     for (const auto& p : j["published"]) f.published.push_back(p.dump());
+  }
+  for (const auto& row : stored_endpoint_rows(dir)) {
+    auto e = nlohmann::json::parse(row);
+    f.endpoints.push_back(e["name"].get<std::string>() + " " + e["ip"].get<std::string>() +
+                          (e["policy"].is_null() ? "" : " policed"));
   }
   f.journal = std::filesystem::exists(dir / "journal.json");
   Netlink nl = Netlink::in(sb.node().netns());

@@ -14,7 +14,7 @@
 namespace ebpfnet::test {
 
 struct Footprint {
-  std::vector<std::string> endpoints, published;  // from state.json
+  std::vector<std::string> endpoints, published;  // from the endpoint table, state.json
   std::vector<std::string> links, addresses, routes;  // the node's namespace
   std::vector<std::string> pins;                  // link pins
   std::map<std::string, size_t> entries;          // per map rebuilt from state

@@ -1,3 +1,4 @@
+#include <sqlite3.h>
 #include "support.hpp"
 
 
@@ -51,6 +52,38 @@ std::string read_file(const std::filesystem::path& p) {
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
+}
+
+std::vector<std::string> stored_endpoint_rows(const std::filesystem::path& node_dir) {
+  std::vector<std::string> out;
+  const auto file = node_dir / "services.db";
+  if (!std::filesystem::exists(file)) return out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "opening " << file << ": " << (db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* q = nullptr;
+  // A database of layout 1 (a node of schema 7) has no endpoint table yet.
+  if (sqlite3_prepare_v2(db, "SELECT record FROM endpoints ORDER BY rowid", -1, &q, nullptr) == SQLITE_OK)
+    while (sqlite3_step(q) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+nlohmann::json stored_endpoints_json(const std::filesystem::path& node_dir) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : stored_endpoint_rows(node_dir)) out.push_back(nlohmann::json::parse(row));
+  return out;
+}
+
+std::string stored_state(const std::filesystem::path& node_dir) {
+  std::string out = read_file(node_dir / "state.json");
+  for (const auto& row : stored_endpoint_rows(node_dir)) out += "\n" + row;
+  return out;
 }
 
 std::vector<std::string> entries(const std::filesystem::path& dir) {

@@ -126,6 +126,15 @@ nlohmann::json one_event(const CmdResult& r);
 
 // The whole file ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& p);
+// The endpoint records of a node's database (<node dir>/services.db) as
+// stored, in order; {} without one. Read without the node's lock and
+// without recovery: what a killed command left, as it left it.
+std::vector<std::string> stored_endpoint_rows(const std::filesystem::path& node_dir);
+// The stored endpoint rows as the "endpoints" list of a state file of
+// schema 7 or older, for tests that fake a node an older ebpfnet wrote.
+nlohmann::json stored_endpoints_json(const std::filesystem::path& node_dir);
+// state.json and every stored endpoint row: what the node remembers.
+std::string stored_state(const std::filesystem::path& node_dir);
 // The names in a directory, sorted ({} when it does not exist).
 std::vector<std::string> entries(const std::filesystem::path& dir);
 

@@ -17,8 +17,8 @@ Ipv4Cidr cidr(const char* s) { return *Ipv4Cidr::parse(s); }
 const DatapathFacts kPinned{EBPFNET_ABI_VERSION, true, 0};
 
 // A node as `node create --uplink-sandbox`, attach and two `endpoint add` leave it.
-NodeState lab() {
-  NodeState st;
+CurrentNode lab() {
+  CurrentNode st;
   st.name = "lab";
   st.cidr = cidr("10.212.0.0/24");
   st.attached = true;
@@ -32,7 +32,7 @@ NodeState lab() {
   return st;
 }
 
-NodeSpec parse(const std::string& body, const std::optional<NodeState>& st) {
+NodeSpec parse(const std::string& body, const std::optional<CurrentNode>& st) {
   return parse_node_yaml("node: lab\npool: 10.212.0.0/24\nuplink: {sandbox: true}\n" + body, "node.yaml",
                          [&](const std::string&) {
                            return [&](std::string_view name) -> std::optional<Ipv4> {
@@ -44,13 +44,13 @@ NodeSpec parse(const std::string& body, const std::optional<NodeState>& st) {
                          });
 }
 
-Plan plan(const std::string& body, const std::optional<NodeState>& st, const DatapathFacts& dp = kPinned,
+Plan plan(const std::string& body, const std::optional<CurrentNode>& st, const DatapathFacts& dp = kPinned,
           const std::vector<ServiceRecord>& services = {}) {
   return make_plan(parse(body, st), st, dp, services);
 }
 
 // What carry_out makes the node's state say, done on the state alone.
-NodeState applied(NodeState st, const Plan& p) {
+CurrentNode applied(CurrentNode st, const Plan& p) {
   if (p.attach) {
     if (p.attach->ct_size) st.ct_size = *p.attach->ct_size;
     for (const auto& t : p.attach->ct_timeouts) set_ct_timeout(st.ct_timeouts, t);
@@ -133,7 +133,7 @@ TEST(ApplyPlan, AddsEachKindToAnExistingNode) {
 }
 
 TEST(ApplyPlan, ASecondApplyHasNothingToDo) {
-  NodeState st = lab();
+  CurrentNode st = lab();
   Plan first = plan(kFull, st);
   ASSERT_FALSE(first.empty());
   st = applied(st, first);
@@ -145,7 +145,7 @@ TEST(ApplyPlan, ASecondApplyHasNothingToDo) {
 }
 
 TEST(ApplyPlan, RemovesWhatTheFileNoLongerHas) {
-  NodeState st = applied(lab(), plan(kFull, lab()));
+  CurrentNode st = applied(lab(), plan(kFull, lab()));
   // The file without the udp port, the route and the policy.
   Plan p = plan("conntrack:\n  timeouts: {udp: 30}\npublished:\n  - {endpoint: web, port: 8080, target_port: 80}\n", st);
   EXPECT_EQ(lines(p), (std::vector<std::string>{
@@ -165,7 +165,7 @@ TEST(ApplyPlan, RemovesWhatTheFileNoLongerHas) {
 
 // The deny list is one step: what the file adds and omits, each a line.
 TEST(ApplyPlan, ConvergesThePrefilter) {
-  NodeState st = lab();
+  CurrentNode st = lab();
   st.prefilter = {cidr("192.0.2.0/24"), cidr("198.51.100.7/32")};
   Plan p = plan("prefilter:\n  - 198.51.100.7\n  - 203.0.113.0/24\n", st);
   EXPECT_EQ(lines(p), (std::vector<std::string>{"- prefilter 192.0.2.0/24", "+ prefilter 203.0.113.0/24"}));
@@ -183,7 +183,7 @@ TEST(ApplyPlan, ConvergesThePrefilter) {
 // Services: added, left alone when the same (a draining backend included),
 // replaced when they differ, removed when the file omits them.
 TEST(ApplyPlan, ConvergesServices) {
-  NodeState st = lab();
+  CurrentNode st = lab();
   const std::string file = R"(services:
   api:
     vip: 10.96.0.10:80/tcp
@@ -241,7 +241,7 @@ TEST(ApplyPlan, RefusesBadServices) {
 }
 
 TEST(ApplyPlan, ChangesInPlace) {
-  NodeState st = applied(lab(), plan(kFull, lab()));
+  CurrentNode st = applied(lab(), plan(kFull, lab()));
   Plan p = plan(R"(conntrack:
   size: 524288
 published:
@@ -279,7 +279,7 @@ policies:
 }
 
 TEST(ApplyPlan, APeerEndpointWithAnotherAddressIsAChange) {
-  NodeState st = applied(lab(), plan(kFull, lab()));
+  CurrentNode st = applied(lab(), plan(kFull, lab()));
   st.find("db")->ip = ip("10.212.0.20");  // db deleted and added again
   Plan p = plan(kFull, st);
   EXPECT_EQ(lines(p), (std::vector<std::string>{
@@ -291,7 +291,7 @@ TEST(ApplyPlan, APeerEndpointWithAnotherAddressIsAChange) {
 }
 
 TEST(ApplyPlan, TheDatapathIsRepairedWhenItNeedsIt) {
-  NodeState st = applied(lab(), plan(kFull, lab()));
+  CurrentNode st = applied(lab(), plan(kFull, lab()));
   EXPECT_EQ(lines(plan(kFull, st, {0, false, 3})), std::vector<std::string>{"+ datapath load and pin (nothing is pinned)"});
   EXPECT_EQ(lines(plan(kFull, st, {EBPFNET_ABI_VERSION, false, 3})),
             std::vector<std::string>{"~ datapath upgrade to this ebpfnet's programs"});
@@ -301,7 +301,7 @@ TEST(ApplyPlan, TheDatapathIsRepairedWhenItNeedsIt) {
   EXPECT_TRUE(stale.attach->ct_timeouts.empty()) << "nothing else changes";
 }
 
-void expect_refused(const std::string& body, const std::optional<NodeState>& st, Errc code,
+void expect_refused(const std::string& body, const std::optional<CurrentNode>& st, Errc code,
                     const std::string& message, const std::string& head = "") {
   try {
     NodeSpec want = head.empty() ? parse(body, st)
@@ -322,7 +322,7 @@ TEST(ApplyPlan, RefusesWhatItCannotConverge) {
   expect_refused("policies:\n  ghost: {}\n", lab(), Errc::not_found, "node.yaml:5: no endpoint 'ghost' on node lab");
   expect_refused("published:\n  - {endpoint: web, port: 80}\n", std::nullopt, Errc::not_found,
                  "node.yaml:5: no endpoint 'web' on node lab, which does not exist yet");
-  NodeState other_pool = lab();
+  CurrentNode other_pool = lab();
   other_pool.cidr = cidr("10.212.1.0/24");
   expect_refused("", other_pool, Errc::usage,
                  "node.yaml:2: node lab has pool 10.212.1.0/24, not 10.212.0.0/24; a pool cannot change under "
@@ -338,7 +338,7 @@ TEST(ApplyPlan, RefusesWhatItCannotConverge) {
 }
 
 TEST(ApplyPlan, AnInterfaceUplinkIsAddedByAttach) {
-  NodeState st = lab();
+  CurrentNode st = lab();
   st.uplink.reset();
   NodeSpec want = parse_node_yaml("node: lab\npool: 10.212.0.0/24\nuplink: {interface: eth1}\n", "node.yaml",
                                   [](const std::string&) { return PeerResolver(); });

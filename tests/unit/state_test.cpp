@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "ebpfnet/endpoint_table.hpp"
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/ipam.hpp"
 #include "ebpfnet/names.hpp"
@@ -22,6 +23,11 @@ NodeState sample() {
   s.last_allocated = *Ipv4::parse("10.240.0.3");
   s.attached = true;
   s.tc_mode = TcMode::tcx;
+  s.ct_size = 1024;
+  return s;
+}
+
+EndpointRecord sample_endpoint() {
   EndpointRecord e;
   e.name = "web";
   e.netns = "web";
@@ -33,9 +39,7 @@ NodeState sample() {
   e.host_ifindex = 7;
   e.host_mac = *parse_mac("02:00:00:00:01:03");
   e.tc_mode = TcMode::clsact;
-  s.endpoints.push_back(e);
-  s.ct_size = 1024;
-  return s;
+  return e;
 }
 
 TEST(StateStore, RoundTrips) {
@@ -49,16 +53,8 @@ TEST(StateStore, RoundTrips) {
   EXPECT_EQ(s.name, "lab");
   EXPECT_EQ(s.cidr.str(), "10.240.0.0/24");
   EXPECT_EQ(s.tc_mode, TcMode::tcx);
-  ASSERT_EQ(s.endpoints.size(), 1u);
-  const auto& e = s.endpoints[0];
-  EXPECT_EQ(e.ip.str(), "10.240.0.3");
-  EXPECT_EQ(mac_str(e.mac), "02:00:00:00:00:03");
-  EXPECT_EQ(e.host_ifindex, 7);
-  EXPECT_EQ(e.tc_mode, TcMode::clsact);
-  EXPECT_TRUE(e.netns_owned);
   EXPECT_EQ(s.ct_size, 1024u);
-  EXPECT_NE(s.find("web"), nullptr);
-  EXPECT_EQ(s.find("db"), nullptr);
+  EXPECT_FALSE(s.legacy_endpoints);
 }
 
 TEST(StateStore, MissingNodeIsNotFound) {
@@ -99,11 +95,11 @@ TEST(StateStore, InterruptedWriteLeavesTheOldState) {
   auto lock = store.lock(true);
   store.save(sample());
   std::ofstream(store.dir() / "state.json.tmp") << "{ half written";
-  EXPECT_EQ(store.load().endpoints.size(), 1u);
+  EXPECT_EQ(store.load().ct_size, 1024u);
   NodeState next = sample();
-  next.endpoints.clear();
+  next.ct_size = 2048;
   store.save(next);
-  EXPECT_TRUE(store.load().endpoints.empty());
+  EXPECT_EQ(store.load().ct_size, 2048u);
   EXPECT_FALSE(std::filesystem::exists(store.dir() / "state.json.tmp"));
 }
 
@@ -121,16 +117,19 @@ TEST(StateStore, LockExcludesOtherProcesses) {
   EXPECT_EQ(WEXITSTATUS(status), 1) << "a second process took the lock while it was held";
 }
 
-// Many processes allocating at once under the lock never hand out an address twice.
+// Many processes allocating at once under the lock never hand out an
+// address twice: each reads the node's endpoint table as the last one
+// committed it.
 TEST(StateStore, ConcurrentAllocationsAreDistinct) {
   test::TempStateDir dir;
   StateStore store(dir.path(), "lab");
   {
     auto lock = store.lock(true);
-    NodeState s = sample();
-    s.endpoints.clear();
-    store.save(s);
+    store.save(sample());
   }
+  auto table = [&](NodeDb::Mode mode, const NodeState& s) {
+    return EndpointTable(std::make_shared<NodeDb>(store.checked_path("services.db"), mode), s.cidr);
+  };
   constexpr int kProcs = 6, kEach = 15;
   std::vector<pid_t> kids;
   for (int p = 0; p < kProcs; ++p) {
@@ -139,17 +138,17 @@ TEST(StateStore, ConcurrentAllocationsAreDistinct) {
       for (int i = 0; i < kEach; ++i) {
         auto lock = store.lock();
         NodeState s = store.load();
-        std::set<Ipv4> used;
-        for (const auto& e : s.endpoints) used.insert(e.ip);
-        Ipam ipam(s.cidr, used, s.last_allocated);
-        EndpointRecord e = sample().endpoints[0];
+        EndpointTable t = table(NodeDb::Mode::write, s);
+        Ipam ipam(s.cidr, t.addresses(), s.last_allocated);
+        EndpointRecord e = sample_endpoint();
         e.name = "p" + std::to_string(p) + "-" + std::to_string(i);
         e.host_ifname = host_ifname(e.name);
         e.host_ifindex = 100 + p * kEach + i;
         e.ip = ipam.allocate();
         s.last_allocated = ipam.last();
-        s.endpoints.push_back(e);
+        t.put(e);
         store.save(s);
+        t.commit();
       }
       _exit(0);
     }
@@ -160,10 +159,10 @@ TEST(StateStore, ConcurrentAllocationsAreDistinct) {
     waitpid(k, &status, 0);
     EXPECT_EQ(WEXITSTATUS(status), 0);
   }
-  NodeState s = store.load();
-  ASSERT_EQ(s.endpoints.size(), size_t{kProcs * kEach});
+  EndpointTable t = table(NodeDb::Mode::read, store.load());
+  ASSERT_EQ(t.size(), size_t{kProcs * kEach});
   std::set<Ipv4> ips;
-  for (const auto& e : s.endpoints) ips.insert(e.ip);
+  t.for_each([&](const EndpointRecord& e) { ips.insert(e.ip); });
   EXPECT_EQ(ips.size(), size_t{kProcs * kEach});
 }
 

@@ -29,6 +29,42 @@ EndpointRecord endpoint(const std::string& name, const std::string& ip, int ifin
   return e;
 }
 
+// The endpoints of the rich node, which a state file of schema 7 held.
+std::vector<EndpointRecord> rich_endpoints() {
+  std::vector<EndpointRecord> out;
+  out.push_back(endpoint("web", "10.240.0.2", 7));
+  out[0].policy = Policy{};
+  out[0].policy_ids = {{1, 2}, {1, 3}};
+  out[0].netns_cookie = 4096;
+  EndpointRecord db = endpoint("db", "10.240.0.3", 8);
+  db.netns = "pid:1";
+  db.netns_path = "/proc/1/ns/net";
+  db.netns_owned = false;
+  out.push_back(db);
+  return out;
+}
+
+// An endpoint as schema 7 wrote it in the state file.
+json as_version7(const EndpointRecord& e) {
+  return {{"name", e.name},
+          {"netns", e.netns},
+          {"netns_path", e.netns_path},
+          {"netns_owned", e.netns_owned},
+          {"ifname", e.ifname},
+          {"ip", e.ip.str()},
+          {"mac", mac_str(e.mac)},
+          {"host_ifname", e.host_ifname},
+          {"host_ifindex", e.host_ifindex},
+          {"host_mac", mac_str(e.host_mac)},
+          {"netns_cookie", e.netns_cookie},
+          {"tc_mode", to_string(e.tc_mode)},
+          {"container_id", e.container_id},
+          {"cni_network", e.cni_network},
+          {"policy", e.policy ? to_json(*e.policy) : json(nullptr)},
+          {"policy_sets", e.policy_ids.set},
+          {"policy_first_classes", e.policy_ids.first_class}};
+}
+
 // A node with something in every list, so each kind of record can be spoiled.
 NodeState rich() {
   NodeState s;
@@ -37,14 +73,6 @@ NodeState rich() {
   s.last_allocated = *Ipv4::parse("10.240.0.3");
   s.attached = true;
   s.tc_mode = TcMode::tcx;
-  s.endpoints.push_back(endpoint("web", "10.240.0.2", 7));
-  s.endpoints[0].policy = Policy{};
-  s.endpoints[0].policy_ids = {{1, 2}, {1, 3}};
-  EndpointRecord db = endpoint("db", "10.240.0.3", 8);
-  db.netns = "pid:1";
-  db.netns_path = "/proc/1/ns/net";
-  db.netns_owned = false;
-  s.endpoints.push_back(db);
   s.uplink = UplinkRecord{"eth0", "lab-out", TcMode::tcx, true};
   s.published = {{"web", "tcp", 80, 8080}, {"db", "udp", 53, 5353}};
   s.routes = {{*Ipv4Cidr::parse("192.168.50.0/24"), *Ipv4::parse("10.99.0.1")},
@@ -54,7 +82,6 @@ NodeState rich() {
   s.uplink->xdp = XdpMode::native;
   s.prefilter = {*Ipv4Cidr::parse("203.0.113.0/24"), *Ipv4Cidr::parse("198.51.100.7/32")};
   s.socket_lb = false;
-  s.endpoints[0].netns_cookie = 4096;
   s.overlay = OverlayRecord{};
   s.overlay->vni = 7;
   s.overlay->peers = {{*Ipv4Cidr::parse("10.241.0.0/24"), *Ipv4::parse("198.18.250.2")},
@@ -62,7 +89,15 @@ NodeState rich() {
   return s;
 }
 
-// The rich state as schema 6 wrote it, with its services in the file.
+// The rich state as schema 7 wrote it, with its endpoints in the file.
+json as_version7(json j) {
+  j["version"] = 7;
+  j["endpoints"] = json::array();
+  for (const auto& e : rich_endpoints()) j["endpoints"].push_back(as_version7(e));
+  return j;
+}
+
+// The rich state as schema 6 wrote it, with its services in the file too.
 json as_version6(json j) {
   j["version"] = 6;
   j["services"] = json::parse(R"([
@@ -80,7 +115,8 @@ class StateFile : public testing::Test {
   void SetUp() override {
     lock_.emplace(store_.lock(true));
     store_.save(rich());
-    good_ = read();
+    good_ = as_version7(read());
+    write(good_);
   }
   std::filesystem::path file() const { return store_.dir() / "state.json"; }
   json read() const { return json::parse(test::read_file(file())); }
@@ -112,10 +148,11 @@ class StateFile : public testing::Test {
 
 TEST_F(StateFile, RichStateRoundTrips) {
   NodeState s = store_.load();
-  EXPECT_EQ(s.endpoints.size(), 2u);
-  EXPECT_TRUE(s.endpoints[0].policy);
-  EXPECT_EQ(s.endpoints[0].policy_ids.first_class[1], 3u);
-  EXPECT_FALSE(s.endpoints[1].netns_owned);
+  ASSERT_TRUE(s.legacy_endpoints);
+  EXPECT_EQ(s.legacy_endpoints->size(), 2u);
+  EXPECT_TRUE((*s.legacy_endpoints)[0].policy);
+  EXPECT_EQ((*s.legacy_endpoints)[0].policy_ids.first_class[1], 3u);
+  EXPECT_FALSE((*s.legacy_endpoints)[1].netns_owned);
   EXPECT_EQ(s.published.size(), 2u);
   EXPECT_EQ(s.routes.size(), 2u);
   EXPECT_EQ(s.ct_size, 65536u);
@@ -123,15 +160,23 @@ TEST_F(StateFile, RichStateRoundTrips) {
   EXPECT_EQ(s.prefilter.size(), 2u);
   EXPECT_FALSE(s.legacy_services);
   EXPECT_FALSE(s.socket_lb);
-  EXPECT_EQ(s.endpoints[0].netns_cookie, 4096u);
+  EXPECT_EQ((*s.legacy_endpoints)[0].netns_cookie, 4096u);
   ASSERT_TRUE(s.overlay);
   EXPECT_EQ(s.overlay->ifname, "vx0");
   EXPECT_EQ(s.overlay->vni, 7u);
   EXPECT_EQ(s.overlay->mtu, 1450u);
   ASSERT_EQ(s.overlay->peers.size(), 2u);
   EXPECT_EQ(s.overlay->peers[1].via.str(), "198.18.250.3");
-  EXPECT_EQ(read().at("version"), 10);
+  // Saved, it is of schema 9: the endpoints are the table's.
+  s.legacy_endpoints.reset();
+  store_.save(s);
+  EXPECT_EQ(read().at("version"), 9);
   EXPECT_FALSE(read().contains("services"));
+  EXPECT_FALSE(read().contains("endpoints"));
+  NodeState again = store_.load();
+  EXPECT_FALSE(again.legacy_endpoints);
+  EXPECT_EQ(again.published.size(), 2u);
+  EXPECT_EQ(again.policy_counters.next_class, 4u);
 }
 
 // Schema 6 kept the services in the file: they are read (for the loading
@@ -303,7 +348,7 @@ TEST_F(StateFile, RefusesABadServiceOfVersion6) {
   expect_refused("service_counters", [](json& j) { j.erase("service_counters"); });
 }
 
-// Schema 10: native routing's cluster CIDR round-trips, and must hold the pool.
+// Schema 9: native routing's cluster CIDR round-trips, and must hold the pool.
 TEST_F(StateFile, NativeCidrRoundTripsAndMustHoldThePool) {
   {
     NodeState s = store_.load();
@@ -319,16 +364,16 @@ TEST_F(StateFile, NativeCidrRoundTripsAndMustHoldThePool) {
 
 TEST_F(StateFile, RefusesANewerSchema) {
   json j = good_;
-  j["version"] = 11;
+  j["version"] = 10;
   j["something_new"] = true;
   write(j);
   try {
     store_.load();
-    FAIL() << "a version 11 state loaded";
+    FAIL() << "a version 10 state loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::failed);
     EXPECT_EQ(std::string(e.what()), "state of node 'lab' (" + file().string() +
-                                         ") has schema version 11; this ebpfnet reads up to 10: upgrade ebpfnet");
+                                         ") has schema version 10; this ebpfnet reads up to 9: upgrade ebpfnet");
   }
 }
 
@@ -349,8 +394,8 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   auto lock = store.lock(true);
   std::ofstream(store.dir() / "state.json") << kVersion1;
   NodeState s = store.load();
-  ASSERT_EQ(s.endpoints.size(), 1u);
-  const EndpointRecord& e = s.endpoints[0];
+  ASSERT_EQ(s.legacy_endpoints->size(), 1u);
+  const EndpointRecord& e = (*s.legacy_endpoints)[0];
   EXPECT_EQ(e.host_ifindex, 9);
   EXPECT_EQ(e.tc_mode, TcMode::clsact);
   EXPECT_EQ(e.container_id, "");
@@ -368,13 +413,13 @@ TEST(StateMigration, Version1LoadsWithTodaysDefaults) {
   // Saving writes the current schema, with every field.
   store.save(s);
   json j = json::parse(test::read_file(store.dir() / "state.json"));
-  EXPECT_EQ(j.at("version"), 10);
+  EXPECT_EQ(j.at("version"), 9);
   EXPECT_EQ(j.at("ct_size"), 262144);
   EXPECT_EQ(j.at("overlay"), nullptr);
-  EXPECT_EQ(j.at("native_cidr"), nullptr) << "native routing: none before schema 10";
+  EXPECT_EQ(j.at("native_cidr"), nullptr) << "native routing: none before schema 9";
   EXPECT_EQ(j.at("prefilter"), json::array());
   EXPECT_FALSE(j.contains("services"));
-  EXPECT_TRUE(j.at("endpoints")[0].contains("container_id"));
+  EXPECT_FALSE(j.contains("endpoints"));
 }
 
 // Version 4 had neither connect-time balancing nor namespace cookies: it is
@@ -387,8 +432,8 @@ TEST_F(StateFile, Version4TurnsConnectTimeBalancingOnWithCookiesUnknown) {
   write(v4);
   NodeState s = store_.load();
   EXPECT_TRUE(s.socket_lb);
-  ASSERT_EQ(s.endpoints.size(), 2u);
-  EXPECT_EQ(s.endpoints[0].netns_cookie, 0u);
+  ASSERT_EQ(s.legacy_endpoints->size(), 2u);
+  EXPECT_EQ((*s.legacy_endpoints)[0].netns_cookie, 0u);
 }
 
 TEST_F(StateFile, RefusesABadNetnsCookie) {
@@ -420,6 +465,7 @@ TEST(StateMigration, Version2LoadsWithAnEmptyPrefilter) {
   store.save(store.load());  // now the current version
   json v2 = json::parse(test::read_file(store.dir() / "state.json"));
   v2["version"] = 2;
+  v2["endpoints"] = json::array();
   v2.erase("prefilter");
   v2["uplink"].erase("xdp_mode");
   std::ofstream(store.dir() / "state.json") << v2.dump();
@@ -442,6 +488,7 @@ TEST(StateMigration, Version3LoadsWithoutServices) {
   store.save(store.load());
   json v3 = json::parse(test::read_file(store.dir() / "state.json"));
   v3["version"] = 3;
+  v3["endpoints"] = json::array();
   v3.erase("services");
   v3.erase("service_counters");
   std::ofstream(store.dir() / "state.json") << v3.dump();

@@ -131,19 +131,15 @@ void cmd_add(const Invocation& inv, const NetConf& conf, std::ostream& out) {
   check_netns(inv.netns);
   Node node(conf.env(), conf.node);
   NodeState st = node_state(node, conf);
-  std::optional<EndpointRecord> done;
-  for (const auto& e : st.endpoints)
-    if (e.container_id == inv.container_id && e.ifname == inv.ifname) {
-      // The same attachment again (an ADD killed after the endpoint was
-      // made, then retried): it is answered as done. Another namespace
-      // under the same ID is a runtime's mistake.
-      if (!same_netns(e.netns_path, inv.netns))
-        throw CniError(kInUse,
-                       "container " + inv.container_id + " " + inv.ifname + " already exists as endpoint " +
-                           e.name + " (" + e.ip.str() + ") in another network namespace",
-                       "a runtime must DEL an attachment before it ADDs it again");
-      done = e;
-    }
+  // The same attachment again (an ADD killed after the endpoint was made,
+  // then retried) is answered as done. Another namespace under the same ID
+  // is a runtime's mistake.
+  std::optional<EndpointRecord> done = node.find_container_endpoint(inv.container());
+  if (done && !same_netns(done->netns_path, inv.netns))
+    throw CniError(kInUse,
+                   "container " + inv.container_id + " " + inv.ifname + " already exists as endpoint " +
+                       done->name + " (" + done->ip.str() + ") in another network namespace",
+                   "a runtime must DEL an attachment before it ADDs it again");
   if (!done) check_no_default_route(inv.netns);
 
   EndpointRequest req;

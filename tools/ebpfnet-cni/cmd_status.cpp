@@ -29,7 +29,7 @@ void cmd_status(const NetConf& conf) {
                                       " is not the pool of node '" + node.name() + "' (" +
                                       st->cidr.str() + ")");
   std::set<Ipv4> used;
-  for (const auto& e : st->endpoints) used.insert(e.ip);
+  for (const auto& e : node.endpoint_records()) used.insert(e.ip);
   try {
     Ipam(st->cidr, used, st->last_allocated).allocate();
   } catch (const Error& e) {

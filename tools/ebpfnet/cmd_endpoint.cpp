@@ -83,14 +83,19 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   auto* list = ep->add_subcommand("list", "list endpoints with their counters");
   list->callback([&ctx, &action] {
     action = [&ctx] {
-      auto views = ctx.open_node().endpoints();
       if (ctx.json()) {
-        nlohmann::json j = nlohmann::json::array();
-        for (const auto& v : views) j.push_back(to_json(v));
-        std::cout << j.dump(2) << "\n";
+        // One endpoint per line as it is read: a node of 10,000 is never
+        // one JSON document in memory.
+        bool first = true;
+        std::cout << "[";
+        ctx.open_node().each_endpoint([&](const EndpointView& v) {
+          std::cout << (first ? "\n  " : ",\n  ") << to_json(v).dump();
+          first = false;
+        });
+        std::cout << (first ? "]\n" : "\n]\n");
       } else {
         std::vector<std::vector<std::string>> rows;
-        for (const auto& v : views) rows.push_back(endpoint_row(v));
+        ctx.open_node().each_endpoint([&](const EndpointView& v) { rows.push_back(endpoint_row(v)); });
         print_table(endpoint_header(), rows);
       }
       return 0;

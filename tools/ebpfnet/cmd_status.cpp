@@ -15,23 +15,22 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-nlohmann::json status_json(const NodeStatus& s) {
-  nlohmann::json attachments = nlohmann::json::array();
-  for (const auto& a : s.attachments) {
-    nlohmann::json j = {{"owner", a.owner}, {"ifname", a.ifname},   {"hook", a.xdp ? "xdp" : "tc"},
-                        {"program", a.prog.name}, {"id", a.prog.id}, {"tag", a.prog.tag}, {"stale", a.stale}};
-    if (a.xdp)
-      j["xdp_mode"] = to_string(*a.xdp);
-    else
-      j["tc_mode"] = to_string(a.tc_mode);
-    attachments.push_back(j);
-  }
+nlohmann::json attachment_json(const AttachmentView& a) {
+  nlohmann::json j = {{"owner", a.owner}, {"ifname", a.ifname},   {"hook", a.xdp ? "xdp" : "tc"},
+                      {"program", a.prog.name}, {"id", a.prog.id}, {"tag", a.prog.tag}, {"stale", a.stale}};
+  if (a.xdp)
+    j["xdp_mode"] = to_string(*a.xdp);
+  else
+    j["tc_mode"] = to_string(a.tc_mode);
+  return j;
+}
+
+// Everything but the endpoints and the attachments, which are streamed.
+nlohmann::json status_head_json(const NodeStatus& s) {
   nlohmann::json maps = nlohmann::json::array();
   for (const auto& m : s.maps)
     maps.push_back({{"name", m.name}, {"type", m.type}, {"id", m.id},
                     {"max_entries", m.max_entries}, {"entries", m.entries}});
-  nlohmann::json eps = nlohmann::json::array();
-  for (const auto& v : s.endpoints) eps.push_back(to_json(v));
   nlohmann::json drops = nlohmann::json::object();
   for (int r = 0; r < EBPFNET_DROP_REASON_MAX; ++r)
     drops[std::string(drop_reason_name(r))] = s.node_drops[r];
@@ -62,17 +61,41 @@ nlohmann::json status_json(const NodeStatus& s) {
           {"datapath", {{"abi", s.abi}, {"build", s.abi ? hex(s.build) : ""},
                         {"binary_abi", EBPFNET_ABI_VERSION}, {"binary_build", hex(s.binary_build)},
                         {"current", s.abi == EBPFNET_ABI_VERSION && s.build == s.binary_build}}},
-          {"attachments", attachments},
           {"programs", progs},
           {"uplink", uplink},
           {"overlay", overlay},
           {"published", s.state.published.size()},
           {"services", s.services},
+          {"endpoint_count", s.endpoint_count},
           {"socket_lb", s.socket_lb},
           {"maps", maps},
           {"node_drops", drops},
-          {"bridges", s.bridges},
-          {"endpoints", eps}};
+          {"bridges", s.bridges}};
+}
+
+// The head's fields, then "endpoints" and "attachments" written as the
+// endpoints come: a node of 10,000 never holds them as one JSON document.
+// Each endpoint's attachment is kept as text until its list is written.
+void stream_status_json(Node node) {
+  std::string attachments;
+  std::vector<AttachmentView> others;
+  bool first = true;
+  node.status(
+      [&](const NodeStatus& s) {
+        std::string head = status_head_json(s).dump(2);
+        head.pop_back();  // the closing brace: the lists follow
+        while (!head.empty() && (head.back() == '\n' || head.back() == ' ')) head.pop_back();
+        std::cout << head << ",\n  \"endpoints\": [";
+        others = s.attachments;
+      },
+      [&](const EndpointView& v, const AttachmentView& a) {
+        std::cout << (first ? "\n    " : ",\n    ") << to_json(v).dump();
+        attachments += (attachments.empty() ? "\n    " : ",\n    ") + attachment_json(a).dump();
+        first = false;
+      });
+  for (const auto& a : others) attachments += (attachments.empty() ? "\n    " : ",\n    ") + attachment_json(a).dump();
+  std::cout << (first ? "]" : "\n  ]") << ",\n  \"attachments\": [" << attachments
+            << (attachments.empty() ? "]" : "\n  ]") << "\n}\n";
 }
 
 void print_status(const NodeStatus& s) {
@@ -145,11 +168,10 @@ void add_status_commands(CLI::App& app, Context& ctx, Action& action) {
   auto* status = app.add_subcommand("status", "programs, maps, endpoints and counters of a node");
   status->callback([&ctx, &action] {
     action = [&ctx] {
-      NodeStatus s = ctx.open_node().status();
       if (ctx.json())
-        std::cout << status_json(s).dump(2) << "\n";
+        stream_status_json(ctx.open_node());
       else
-        print_status(s);
+        print_status(ctx.open_node().status());
       return 0;
     };
   });
