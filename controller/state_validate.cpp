@@ -76,6 +76,7 @@ void validate_endpoint_names(const EndpointRecord& e, const std::string& at) {
 void validate_endpoints(const NodeState& s) {
   Distinct<std::string> names, host_ifnames;
   Distinct<Ipv4> ips;
+  Distinct<Ipv6> ip6s;
   Distinct<int> ifindexes;
   for (size_t i = 0; i < s.endpoints.size(); ++i) {
     const EndpointRecord& e = s.endpoints[i];
@@ -89,6 +90,15 @@ void validate_endpoints(const NodeState& s) {
       refuse(at + "host_ifindex", std::to_string(e.host_ifindex) + " is not an interface index");
     names.add(e.name, at + "name", "'" + e.name + "'");
     ips.add(e.ip, at + "ip", e.ip.str());
+    if (e.ip6) {
+      if (!s.cidr6)
+        refuse(at + "ip6", e.ip6->str() + " on a node without an IPv6 pool");
+      auto off = s.cidr6->offset_of(*e.ip6);
+      if (!off || *off < 2)
+        refuse(at + "ip6", e.ip6->str() + " is not an endpoint address of the pool " + s.cidr6->str() +
+                               " (outside it, or its subnet-router or gateway address)");
+      ip6s.add(*e.ip6, at + "ip6", e.ip6->str());
+    }
     host_ifnames.add(e.host_ifname, at + "host_ifname", "'" + e.host_ifname + "'");
     ifindexes.add(e.host_ifindex, at + "host_ifindex", std::to_string(e.host_ifindex));
   }
@@ -222,6 +232,17 @@ void validate_legacy_services(const NodeState& s) {
 
 }  // namespace
 
+std::string ipv6_pool_problem(const Ipv6Cidr& c) {
+  const auto& b = c.network.bytes();
+  if (c.prefix < 48 || c.prefix > 120)
+    return "pool " + c.str() + " is not between /48 and /120 (a /127 or /128 has no room for endpoints)";
+  if (b[0] == 0xff) return c.str() + " is a multicast prefix";
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return c.str() + " is link-local";
+  if (Ipv6Cidr{Ipv6(), 96}.contains(c.network)) return c.str() + " is inside ::/96 (unspecified, loopback, IPv4-compatible)";
+  if (Ipv6Cidr{*Ipv6::parse("::ffff:0:0"), 96}.contains(c.network)) return c.str() + " is IPv4-mapped";
+  return "";
+}
+
 void validate_state(const NodeState& s, std::string_view node) {
   check("name", [&] { validate_name("node", s.name); });
   if (s.name != node)
@@ -231,6 +252,8 @@ void validate_state(const NodeState& s, std::string_view node) {
     refuse("cidr", "pool " + s.cidr.str() + " is not between /8 and /30");
   if (s.last_allocated != Ipv4() && !s.cidr.contains(s.last_allocated))
     refuse("last_allocated", s.last_allocated.str() + " is outside the pool " + s.cidr.str());
+  if (s.cidr6)
+    if (auto problem = ipv6_pool_problem(*s.cidr6); !problem.empty()) refuse("cidr6", problem);
   validate_endpoints(s);
   if (s.uplink) {
     check("uplink.ifname", [&] { validate_ifname(s.uplink->ifname); });
