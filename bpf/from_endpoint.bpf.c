@@ -266,7 +266,7 @@ static __always_inline int handle_nd(struct __sk_buff *skb, __u8 type, struct ip
 				     const struct l4_info6 *l4, const struct in6_addr *own, const struct in6_addr *gw,
 				     const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
 {
-	struct in6_addr target, from;
+	struct in6_addr target;
 	struct nd_opt_lla opt;
 
 	if (type == ND_ROUTER_SOLICIT) {
@@ -297,8 +297,8 @@ static __always_inline int handle_nd(struct __sk_buff *skb, __u8 type, struct ip
 	count_tx(st, skb);
 	if (!in6_is_gateway(&target, gw) || in6_is_unspecified(&ip6->saddr))
 		return pass(EBPFNET_PASS_LINK);
-	from = ip6->saddr;
-	if (nd_make_advert(skb, &target, &from, ep->mac, ep->node_mac))
+	/* The solicitation's source is read before the frame is rewritten. */
+	if (nd_make_advert(skb, &target, &ip6->saddr, ep->mac, ep->node_mac))
 		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	count_rx(ep->ifindex, skb);
 	TRACE(EBPFNET_TRACE_ND_REPLY, 0, ep->ifindex, 0, 0);
@@ -339,8 +339,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, 
 {
 	__u32 ifindex = ep->ifindex;
 	const struct ebpfnet_in6 *own6 = bpf_map_lookup_elem(&ep_ip6, &ifindex);
+	const struct in6_addr *own;
 	struct ebpfnet_endpoint *dst;
-	struct in6_addr own, gw;
+	struct in6_addr gw;
 	struct l4_info6 l4;
 	struct ipv6hdr *ip6;
 	__u8 icmp6_type = 0;  /* 0: not ICMPv6, or a fragment without its header */
@@ -351,7 +352,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, 
 	ip6 = parse_ipv6(c);
 	if (!ip6)
 		return drop(skb, st, EBPFNET_DROP_MALFORMED);
-	__builtin_memcpy(&own, own6->addr, sizeof(own));
+	own = (const struct in6_addr *)own6->addr;
 	gateway6(&gw);
 	on_link = in6_is_link_local(&ip6->daddr) || in6_is_multicast(&ip6->daddr);
 	/* The endpoint's address; :: only to probe it (checked in handle_nd);
@@ -366,11 +367,11 @@ static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, 
 	 * link-local one): counted as what they are. */
 	if (icmp6_type == ND_ROUTER_ADVERT || icmp6_type == ND_REDIRECT)
 		return drop(skb, st, EBPFNET_DROP_ND_ROUTER);
-	if (!in6_equal(&ip6->saddr, &own) && !in6_is_unspecified(&ip6->saddr) &&
+	if (!in6_equal(&ip6->saddr, own) && !in6_is_unspecified(&ip6->saddr) &&
 	    !(on_link && in6_is_link_local(&ip6->saddr) && !in6_is_gateway_ll(&ip6->saddr)))
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 	if (icmp6_type >= ND_ROUTER_SOLICIT && icmp6_type <= ND_NEIGHBOR_ADVERT)
-		return handle_nd(skb, icmp6_type, ip6, &l4, &own, &gw, ep, st);
+		return handle_nd(skb, icmp6_type, ip6, &l4, own, &gw, ep, st);
 	if (in6_is_unspecified(&ip6->saddr))
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 	TRACE(EBPFNET_TRACE_ANTISPOOF, 0, 0, 0, 0);
