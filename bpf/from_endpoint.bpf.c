@@ -372,7 +372,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, 
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 	if (icmp6_type >= ND_ROUTER_SOLICIT && icmp6_type <= ND_NEIGHBOR_ADVERT)
 		return handle_nd(skb, icmp6_type, ip6, &l4, own, &gw, ep, st);
-	if (in6_is_unspecified(&ip6->saddr))
+	/* :: sends only on the link (MLD reports of a host without a
+	 * link-local address, RFC 3590). */
+	if (in6_is_unspecified(&ip6->saddr) && !on_link)
 		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
 	TRACE(EBPFNET_TRACE_ANTISPOOF, 0, 0, 0, 0);
 	count_tx(st, skb);

@@ -85,7 +85,9 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
     action = [&ctx, a] {
       if (!a->outside.empty() && !a->uplink_sandbox)
         throw Error(Errc::usage, "--outside goes with --uplink-sandbox");
-      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside);
+      std::optional<Ipv6Cidr> cidr6;
+      if (!a->cidr6.empty()) cidr6 = parse_cidr6(a->cidr6);
+      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside, cidr6);
       if (ctx.json())
         std::cout << nlohmann::json{{"node", a->name}, {"cidr", a->cidr}}.dump() << "\n";
       else
