@@ -13,6 +13,7 @@
 #include "lib/lb.h"
 #include "lib/reject.h"
 #include "lib/tunnel.h"
+#include "lib/ipv6.h"
 
 /* Set by the controller before load. */
 const volatile __be32 gateway_ip = 0;
@@ -254,6 +255,148 @@ static __always_inline int handle_ipv4(struct __sk_buff *skb, struct cursor *c, 
 	return fwd_to_endpoint(eth, ip, dst);
 }
 
+/* IPv6 neighbour discovery from an endpoint (router advertisements and
+ * redirects never get here). Only a message straight after the IPv6
+ * header, with hop limit 255 (RFC 4861: it never crossed a router), is
+ * neighbour discovery. A solicitation for the gateway
+ * is answered here; the rest of the endpoint's own neighbour discovery goes
+ * to the node's stack once it claims nothing but the endpoint's address
+ * and MAC. */
+static __always_inline int handle_nd(struct __sk_buff *skb, __u8 type, struct ipv6hdr *ip6,
+				     const struct l4_info6 *l4, const struct in6_addr *own, const struct in6_addr *gw,
+				     const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
+{
+	struct in6_addr target;
+	struct nd_opt_lla opt;
+
+	if (type == ND_ROUTER_SOLICIT) {
+		/* The node sends no advertisements: its stack ignores it. */
+		count_tx(st, skb);
+		return pass(EBPFNET_PASS_LINK);
+	}
+	if (!l4->direct || ip6->hop_limit != 255)
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	if (bpf_skb_load_bytes(skb, l4->offset + offsetof(struct nd_msg, target), &target, sizeof(target)))
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	/* The one option an endpoint's kernel sends: its link-layer address. */
+	if (!bpf_skb_load_bytes(skb, l4->offset + sizeof(struct nd_msg), &opt, sizeof(opt)) &&
+	    (opt.type == ND_OPT_SOURCE_LL || opt.type == ND_OPT_TARGET_LL) && !mac_equal(opt.mac, ep->mac))
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_MAC);
+	if (type == ND_NEIGHBOR_ADVERT) {
+		/* An endpoint advertises its own address only (or a link-local
+		 * one of its own, never the gateway's). */
+		if (!in6_equal(&target, own) && (!in6_is_link_local(&target) || in6_is_gateway_ll(&target)))
+			return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
+		count_tx(st, skb);
+		return pass(EBPFNET_PASS_LINK);
+	}
+	/* Duplicate address detection (source ::) probes the endpoint's own
+	 * address only: probing the gateway's is a claim on it. */
+	if (in6_is_unspecified(&ip6->saddr) && !in6_equal(&target, own))
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
+	count_tx(st, skb);
+	if (!in6_is_gateway(&target, gw) || in6_is_unspecified(&ip6->saddr))
+		return pass(EBPFNET_PASS_LINK);
+	/* The solicitation's source is read before the frame is rewritten. */
+	if (nd_make_advert(skb, &target, &ip6->saddr, ep->mac, ep->node_mac))
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	count_rx(ep->ifindex, skb);
+	TRACE(EBPFNET_TRACE_ND_REPLY, 0, ep->ifindex, 0, 0);
+	return bpf_redirect(ep->ifindex, 0);
+}
+
+/* IPv6 policy is not built yet: an endpoint with a policy is not left open
+ * over IPv6. Only a direction with no rules whose default is allow lets
+ * IPv6 through; anything else drops it as the default would. Returns 0, or
+ * -1 when it dropped the packet. */
+static __always_inline int policy_admit6(struct __sk_buff *skb, const struct ebpfnet_endpoint *ep,
+					 const struct ebpfnet_endpoint *dst, struct ebpfnet_ep_stats *st)
+{
+	const struct ebpfnet_ep_policy *p = policy_of(ep->ip);
+	struct event_subject who = {.endpoint = ep->ip, .dir = EBPFNET_EGRESS};
+
+	if (p && (p->dir[EBPFNET_EGRESS].id || p->dir[EBPFNET_EGRESS].default_action != EBPFNET_POLICY_ALLOW)) {
+		drop_for(skb, st, EBPFNET_DROP_POLICY_DEFAULT, &who);
+		return -1;
+	}
+	p = dst ? policy_of(dst->ip) : NULL;
+	if (p && (p->dir[EBPFNET_INGRESS].id || p->dir[EBPFNET_INGRESS].default_action != EBPFNET_POLICY_ALLOW)) {
+		who.endpoint = dst->ip;
+		who.dir = EBPFNET_INGRESS;
+		drop_for(skb, ep_stats_of(dst->ifindex), EBPFNET_DROP_POLICY_DEFAULT, &who);
+		return -1;
+	}
+	return 0;
+}
+
+/* IPv6 of a dual-stack endpoint. Forwarded only between the node's own
+ * endpoints, by bpf_redirect_peer as IPv4 is; the gateway and the link
+ * (neighbour discovery, link-local, multicast) are the node's stack's; IPv6
+ * to anywhere else is dropped and counted until IPv6 masquerade exists, so
+ * nothing leaves with an endpoint's address. */
+static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, struct ethhdr *eth,
+				       const struct ebpfnet_endpoint *ep, struct ebpfnet_ep_stats *st)
+{
+	__u32 ifindex = ep->ifindex;
+	const struct ebpfnet_in6 *own6 = bpf_map_lookup_elem(&ep_ip6, &ifindex);
+	const struct in6_addr *own;
+	struct ebpfnet_endpoint *dst;
+	struct in6_addr gw;
+	struct l4_info6 l4;
+	struct ipv6hdr *ip6;
+	__u8 icmp6_type = 0;  /* 0: not ICMPv6, or a fragment without its header */
+	int on_link;
+
+	if (!own6)
+		return drop(skb, st, EBPFNET_DROP_UNSUPPORTED_L3);
+	ip6 = parse_ipv6(c);
+	if (!ip6)
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	own = (const struct in6_addr *)own6->addr;
+	gateway6(&gw);
+	on_link = in6_is_link_local(&ip6->daddr) || in6_is_multicast(&ip6->daddr);
+	/* The endpoint's address; :: only to probe it (checked in handle_nd);
+	 * a link-local one of its own for traffic that stays on the link. */
+	if (ipv6_l4(skb, ip6, &l4))
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	/* A non-first fragment carries no ICMPv6 header to judge. */
+	if (l4.proto == NEXTHDR_ICMPV6 && !l4.fragment &&
+	    bpf_skb_load_bytes(skb, l4.offset, &icmp6_type, 1))
+		return drop(skb, st, EBPFNET_DROP_MALFORMED);
+	/* A router's messages, from whatever source (a redirect comes from a
+	 * link-local one): counted as what they are. */
+	if (icmp6_type == ND_ROUTER_ADVERT || icmp6_type == ND_REDIRECT)
+		return drop(skb, st, EBPFNET_DROP_ND_ROUTER);
+	if (!in6_equal(&ip6->saddr, own) && !in6_is_unspecified(&ip6->saddr) &&
+	    !(on_link && in6_is_link_local(&ip6->saddr) && !in6_is_gateway_ll(&ip6->saddr)))
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
+	if (icmp6_type >= ND_ROUTER_SOLICIT && icmp6_type <= ND_NEIGHBOR_ADVERT)
+		return handle_nd(skb, icmp6_type, ip6, &l4, own, &gw, ep, st);
+	/* :: sends only on the link (MLD reports of a host without a
+	 * link-local address, RFC 3590). */
+	if (in6_is_unspecified(&ip6->saddr) && !on_link)
+		return drop(skb, st, EBPFNET_DROP_SPOOFED_IP);
+	TRACE(EBPFNET_TRACE_ANTISPOOF, 0, 0, 0, 0);
+	count_tx(st, skb);
+	if (on_link)
+		return pass(EBPFNET_PASS_LINK);
+	if (in6_equal(&ip6->daddr, &gw))
+		return pass(EBPFNET_PASS_GATEWAY);
+	dst = bpf_map_lookup_elem(&ep_by_ip6, &ip6->daddr);
+	if (!dst)
+		return drop(skb, st, EBPFNET_DROP_IPV6_NO_WAY_OUT);
+	if (ip6->hop_limit <= 1)
+		return pass(EBPFNET_PASS_TTL);
+	if (policy_admit6(skb, ep, dst, st) < 0)
+		return TC_ACT_SHOT;
+	count_rx(dst->ifindex, skb);
+	TRACE(EBPFNET_TRACE_TO_ENDPOINT, 0, dst->ifindex, dst->ip, 0);
+	ip6->hop_limit--;
+	mac_copy(eth->h_dest, dst->mac);
+	mac_copy(eth->h_source, dst->node_mac);
+	return bpf_redirect_peer(dst->ifindex, 0);
+}
+
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
@@ -279,6 +422,8 @@ int from_endpoint(struct __sk_buff *skb)
 		return handle_arp(skb, &c, eth, ep, st);
 	case bpf_htons(ETH_P_IP):
 		return handle_ipv4(skb, &c, eth, ep, st);
+	case bpf_htons(ETH_P_IPV6):
+		return handle_ipv6(skb, &c, eth, ep, st);
 	default:
 		return drop(skb, st, EBPFNET_DROP_UNSUPPORTED_L3);
 	}

@@ -18,7 +18,8 @@ namespace {
 enum MapIndex {
   kEpByIp, kEpByIfindex, kEpStats, kDropStats, kConfig, kCt, kPublished, kRouted,
   kEpPolicy, kPolicyCidr, kPolicyPort, kMonitor, kEvents, kPrefilterAddr, kPrefilterCidr, kPrefilterStats,
-  kSvc, kMaglev, kBackends, kBackendStats, kSvcAffinity, kSockNetns, kSockRevnat, kTunnel
+  kSvc, kMaglev, kBackends, kBackendStats, kSvcAffinity, kSockNetns, kSockRevnat, kTunnel,
+  kEpByIp6, kEpIp6
 };
 
 int possible_cpus() {
@@ -45,6 +46,8 @@ std::string_view drop_reason_name(int reason) {
     case EBPFNET_DROP_POLICY_DEFAULT: return "policy-default-deny";
     case EBPFNET_DROP_NO_BACKEND: return "no-backend";
     case EBPFNET_DROP_TUNNEL_PEER: return "tunnel-peer";
+    case EBPFNET_DROP_ND_ROUTER: return "nd-router";
+    case EBPFNET_DROP_IPV6_NO_WAY_OUT: return "ipv6-no-way-out";
     default: return "unknown";
   }
 }
@@ -116,6 +119,35 @@ void DatapathMaps::delete_endpoint(int ifindex, Ipv4 ip) {
     throw_errno(errno, "deleting ep_by_ifindex entry " + std::to_string(ifindex));
   if (bpf_map_delete_elem(fd(kEpStats), &key) != 0 && errno != ENOENT)
     throw_errno(errno, "deleting ep_stats entry " + std::to_string(ifindex));
+}
+
+void DatapathMaps::put_endpoint6(const ebpfnet_endpoint& ep, const Ipv6& ip6) {
+  __u32 ifindex = ep.ifindex;
+  ebpfnet_in6 key{};
+  std::memcpy(key.addr, ip6.bytes().data(), 16);
+  if (bpf_map_update_elem(fd(kEpByIp6), &key, &ep, BPF_ANY) != 0)
+    throw_errno(errno, "writing ep_by_ip6 for " + ip6.str());
+  if (bpf_map_update_elem(fd(kEpIp6), &ifindex, &key, BPF_ANY) != 0)
+    throw_errno(errno, "writing ep_ip6 for ifindex " + std::to_string(ifindex));
+}
+
+void DatapathMaps::delete_endpoint6(int ifindex, const Ipv6& ip6) {
+  __u32 idx = static_cast<__u32>(ifindex);
+  ebpfnet_in6 key{};
+  std::memcpy(key.addr, ip6.bytes().data(), 16);
+  if (bpf_map_delete_elem(fd(kEpIp6), &idx) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting ep_ip6 entry " + std::to_string(ifindex));
+  if (bpf_map_delete_elem(fd(kEpByIp6), &key) != 0 && errno != ENOENT)
+    throw_errno(errno, "deleting ep_by_ip6 entry " + ip6.str());
+}
+
+std::optional<Ipv6> DatapathMaps::endpoint_ip6(int ifindex) const {
+  __u32 idx = static_cast<__u32>(ifindex);
+  ebpfnet_in6 v{};
+  if (bpf_map_lookup_elem(fd(kEpIp6), &idx, &v) != 0) return std::nullopt;
+  Ipv6::Bytes b{};
+  std::memcpy(b.data(), v.addr, 16);
+  return Ipv6(b);
 }
 
 std::optional<ebpfnet_endpoint> DatapathMaps::endpoint_by_ip(Ipv4 ip) const {

@@ -17,7 +17,7 @@ void EndpointTable::rows(Statement& q, const std::function<void(EndpointRecord&&
     try {
       e = endpoint_from_json(json::parse(q.text(1)));
       if (e.name != name) throw Error(Errc::failed, "name: '" + printable(e.name) + "' is not its row's");
-      validate_endpoint(e, pool_, "");
+      validate_endpoint(e, pool_, pool6_, "");
     } catch (const std::exception& x) {
       throw Error(Errc::failed,
                   "endpoint table " + db_->file().string() + ": endpoint '" + printable(name) + "': " + x.what());
@@ -82,6 +82,15 @@ std::set<Ipv4> EndpointTable::addresses() {
   return out;
 }
 
+std::set<Ipv6> EndpointTable::addresses6() {
+  std::set<Ipv6> out;
+  if (!db_->open()) return out;
+  Statement q = db_->prepare("SELECT ip6 FROM endpoints WHERE ip6 IS NOT NULL");
+  while (q.step())
+    if (auto a = Ipv6::parse(q.text(0))) out.insert(*a);
+  return out;
+}
+
 // Counted from the indexes (SQLite counts the smallest), not the records.
 size_t EndpointTable::size() {
   if (!db_->open()) return 0;
@@ -99,8 +108,8 @@ void EndpointTable::put(const EndpointRecord& e) {
   db_->begin_write();
   // An upsert keeps the row's rowid: an endpoint that changes keeps its place.
   Statement q = db_->prepare(
-      "INSERT INTO endpoints(name, ip, host_ifname, host_ifindex, netns_cookie, container_id, ifname, policed, record) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET ip = excluded.ip, "
+      "INSERT INTO endpoints(name, ip, host_ifname, host_ifindex, netns_cookie, container_id, ifname, policed, record, "
+      "ip6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET ip = excluded.ip, ip6 = excluded.ip6, "
       "host_ifname = excluded.host_ifname, host_ifindex = excluded.host_ifindex, "
       "netns_cookie = excluded.netns_cookie, container_id = excluded.container_id, ifname = excluded.ifname, "
       "policed = excluded.policed, record = excluded.record");
@@ -112,8 +121,12 @@ void EndpointTable::put(const EndpointRecord& e) {
       .bind(6, e.container_id)
       .bind(7, e.ifname)
       .bind(8, int64_t{e.policy ? 1 : 0})
-      .bind(9, endpoint_to_json(e).dump())
-      .run();
+      .bind(9, endpoint_to_json(e).dump());
+  if (e.ip6)
+    q.bind(10, e.ip6->str());
+  else
+    q.bind_null(10);
+  q.run();
 }
 
 void EndpointTable::erase(std::string_view name) {

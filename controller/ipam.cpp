@@ -41,3 +41,40 @@ void Ipam::reserve(Ipv4 addr) {
 void Ipam::release(Ipv4 addr) { used_.erase(addr); }
 
 }  // namespace ebpfnet
+
+namespace ebpfnet {
+
+Ipam6::Ipam6(Ipv6Cidr pool, std::set<Ipv6> used) : pool_(pool), used_(std::move(used)) {}
+
+bool Ipam6::usable(const Ipv6& a) const {
+  auto off = pool_.offset_of(a);
+  return off && *off > 1;
+}
+
+Ipv6 Ipam6::allocate(uint64_t preferred_offset) {
+  const uint64_t max = pool_.max_offset();
+  if (max < 2) throw Error(Errc::exhausted, "pool " + pool_.str() + " has no usable address");
+  uint64_t off = preferred_offset > 1 && preferred_offset <= max ? preferred_offset : 2;
+  // Bounded: a node has at most as many endpoints as its IPv4 pool, so the
+  // walk ends long before it wraps a /64.
+  for (size_t tries = 0; tries <= used_.size(); ++tries) {
+    Ipv6 a = pool_.at(off);
+    if (!used_.count(a)) {
+      used_.insert(a);
+      return a;
+    }
+    off = off == max ? 2 : off + 1;
+  }
+  throw Error(Errc::exhausted, "pool " + pool_.str() + " is exhausted (" + std::to_string(used_.size()) +
+                                   " addresses in use)");
+}
+
+void Ipam6::reserve(const Ipv6& addr) {
+  if (!pool_.contains(addr))
+    throw Error(Errc::usage, "address " + addr.str() + " is outside the pool " + pool_.str());
+  if (!usable(addr))
+    throw Error(Errc::usage, "address " + addr.str() + " is the subnet-router or gateway address of " + pool_.str());
+  if (!used_.insert(addr).second) throw Error(Errc::exists, "address " + addr.str() + " is already in use");
+}
+
+}  // namespace ebpfnet

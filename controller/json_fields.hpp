@@ -35,6 +35,8 @@ class Fields {
     return *it;
   }
   bool null(const std::string& key) const { return at(key).is_null(); }
+  // For fields newer than the schema that added none: absent means unset.
+  bool has(const std::string& key) const { return j_.contains(key); }
 
   std::string str(const std::string& key) const {
     const nlohmann::json& v = at(key);
@@ -75,6 +77,18 @@ class Fields {
     auto a = Ipv4::parse(str(key));
     if (!a) throw bad(key, at(key).dump() + " is not an IPv4 address");
     return *a;
+  }
+
+  Ipv6 ip6(const std::string& key) const {
+    auto a = Ipv6::parse(str(key));
+    if (!a) throw bad(key, at(key).dump() + " is not an IPv6 address");
+    return *a;
+  }
+
+  Ipv6Cidr cidr6(const std::string& key) const {
+    auto c = Ipv6Cidr::parse(str(key));
+    if (!c) throw bad(key, at(key).dump() + " is not an IPv6 prefix");
+    return *c;
   }
 
   Ipv4Cidr cidr(const std::string& key) const {

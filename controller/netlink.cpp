@@ -201,6 +201,54 @@ nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add) {
   return nlh;
 }
 
+nlmsghdr* address6(char* buf, uint32_t seq, const Address6& a, bool add) {
+  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWADDR : RTM_DELADDR,
+                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_INET6;
+  ifa->ifa_prefixlen = a.prefix;
+  const auto& b = a.ip.bytes();
+  const bool link_local = b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
+  ifa->ifa_scope = link_local ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = a.ifindex;
+  ifa->ifa_flags = IFA_F_NODAD;
+  mnl_attr_put(nlh, IFA_LOCAL, b.size(), b.data());
+  mnl_attr_put(nlh, IFA_ADDRESS, b.size(), b.data());
+  // IFA_FLAGS also carries NOPREFIXROUTE: a link-local gateway on every
+  // veth would otherwise add one fe80::/64 route per veth to the node.
+  mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD | (link_local ? IFA_F_NOPREFIXROUTE : 0));
+  return nlh;
+}
+
+nlmsghdr* route6(char* buf, uint32_t seq, const Route6& r, bool add) {
+  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWROUTE : RTM_DELROUTE,
+                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtm->rtm_family = AF_INET6;
+  rtm->rtm_dst_len = r.dst.prefix;
+  rtm->rtm_table = RT_TABLE_MAIN;
+  rtm->rtm_protocol = add ? RTPROT_STATIC : RTPROT_UNSPEC;
+  rtm->rtm_type = RTN_UNICAST;
+  rtm->rtm_scope = RT_SCOPE_UNIVERSE;  // IPv6 routes carry no scope
+  if (r.dst.prefix > 0) mnl_attr_put(nlh, RTA_DST, 16, r.dst.network.bytes().data());
+  if (r.via) mnl_attr_put(nlh, RTA_GATEWAY, 16, r.via->bytes().data());
+  if (r.oif) mnl_attr_put_u32(nlh, RTA_OIF, r.oif);
+  return nlh;
+}
+
+nlmsghdr* neighbor6(char* buf, uint32_t seq, const Neighbor6& n, bool add) {
+  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWNEIGH : RTM_DELNEIGH,
+                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0), seq);
+  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
+  ndm->ndm_family = AF_INET6;
+  ndm->ndm_ifindex = n.ifindex;
+  ndm->ndm_state = NUD_PERMANENT;
+  ndm->ndm_type = RTN_UNICAST;
+  mnl_attr_put(nlh, NDA_DST, 16, n.ip.bytes().data());
+  if (add) mnl_attr_put(nlh, NDA_LLADDR, n.mac.size(), n.mac.data());
+  return nlh;
+}
+
 }  // namespace nlmsg
 
 Netlink::Netlink() {
@@ -459,6 +507,41 @@ void Netlink::add_neighbor(const Neighbor& n) {
 void Netlink::del_neighbor(const Neighbor& n) {
   char buf[kRequestSize];
   request(nlmsg::neighbor(buf, ++seq_, n, false), "deleting neighbour " + n.ip.str());
+}
+
+void Netlink::add_address6(const Address6& a) {
+  char buf[kRequestSize];
+  request(nlmsg::address6(buf, ++seq_, a, true), "adding address " + a.ip.str() + "/" + std::to_string(a.prefix));
+}
+
+std::vector<Address6> Netlink::addresses6(int ifindex) {
+  char buf[kRequestSize];
+  nlmsghdr* nlh = put_header(buf, RTM_GETADDR, NLM_F_DUMP, ++seq_);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_INET6;
+  std::vector<Address6> out;
+  dump(nlh, [&](const nlmsghdr* m) {
+    auto* msg = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(m));
+    if (msg->ifa_family != AF_INET6 || (ifindex && static_cast<int>(msg->ifa_index) != ifindex)) return;
+    AttrTable tb(IFA_MAX);
+    mnl_attr_parse(m, sizeof(*msg), collect_attr, &tb);
+    const nlattr* a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+    if (!a || mnl_attr_get_payload_len(a) != 16) return;
+    Ipv6::Bytes b{};
+    std::memcpy(b.data(), mnl_attr_get_payload(a), 16);
+    out.push_back({static_cast<int>(msg->ifa_index), Ipv6(b), msg->ifa_prefixlen});
+  }, [&] { out.clear(); });
+  return out;
+}
+
+void Netlink::add_route6(const Route6& r) {
+  char buf[kRequestSize];
+  request(nlmsg::route6(buf, ++seq_, r, true), "adding route to " + r.dst.str());
+}
+
+void Netlink::add_neighbor6(const Neighbor6& n) {
+  char buf[kRequestSize];
+  request(nlmsg::neighbor6(buf, ++seq_, n, true), "adding neighbour " + n.ip.str());
 }
 
 }  // namespace ebpfnet

@@ -37,6 +37,7 @@ INSERT OR IGNORE INTO totals(name, n) VALUES ('services', 0), ('keys', 0), ('bac
 CREATE TABLE IF NOT EXISTS endpoints(
   name TEXT PRIMARY KEY,
   ip INTEGER NOT NULL UNIQUE,
+  ip6 TEXT UNIQUE,
   host_ifname TEXT NOT NULL UNIQUE,
   host_ifindex INTEGER NOT NULL UNIQUE,
   netns_cookie INTEGER NOT NULL,

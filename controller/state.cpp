@@ -65,7 +65,7 @@ json to_json(const PolicyIdCounters& c) {
 }
 
 json to_json(const EndpointRecord& e) {
-  return {{"name", e.name},
+  json j = {{"name", e.name},
           {"netns", e.netns},
           {"netns_path", e.netns_path},
           {"netns_owned", e.netns_owned},
@@ -82,6 +82,9 @@ json to_json(const EndpointRecord& e) {
           {"policy", e.policy ? to_json(*e.policy) : json(nullptr)},
           {"policy_sets", e.policy_ids.set},
           {"policy_first_classes", e.policy_ids.first_class}};
+  // Only on dual-stack nodes, so an IPv4 node's file is what it always was.
+  if (e.ip6) j["ip6"] = e.ip6->str();
+  return j;
 }
 
 json to_json(const PublishRecord& p) {
@@ -107,7 +110,7 @@ json to_json(const NodeState& s) {
                {"tc_mode", to_string(s.overlay->tc_mode)},
                {"peers", peers}};
   }
-  return {{"version", kStateVersion},
+  json out = {{"version", kStateVersion},
           {"name", s.name},
           {"sandbox", s.sandbox},
           {"cidr", s.cidr.str()},
@@ -129,6 +132,8 @@ json to_json(const NodeState& s) {
           {"prefilter", prefilter},
           {"overlay", overlay},
           {"native_cidr", s.native_cidr ? json(s.native_cidr->str()) : json(nullptr)}};
+  if (s.cidr6) out["cidr6"] = s.cidr6->str();
+  return out;
 }
 
 json to_json(const Journal& j) {
@@ -244,6 +249,7 @@ EndpointRecord endpoint_from(const Fields& f) {
   e.netns_owned = f.flag("netns_owned");
   e.ifname = f.str("ifname");
   e.ip = f.ip("ip");
+  if (f.has("ip6")) e.ip6 = f.ip6("ip6");
   e.mac = f.mac("mac");
   e.host_ifname = f.str("host_ifname");
   e.host_ifindex = f.number<int>("host_ifindex");
@@ -289,6 +295,7 @@ NodeState state_from(const json& j, int version) {
   s.name = f.str("name");
   s.sandbox = f.flag("sandbox");
   s.cidr = f.cidr("cidr");
+  if (f.has("cidr6")) s.cidr6 = f.cidr6("cidr6");
   s.last_allocated = f.ip("last_allocated");
   s.attached = f.flag("attached");
   if (!f.null("tc_mode")) s.tc_mode = f.mode("tc_mode");

@@ -74,12 +74,20 @@ void validate_endpoint_names(const EndpointRecord& e, const std::string& at) {
 }
 
 // What a row of the endpoint table must be on its own.
-void validate_one_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at) {
+void validate_one_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::optional<Ipv6Cidr>& pool6,
+                           const std::string& at) {
   validate_endpoint_names(e, at);
   // What Ipam hands out: inside the pool, above the gateway, below broadcast.
   if (!pool.contains(e.ip) || e.ip <= pool.first_host() || e.ip > pool.last_host())
     refuse(at + "ip", e.ip.str() + " is not an endpoint address of the pool " + pool.str() +
                           " (outside it, or its network, gateway or broadcast address)");
+  if (e.ip6) {
+    if (!pool6) refuse(at + "ip6", e.ip6->str() + " on a node without an IPv6 pool");
+    auto off = pool6->offset_of(*e.ip6);
+    if (!off || *off < 2)
+      refuse(at + "ip6", e.ip6->str() + " is not an endpoint address of the pool " + pool6->str() +
+                             " (outside it, or its subnet-router or gateway address)");
+  }
   if (e.host_ifindex < 1)
     refuse(at + "host_ifindex", std::to_string(e.host_ifindex) + " is not an interface index");
 }
@@ -91,13 +99,15 @@ void validate_legacy_endpoints(const NodeState& s) {
   if (!s.legacy_endpoints) return;
   Distinct<std::string> names, host_ifnames;
   Distinct<Ipv4> ips;
+  Distinct<Ipv6> ip6s;
   Distinct<int> ifindexes;
   for (size_t i = 0; i < s.legacy_endpoints->size(); ++i) {
     const EndpointRecord& e = (*s.legacy_endpoints)[i];
     const std::string at = item("endpoints", i);
-    validate_one_endpoint(e, s.cidr, at);
+    validate_one_endpoint(e, s.cidr, s.cidr6, at);
     names.add(e.name, at + "name", "'" + e.name + "'");
     ips.add(e.ip, at + "ip", e.ip.str());
+    if (e.ip6) ip6s.add(*e.ip6, at + "ip6", e.ip6->str());
     host_ifnames.add(e.host_ifname, at + "host_ifname", "'" + e.host_ifname + "'");
     ifindexes.add(e.host_ifindex, at + "host_ifindex", std::to_string(e.host_ifindex));
   }
@@ -236,6 +246,17 @@ void validate_legacy_services(const NodeState& s) {
 
 }  // namespace
 
+std::string ipv6_pool_problem(const Ipv6Cidr& c) {
+  const auto& b = c.network.bytes();
+  if (c.prefix < 48 || c.prefix > 120)
+    return "pool " + c.str() + " is not between /48 and /120 (a /127 or /128 has no room for endpoints)";
+  if (b[0] == 0xff) return c.str() + " is a multicast prefix";
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return c.str() + " is link-local";
+  if (Ipv6Cidr{Ipv6(), 96}.contains(c.network)) return c.str() + " is inside ::/96 (unspecified, loopback, IPv4-compatible)";
+  if (Ipv6Cidr{*Ipv6::parse("::ffff:0:0"), 96}.contains(c.network)) return c.str() + " is IPv4-mapped";
+  return "";
+}
+
 void validate_state(const NodeState& s, std::string_view node) {
   check("name", [&] { validate_name("node", s.name); });
   if (s.name != node)
@@ -245,6 +266,8 @@ void validate_state(const NodeState& s, std::string_view node) {
     refuse("cidr", "pool " + s.cidr.str() + " is not between /8 and /30");
   if (s.last_allocated != Ipv4() && !s.cidr.contains(s.last_allocated))
     refuse("last_allocated", s.last_allocated.str() + " is outside the pool " + s.cidr.str());
+  if (s.cidr6)
+    if (auto problem = ipv6_pool_problem(*s.cidr6); !problem.empty()) refuse("cidr6", problem);
   validate_legacy_endpoints(s);
   if (s.uplink) {
     check("uplink.ifname", [&] { validate_ifname(s.uplink->ifname); });
@@ -267,8 +290,9 @@ void validate_state(const NodeState& s, std::string_view node) {
   if (s.ct_size == 0) refuse("ct_size", "a conntrack table of 0 entries holds no flow");
 }
 
-void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at) {
-  validate_one_endpoint(e, pool, at);
+void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::optional<Ipv6Cidr>& pool6,
+                       const std::string& at) {
+  validate_one_endpoint(e, pool, pool6, at);
 }
 
 void validate_journal(const Journal& j) {

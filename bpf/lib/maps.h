@@ -20,6 +20,21 @@ struct {
 	__type(value, struct ebpfnet_endpoint);
 } ep_by_ifindex SEC(".maps");
 
+/* Dual-stack endpoints (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_ENDPOINTS);
+	__type(key, struct ebpfnet_in6);
+	__type(value, struct ebpfnet_endpoint);
+} ep_by_ip6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EBPFNET_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_in6);
+} ep_ip6 SEC(".maps");
+
 /* Created by the controller with the endpoint: the datapath only updates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

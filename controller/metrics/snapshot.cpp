@@ -28,7 +28,7 @@ void each_endpoint(const Env& env, const NodeState& st, const std::function<void
     return;
   }
   const StateStore store(env.state_root, st.name);
-  EndpointTable(std::make_shared<NodeDb>(store.checked_path("services.db"), NodeDb::Mode::read), st.cidr)
+  EndpointTable(std::make_shared<NodeDb>(store.checked_path("services.db"), NodeDb::Mode::read), st.cidr, st.cidr6)
       .for_each(fn);
 }
 

@@ -39,12 +39,13 @@ Datapath open_or_attach(NodeTxn& txn) {
 
 // What an endpoint will be, decided before anything is made, so the journal
 // names everything a killed add may leave: its namespace, its veth's name, its address.
-EndpointRecord plan(const NodeState& st, const EndpointRequest& req, Ipv4 ip, Netlink& nl_node,
-                    const std::vector<EndpointRecord>& planned) {
+EndpointRecord plan(const NodeState& st, const EndpointRequest& req, Ipv4 ip, std::optional<Ipv6> ip6,
+                    Netlink& nl_node, const std::vector<EndpointRecord>& planned) {
   EndpointRecord rec;
   rec.name = req.name;
   rec.ifname = req.ifname;
   rec.ip = ip;
+  rec.ip6 = ip6;
   rec.container_id = req.container_id;
   rec.cni_network = req.cni_network;
   rec.tc_mode = st.tc_mode.value_or(kEndpointTcMode);
@@ -109,24 +110,38 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   if (auto lo = nl_ep.link("lo")) nl_ep.set_up(lo->ifindex);
   auto eth = nl_ep.link(rec.ifname);
   if (!eth) throw Error(Errc::failed, rec.ifname + " is missing in netns " + rec.netns);
-  // IPv6 is not forwarded yet: no IPv6 on either end keeps router
-  // solicitations and DAD from showing up as drops.
+  // No link-local address (nor, on an IPv4 node, any IPv6): no DAD, router
+  // solicitation or MLD report shows up as a drop. A dual-stack endpoint's
+  // one IPv6 address skips DAD (IPAM made it unique), so its first packet
+  // leaves at once.
   nl_ep.no_ipv6_addresses(eth->ifindex);
   nl_ep.add_address({eth->ifindex, rec.ip, 32});
+  if (rec.ip6) nl_ep.add_address6({eth->ifindex, *rec.ip6, 128});
   nl_ep.set_up(eth->ifindex);
   Ipv4 gw = st.gateway();
   nl_ep.add_route({{gw, 32}, std::nullopt, eth->ifindex, std::nullopt, true});
   nl_ep.add_route({{Ipv4(0), 0}, gw, eth->ifindex, std::nullopt, false});
+  if (rec.ip6) {
+    const Ipv6 gw6 = *st.gateway6();
+    nl_ep.add_route6({{gw6, 128}, std::nullopt, eth->ifindex});
+    nl_ep.add_route6({{Ipv6(), 0}, gw6, eth->ifindex});
+  }
 
   txn.step("node-config");
   // Here IPv6 goes off entirely: a link with IPv6 on, even without an
   // address, gets a multicast route, and the node's table would hold one per
   // veth (each insert walks them). The name is the node's only such one, so
   // the sysctl's lookup is cheap, unlike eth0's in the endpoint's namespace.
-  try {
-    netns::write_sysctl(nodens, "net/ipv6/conf/" + rec.host_ifname + "/disable_ipv6", "1");
-  } catch (const Error& e) {
-    if (e.code() != Errc::not_found) throw;  // a kernel without IPv6 is fine
+  // A dual-stack node keeps IPv6 on, with only the gateway's addresses set
+  // below (through netlink: no sysctl write per endpoint), and pays that route.
+  if (rec.ip6) {
+    nl_node.no_ipv6_addresses(rec.host_ifindex);
+  } else {
+    try {
+      netns::write_sysctl(nodens, "net/ipv6/conf/" + rec.host_ifname + "/disable_ipv6", "1");
+    } catch (const Error& e) {
+      if (e.code() != Errc::not_found) throw;  // a kernel without IPv6 is fine
+    }
   }
   // The datapath asks the node's FIB where masqueraded traffic goes, from
   // this veth's point of view: that needs forwarding on here (only here).
@@ -137,12 +152,23 @@ void wire(NodeTxn& txn, EndpointRecord& rec, Datapath& dp, const Netns& nodens, 
   nl_node.set_up(rec.host_ifindex);
   nl_node.add_route({{rec.ip, 32}, std::nullopt, rec.host_ifindex, gw, true});
   nl_node.add_neighbor({rec.host_ifindex, rec.ip, rec.mac});
+  if (rec.ip6) {
+    // The gateway's IPv6 and link-local address, on every veth like the
+    // IPv4 one; the datapath answers neighbour solicitations for both.
+    nl_node.add_address6({rec.host_ifindex, *st.gateway6(), 128});
+    nl_node.add_address6({rec.host_ifindex, gateway_link_local(), 64});
+    nl_node.add_route6({{*rec.ip6, 128}, std::nullopt, rec.host_ifindex});
+    nl_node.add_neighbor6({rec.host_ifindex, *rec.ip6, rec.mac});
+  }
 
   txn.step("maps");
-  dp.maps().put_endpoint(make_endpoint(rec.host_ifindex, rec.ip, rec.mac, rec.host_mac));
+  const ebpfnet_endpoint ep = make_endpoint(rec.host_ifindex, rec.ip, rec.mac, rec.host_mac);
+  dp.maps().put_endpoint(ep);
+  if (rec.ip6) dp.maps().put_endpoint6(ep, *rec.ip6);
   dp.maps().put_sock_netns(rec.netns_cookie, rec.ip);
-  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip = rec.ip, cookie = rec.netns_cookie] {
+  txn.undo("map entries", [&dp, idx = rec.host_ifindex, ip = rec.ip, ip6 = rec.ip6, cookie = rec.netns_cookie] {
     dp.maps().delete_sock_netns(cookie);
+    if (ip6) dp.maps().delete_endpoint6(idx, *ip6);
     dp.maps().delete_endpoint(idx, ip);
   });
 
@@ -185,6 +211,20 @@ std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>
   Ipam ipam(st.cidr, table.addresses(), st.last_allocated);
   std::vector<Ipv4> ips;
   for (const auto& req : reqs) ips.push_back(req.ip ? (ipam.reserve(*req.ip), *req.ip) : ipam.allocate());
+  std::vector<std::optional<Ipv6>> ip6s(reqs.size());
+  if (st.cidr6) {
+    // Given addresses first, so an allocated one never takes them.
+    Ipam6 ipam6(*st.cidr6, table.addresses6());
+    for (size_t i = 0; i < reqs.size(); ++i)
+      if (reqs[i].ip6) ipam6.reserve(*(ip6s[i] = reqs[i].ip6));
+    for (size_t i = 0; i < reqs.size(); ++i)
+      if (!ip6s[i]) ip6s[i] = ipam6.allocate(ips[i].host() - st.cidr.network.host());
+  } else {
+    for (const auto& req : reqs)
+      if (req.ip6)
+        throw Error(Errc::usage, "node " + node.name() + " has no IPv6 pool for " + req.ip6->str() +
+                                     " (node create --cidr6)");
+  }
 
   // Held by the transaction: undo steps use them.
   Datapath& dp = txn.hold(open_or_attach(txn));
@@ -192,7 +232,7 @@ std::vector<EndpointRecord> add(NodeTxn& txn, const std::vector<EndpointRequest>
   Netlink& nl_node = txn.hold(Netlink::in(nodens));
   txn.set_checkpoint(cp);
   std::vector<EndpointRecord> added;
-  for (size_t i = 0; i < reqs.size(); ++i) added.push_back(plan(st, reqs[i], ips[i], nl_node, added));
+  for (size_t i = 0; i < reqs.size(); ++i) added.push_back(plan(st, reqs[i], ips[i], ip6s[i], nl_node, added));
   txn.journal({.op = "endpoint add", .adding = added});
   for (auto& rec : added) wire(txn, rec, dp, nodens, nl_node);
 
@@ -304,6 +344,7 @@ void remove(NodeTxn& txn, const std::vector<EndpointRecord>& es, DatapathMaps* m
     txn.step("unmap");
     if (maps) {
       policies::remove_endpoint(txn, e, *maps);
+      if (e.ip6) maps->delete_endpoint6(ifindex, *e.ip6);
       maps->delete_endpoint(ifindex, e.ip);
       // Endpoints may share a namespace (a container with two interfaces).
       const auto sharing = e.netns_cookie ? txn.endpoints().in_netns(e.netns_cookie) : std::vector<std::string>{};
@@ -381,7 +422,10 @@ std::set<std::string> vanished(const Node& node, EndpointTable& table) {
 void refill(const Node& node, EndpointTable& table, DatapathMaps& maps) {
   const std::set<std::string> gone = vanished(node, table);
   table.for_each([&](const EndpointRecord& e) {
-    if (!gone.count(e.name)) maps.put_endpoint(make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac), true);
+    if (gone.count(e.name)) return;
+    const ebpfnet_endpoint ep = make_endpoint(e.host_ifindex, e.ip, e.mac, e.host_mac);
+    maps.put_endpoint(ep, true);
+    if (e.ip6) maps.put_endpoint6(ep, *e.ip6);
   });
 }
 

@@ -11,10 +11,12 @@
 
 namespace ebpfnet::lifecycle {
 
-void check(const Node& node, const Ipv4Cidr& cidr) {
+void check(const Node& node, const Ipv4Cidr& cidr, const std::optional<Ipv6Cidr>& cidr6) {
   if (node.is_root())
     throw Error(Errc::usage, "'root' names the root namespace; use `attach --cidr` for it");
   check_pool(cidr);
+  if (cidr6)
+    if (auto problem = ipv6_pool_problem(*cidr6); !problem.empty()) throw Error(Errc::usage, problem);
 }
 
 void check_pool(const Ipv4Cidr& cidr) {
@@ -25,7 +27,8 @@ void check_pool(const Ipv4Cidr& cidr) {
 namespace {
 
 // Nodes on one outside route to each other's pools, so no two may overlap.
-void check_pools_on(const Node& node, const Ipv4Cidr& cidr, const std::string& outside) {
+void check_pools_on(const Node& node, const Ipv4Cidr& cidr, const std::optional<Ipv6Cidr>& cidr6,
+                    const std::string& outside) {
   for (const auto& other : Node::list(node.env())) {
     if (other == node.name()) continue;
     NodeState st;
@@ -39,15 +42,19 @@ void check_pools_on(const Node& node, const Ipv4Cidr& cidr, const std::string& o
         (st.cidr.contains(cidr.network) || cidr.contains(st.cidr.network)))
       throw Error(Errc::exists, "pool " + cidr.str() + " overlaps pool " + st.cidr.str() + " of node '" + other +
                                     "', which is on outside " + outside + " too");
+    if (st.uplink && st.uplink->outside == outside && cidr6 && st.cidr6 && cidr6->overlaps(*st.cidr6))
+      throw Error(Errc::exists, "pool " + cidr6->str() + " overlaps pool " + st.cidr6->str() + " of node '" +
+                                    other + "', which is on outside " + outside + " too");
   }
 }
 
 }  // namespace
 
-void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside) {
+void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::string& outside,
+            const std::optional<Ipv6Cidr>& cidr6) {
   const std::string& name = txn.node().name();
   if (txn.has_state()) throw Error(Errc::exists, "node '" + name + "' already exists");
-  if (uplink_sandbox && !outside.empty()) check_pools_on(txn.node(), cidr, outside);
+  if (uplink_sandbox && !outside.empty()) check_pools_on(txn.node(), cidr, cidr6, outside);
   Journal j{.op = "node create", .netns = {name}};
   if (uplink_sandbox && outside.empty()) j.netns.push_back(name + "-out");
   txn.journal(std::move(j));
@@ -62,11 +69,12 @@ void create(NodeTxn& txn, const Ipv4Cidr& cidr, bool uplink_sandbox, const std::
   NodeState& st = txn.state();
   if (uplink_sandbox) {
     txn.step("uplink");
-    st.uplink = uplink::create_sandbox(txn, outside);
+    st.uplink = uplink::create_sandbox(txn, outside, cidr6.has_value());
   }
   st.name = name;
   st.sandbox = true;
   st.cidr = cidr;
+  st.cidr6 = cidr6;
   txn.commit();
 }
 

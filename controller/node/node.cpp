@@ -34,11 +34,11 @@ Netns Node::netns() const {
 }
 
 void Node::create(const Env& env, const std::string& name, Ipv4Cidr cidr, const Checkpoint& cp,
-                  bool uplink_sandbox, const std::string& outside) {
+                  bool uplink_sandbox, const std::string& outside, std::optional<Ipv6Cidr> cidr6) {
   Node node(env, name);
-  lifecycle::check(node, cidr);
+  lifecycle::check(node, cidr, cidr6);
   NodeTxn txn(node, Begin::create, cp);
-  lifecycle::create(txn, cidr, uplink_sandbox, outside);
+  lifecycle::create(txn, cidr, uplink_sandbox, outside, cidr6);
 }
 
 void Node::destroy(const Env& env, const std::string& name) {

@@ -64,10 +64,15 @@ std::pair<std::set<std::string>, std::set<std::string>> policy_keys(EndpointTabl
 // entries it does not name go, and what it names is written again.
 void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   const NodeState& st = txn.state();
-  std::set<uint32_t> ifindexes, ips, policed;
+  std::set<uint32_t> ifindexes, ips, policed, ifindexes6;
+  std::set<Ipv6> ip6s;
   txn.endpoints().for_each([&](const EndpointRecord& e) {
     ifindexes.insert(static_cast<uint32_t>(e.host_ifindex));
     ips.insert(e.ip.be());
+    if (e.ip6) {
+      ip6s.insert(*e.ip6);
+      ifindexes6.insert(static_cast<uint32_t>(e.host_ifindex));
+    }
     if (e.policy) policed.insert(e.ip.be());
   });
   std::set<std::pair<uint8_t, uint16_t>> published;
@@ -81,6 +86,12 @@ void reconcile(NodeTxn& txn, DatapathMaps& maps) {
   gone += prune<uint32_t>(maps, "ep_by_ip", [&](uint32_t ip) { return ips.count(ip) > 0; });
   gone += prune<uint32_t>(maps, "ep_by_ifindex", [&](uint32_t i) { return ifindexes.count(i) > 0; });
   gone += prune<uint32_t>(maps, "ep_stats", [&](uint32_t i) { return ifindexes.count(i) > 0; });
+  gone += prune<ebpfnet_in6>(maps, "ep_by_ip6", [&](const ebpfnet_in6& k) {
+    Ipv6::Bytes b{};
+    std::memcpy(b.data(), k.addr, b.size());
+    return ip6s.count(Ipv6(b)) > 0;
+  });
+  gone += prune<uint32_t>(maps, "ep_ip6", [&](uint32_t i) { return ifindexes6.count(i) > 0; });
   gone += prune<ebpfnet_pub_key>(maps, "published", [&](const ebpfnet_pub_key& k) {
     return published.count({k.proto, ntohs(k.port)}) > 0;
   });

@@ -130,6 +130,7 @@ std::string pass_reason(uint32_t why) {
     case EBPFNET_PASS_NOT_OURS: return "not-for-the-datapath";
     case EBPFNET_PASS_TOO_BIG: return "too-big";
     case EBPFNET_PASS_ARP: return "arp";
+    case EBPFNET_PASS_LINK: return "on-link";
     default: return "unknown";
   }
 }
@@ -141,6 +142,7 @@ std::string pass_detail(uint32_t why) {
     case EBPFNET_PASS_NOT_OURS: return "not the datapath's to forward: the node's stack routes or takes it";
     case EBPFNET_PASS_TOO_BIG: return "too big for the way out with DF: the node's stack sends fragmentation-needed";
     case EBPFNET_PASS_ARP: return "ARP not for the gateway";
+    case EBPFNET_PASS_LINK: return "IPv6 that stays on the link (neighbour discovery, link-local, multicast): the node's stack";
     default: return "";
   }
 }
@@ -267,6 +269,11 @@ TraceStep name_step(const ebpfnet_trace_step& s, const Names& names) {
       t.result = "reply";
       t.detail = "the gateway's ARP reply goes back out of " + names.ifname(a0);
       break;
+    case EBPFNET_TRACE_ND_REPLY:
+      t.stage = "nd";
+      t.result = "reply";
+      t.detail = "the gateway's neighbour advertisement goes back out of " + names.ifname(a0);
+      break;
     case EBPFNET_TRACE_SERVICE:
       t.stage = "service";
       t.result = s.result ? names.backend_name(a0, a1) : "no active backend";
@@ -302,12 +309,15 @@ TraceVerdict verdict_of(int retval, const std::vector<TraceStep>& steps, const N
   };
   switch (retval) {
     case TC_ACT_REDIRECT:
-      last = find_last({EBPFNET_TRACE_TO_ENDPOINT, EBPFNET_TRACE_ROUTED, EBPFNET_TRACE_ARP_REPLY});
+      last = find_last(
+          {EBPFNET_TRACE_TO_ENDPOINT, EBPFNET_TRACE_ROUTED, EBPFNET_TRACE_ARP_REPLY, EBPFNET_TRACE_ND_REPLY});
       if (last && last->code == EBPFNET_TRACE_TO_ENDPOINT) {
         v.action = "forward";
         v.endpoint = names.endpoint_name(last->arg[1]);
       } else {
-        v.action = last && last->code == EBPFNET_TRACE_ARP_REPLY ? "reply" : "redirect";
+        v.action = last && (last->code == EBPFNET_TRACE_ARP_REPLY || last->code == EBPFNET_TRACE_ND_REPLY)
+                       ? "reply"
+                       : "redirect";
       }
       if (last) {
         v.ifindex = last->arg[0];

@@ -129,7 +129,7 @@ ServiceTable& NodeTxn::services() {
 }
 
 EndpointTable& NodeTxn::endpoints() {
-  if (!endpoints_) endpoints_.emplace(db(), state_.cidr);
+  if (!endpoints_) endpoints_.emplace(db(), state_.cidr, state_.cidr6);
   return *endpoints_;
 }
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/names.hpp"
@@ -29,7 +30,7 @@ uint8_t proto_number(const std::string& proto) {
   throw Error(Errc::usage, "protocol '" + proto + "' is not tcp or udp");
 }
 
-UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside) {
+UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside, bool dual_stack) {
   const std::string& node = txn.node().name();
   bool join = !outside.empty();
   std::string out_name = join ? outside : node + "-out";
@@ -58,21 +59,43 @@ UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside) {
   std::string leg = join ? host_ifname("up-" + node) : "eth0";
   int uplink = nl_node.create_veth({"eth0", random_mac(), leg, random_mac(), out.fd()});
   // Undone with the node's namespace, which takes the pair with it.
-  netns::write_sysctl(ns, "net/ipv6/conf/eth0/disable_ipv6", "1");
-  netns::write_sysctl(out, "net/ipv6/conf/" + leg + "/disable_ipv6", "1");
   auto peer = nl_out.link(leg);
   if (!peer) throw Error(Errc::failed, "the outside end of the uplink vanished");
+  if (dual_stack) {
+    // Only the addresses given below: no link-local, so no DAD or router solicitation.
+    nl_node.no_ipv6_addresses(uplink);
+    nl_out.no_ipv6_addresses(peer->ifindex);
+  } else {
+    netns::write_sysctl(ns, "net/ipv6/conf/eth0/disable_ipv6", "1");
+    netns::write_sysctl(out, "net/ipv6/conf/" + leg + "/disable_ipv6", "1");
+  }
   if (!join) {
     if (auto lo = nl_out.link("lo")) {
       nl_out.set_up(lo->ifindex);
       nl_out.add_address({lo->ifindex, ip(kSandboxServerIp), 32});
+      if (dual_stack) nl_out.add_address6({lo->ifindex, *Ipv6::parse(kSandboxServerIp6), 128});
     }
+  }
+  if (dual_stack) {
+    auto transfer = [n](const char* a) {  // fd18:0:N::
+      Ipv6::Bytes b = Ipv6::parse(a)->bytes();
+      b[5] = static_cast<uint8_t>(n);
+      return Ipv6(b);
+    };
+    const Ipv6 out6 = transfer(kSandboxOutsideIp6), up6 = transfer(kSandboxUplinkIp6);
+    nl_out.add_address6({peer->ifindex, out6, 64});
+    nl_node.add_address6({uplink, up6, 64});
   }
   nl_out.add_address({peer->ifindex, out_ip, 24});
   nl_out.set_up(peer->ifindex);
   nl_node.add_address({uplink, up_ip, 24});
   nl_node.set_up(uplink);
   nl_node.add_route({{Ipv4(0), 0}, out_ip, uplink, std::nullopt, false});
+  if (dual_stack) {
+    Ipv6::Bytes out6 = Ipv6::parse(kSandboxOutsideIp6)->bytes();
+    out6[5] = static_cast<uint8_t>(n);
+    nl_node.add_route6({Ipv6Cidr{Ipv6(), 0}, Ipv6(out6), uplink});
+  }
   return join ? UplinkRecord{"eth0", outside, TcMode::tcx, false} : UplinkRecord{"eth0", out_name, TcMode::tcx, true};
 }
 
@@ -107,6 +130,10 @@ void write_config(NodeTxn& txn, DatapathMaps& maps) {
   cfg[EBPFNET_CFG_CT_TIMEOUT_ICMP] = st.ct_timeouts.icmp;
   cfg[EBPFNET_CFG_POLICIES] = txn.endpoints().policed();
   cfg[EBPFNET_CFG_SERVICES] = txn.services().key_count();
+  if (auto gw6 = st.gateway6()) {
+    std::memcpy(&cfg[EBPFNET_CFG_GATEWAY6_HI], gw6->bytes().data(), 8);
+    std::memcpy(&cfg[EBPFNET_CFG_GATEWAY6_LO], gw6->bytes().data() + 8, 8);
+  }
   if (st.overlay) {
     // Resolved in the node's namespace: the device is the node's.
     const int tunnel = Netlink::in(txn.node().netns()).ifindex_of(st.overlay->ifname);

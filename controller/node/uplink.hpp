@@ -15,7 +15,8 @@ uint8_t proto_number(const std::string& proto);
 
 // A veth from the sandbox node into outside, or into a new namespace
 // "<node>-out" playing the internet when outside is "".
-UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside);
+// dual_stack: IPv6 too, beside IPv4 (kSandbox*Ip6).
+UplinkRecord create_sandbox(NodeTxn& txn, const std::string& outside, bool dual_stack = false);
 // The config slots, published ports and routed prefixes, from the node's state.
 void write_config(NodeTxn& txn, DatapathMaps& maps);
 void expose(NodeTxn& txn, const PublishRecord& p);

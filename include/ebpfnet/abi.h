@@ -26,8 +26,8 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_UNKNOWN_ENDPOINT = 0, /* frame on a veth with no endpoint entry */
 	EBPFNET_DROP_MALFORMED = 1,        /* truncated or invalid header */
 	EBPFNET_DROP_SPOOFED_MAC = 2,      /* source MAC is not the endpoint's */
-	EBPFNET_DROP_SPOOFED_IP = 3,       /* source IPv4 (or ARP sender) is not the endpoint's */
-	EBPFNET_DROP_UNSUPPORTED_L3 = 4,   /* neither IPv4 nor ARP */
+	EBPFNET_DROP_SPOOFED_IP = 3,       /* source IP (or ARP sender, or NDP target) is not the endpoint's */
+	EBPFNET_DROP_UNSUPPORTED_L3 = 4,   /* neither IPv4 nor ARP (nor IPv6 on a dual-stack node) */
 	EBPFNET_DROP_NAT_NO_PORT = 5,      /* every masquerade port to that destination is taken */
 	EBPFNET_DROP_NAT_UNSUPPORTED = 6,  /* would leave untranslated: not TCP, UDP or ICMP echo */
 	EBPFNET_DROP_CT_FULL = 7,          /* a conntrack entry could not be created */
@@ -38,7 +38,9 @@ enum ebpfnet_drop_reason {
 	EBPFNET_DROP_NO_BACKEND = 12,      /* a new connection to a service with no active backend */
 	EBPFNET_DROP_TUNNEL_PEER = 13,     /* from the overlay: the outer source is not the node owning
 					    * the inner source's pool (or no tunnel key) */
-	EBPFNET_DROP_REASON_MAX = 14,
+	EBPFNET_DROP_ND_ROUTER = 14,       /* a router advertisement or redirect sent by an endpoint */
+	EBPFNET_DROP_IPV6_NO_WAY_OUT = 15, /* IPv6 to beyond the node: no IPv6 masquerade or routing yet */
+	EBPFNET_DROP_REASON_MAX = 16,
 };
 
 /* One endpoint as the datapath sees it. Value of both ep_by_ip (key: the
@@ -48,6 +50,14 @@ struct ebpfnet_endpoint {
 	__be32 ip;         /* network order */
 	__u8 mac[6];       /* the endpoint's eth0 */
 	__u8 node_mac[6];  /* node-side veth: the gateway's MAC as the endpoint sees it */
+};
+
+/* An IPv6 address, network order. Dual-stack endpoints (ABI 6): the hash
+ * ep_by_ip6 (key: the endpoint's IPv6) holds the same struct
+ * ebpfnet_endpoint as ep_by_ip, and the hash ep_ip6 (key: ifindex) the
+ * IPv6 that the endpoint behind that veth may send from. */
+struct ebpfnet_in6 {
+	__u8 addr[16];
 };
 
 /* Per-endpoint counters (value of the per-CPU map ep_stats, key: ifindex).
@@ -64,8 +74,9 @@ struct ebpfnet_ep_stats {
 /* The version of the pinned datapath's map ABI: raised whenever a map's
  * layout or meaning changes, so `attach` knows to migrate, and a binary older
  * than the pinned datapath refuses to touch it. 1: the layout before slots.
- * 3: the prefilter maps. 4: the service maps. 5: the overlay's map "tunnel". */
-#define EBPFNET_ABI_VERSION 5
+ * 3: the prefilter maps. 4: the service maps. 5: the overlay's map "tunnel".
+ * 6: the IPv6 endpoint maps ep_by_ip6 and ep_ip6. */
+#define EBPFNET_ABI_VERSION 6
 
 /* The node's runtime configuration: the array map "config" of u64 slots,
  * written by attach. Append only: a new setting is a new slot, so the pinned
@@ -89,7 +100,12 @@ enum ebpfnet_cfg_slot {
 	EBPFNET_CFG_TUNNEL_IFINDEX = 14, /* the node's collect_md vxlan device; 0: no overlay, so
 					  * no packet pays the tunnel lookup */
 	EBPFNET_CFG_TUNNEL_VNI = 15,     /* the VXLAN network identifier of the overlay */
-	EBPFNET_CFG_SLOT_COUNT = 16,
+	/* The IPv6 gateway of a dual-stack node, as the 16 bytes of the address
+	 * in network order: bytes 0-7 in GATEWAY6_HI, 8-15 in GATEWAY6_LO, each
+	 * copied as they lie in memory. Both 0: the node has no IPv6. */
+	EBPFNET_CFG_GATEWAY6_HI = 16,
+	EBPFNET_CFG_GATEWAY6_LO = 17,
+	EBPFNET_CFG_SLOT_COUNT = 18,
 };
 /* Room to grow without a new layout. */
 #define EBPFNET_CFG_SLOTS 64

@@ -14,10 +14,12 @@
 #include "ebpfnet/abi.h"
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/ipv4.hpp"
+#include "ebpfnet/ipv6.hpp"
 
 namespace ebpfnet {
 
 static_assert(sizeof(ebpfnet_endpoint) == 20, "abi.h: ebpfnet_endpoint layout changed");
+static_assert(sizeof(ebpfnet_in6) == 16, "abi.h: ebpfnet_in6 layout changed");
 static_assert(sizeof(ebpfnet_tunnel_peer) == 8, "abi.h: ebpfnet_tunnel_peer layout changed");
 static_assert(sizeof(ebpfnet_ep_stats) == 8 * (4 + EBPFNET_DROP_SLOTS),
               "abi.h: ebpfnet_ep_stats layout changed");
@@ -37,11 +39,12 @@ struct EndpointStats {
 // The map names, as declared in bpf/lib/maps.h and pinned under <pin dir>/maps/.
 // Append only: a map of a newer ABI goes at the end (ABI 3: the prefilter's,
 // ABI 4: the services', ABI 5: the overlay's).
-inline constexpr std::array<const char*, 24> kMapNames = {
+inline constexpr std::array<const char*, 26> kMapNames = {
     "ep_by_ip",  "ep_by_ifindex",  "ep_stats",       "drop_stats",      "config",       "ct",
     "published", "routed",         "ep_policy",      "policy_cidr",     "policy_port",  "monitor",
     "events",    "prefilter_addr", "prefilter_cidr", "prefilter_stats", "svc",          "maglev",
-    "backends",  "backend_stats",  "svc_affinity",   "sock_netns",      "sock_revnat",  "tunnel"};
+    "backends",  "backend_stats",  "svc_affinity",   "sock_netns",      "sock_revnat",  "tunnel",
+    "ep_by_ip6", "ep_ip6"};
 using MapFds = std::array<UniqueFd, kMapNames.size()>;
 
 constexpr size_t map_index(std::string_view name) {
@@ -61,9 +64,10 @@ inline constexpr std::array<Refill, kMapNames.size()> kMapRefill = {
     Refill::state, Refill::state, Refill::counters, Refill::counters, Refill::state, Refill::flows,
     Refill::state, Refill::state, Refill::state,    Refill::state,    Refill::state, Refill::none,
     Refill::none,  Refill::state, Refill::state,    Refill::counters, Refill::state, Refill::state,
-    Refill::state, Refill::counters, Refill::none,  Refill::state,    Refill::counters, Refill::state};
+    Refill::state, Refill::counters, Refill::none,  Refill::state,    Refill::counters, Refill::state,
+    Refill::state, Refill::state};
 // The first ABI version that has each map: attach upgrades a datapath that lacks them.
-constexpr uint32_t map_since_abi(size_t i) { return i >= 23 ? 5 : i >= 16 ? 4 : i >= 13 ? 3 : 1; }
+constexpr uint32_t map_since_abi(size_t i) { return i >= 24 ? 6 : i >= 23 ? 5 : i >= 16 ? 4 : i >= 13 ? 3 : 1; }
 
 // The entries of a hash map or a trie, whatever its layout: walks the keys
 // (key_size from the map's info), so maps of another ABI are counted too.
@@ -111,6 +115,11 @@ class DatapathMaps {
   // keep_counters: counters the endpoint has already stay (a reload).
   void put_endpoint(const ebpfnet_endpoint& ep, bool keep_counters = false);
   void delete_endpoint(int ifindex, Ipv4 ip);
+  // A dual-stack endpoint's IPv6, after put_endpoint (ep_ip6 last: a frame
+  // from it is judged as IPv6 only once its address is findable).
+  void put_endpoint6(const ebpfnet_endpoint& ep, const Ipv6& ip6);
+  void delete_endpoint6(int ifindex, const Ipv6& ip6);
+  std::optional<Ipv6> endpoint_ip6(int ifindex) const;
   std::optional<ebpfnet_endpoint> endpoint_by_ip(Ipv4 ip) const;
   std::optional<ebpfnet_endpoint> endpoint_by_ifindex(int ifindex) const;
   std::optional<EndpointStats> stats(int ifindex) const;

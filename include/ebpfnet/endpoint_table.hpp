@@ -25,7 +25,8 @@ class EndpointTable {
  public:
   // Rows are checked against the node's pool as they are read (the file
   // may have been edited): Errc::failed naming the row and field.
-  EndpointTable(std::shared_ptr<NodeDb> db, Ipv4Cidr pool) : db_(std::move(db)), pool_(pool) {}
+  EndpointTable(std::shared_ptr<NodeDb> db, Ipv4Cidr pool, std::optional<Ipv6Cidr> pool6 = std::nullopt)
+      : db_(std::move(db)), pool_(pool), pool6_(pool6) {}
 
   std::optional<EndpointRecord> get(std::string_view name);
   bool contains(std::string_view name);
@@ -39,6 +40,7 @@ class EndpointTable {
   // Names of the endpoints in the namespace of that cookie.
   std::vector<std::string> in_netns(uint64_t cookie);
   std::set<Ipv4> addresses();
+  std::set<Ipv6> addresses6();
   size_t size();
   size_t policed();  // endpoints with a policy
 
@@ -59,6 +61,7 @@ class EndpointTable {
 
   std::shared_ptr<NodeDb> db_;
   Ipv4Cidr pool_;
+  std::optional<Ipv6Cidr> pool6_;
 };
 
 }  // namespace ebpfnet

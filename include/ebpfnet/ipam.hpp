@@ -31,3 +31,27 @@ class Ipam {
 };
 
 }  // namespace ebpfnet
+
+#include "ebpfnet/ipv6.hpp"
+
+namespace ebpfnet {
+
+// The IPv6 side of a dual-stack pool. Offset 0 (the subnet-router anycast
+// address) and 1 (the gateway) are never handed out. An endpoint takes the
+// offset its IPv4 address has in the IPv4 pool when that is free (10.240.0.5
+// and fd00:240::5), so the two are easy to pair up; else the next free one.
+class Ipam6 {
+ public:
+  Ipam6(Ipv6Cidr pool, std::set<Ipv6> used);
+
+  Ipv6 allocate(uint64_t preferred_offset);  // throws Errc::exhausted
+  void reserve(const Ipv6& addr);            // throws usage (not usable) or exists (taken)
+
+ private:
+  bool usable(const Ipv6& a) const;
+
+  Ipv6Cidr pool_;
+  std::set<Ipv6> used_;
+};
+
+}  // namespace ebpfnet

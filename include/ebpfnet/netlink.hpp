@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ebpfnet/ipv4.hpp"
+#include "ebpfnet/ipv6.hpp"
 #include "ebpfnet/netns.hpp"
 
 struct mnl_socket;
@@ -62,6 +63,27 @@ struct Neighbor {
   Mac mac{};
 };
 
+// IPv6 counterparts, for dual-stack endpoints. Addresses are added with
+// IFA_F_NODAD: an endpoint's address is unique by IPAM, and duplicate
+// address detection would hold back its first packets for a second.
+struct Address6 {
+  int ifindex = 0;
+  Ipv6 ip;
+  int prefix = 128;
+};
+
+struct Route6 {
+  Ipv6Cidr dst;              // ::/0 for the default route
+  std::optional<Ipv6> via;   // gateway
+  int oif = 0;
+};
+
+struct Neighbor6 {
+  int ifindex = 0;
+  Ipv6 ip;
+  Mac mac{};
+};
+
 // Message encoders, kept apart from the socket so they are unit-tested
 // without root. Each writes one request into buf and returns its header.
 namespace nlmsg {
@@ -74,6 +96,9 @@ nlmsghdr* no_ipv6_addresses(char* buf, uint32_t seq, int ifindex);
 nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add);
 nlmsghdr* route(char* buf, uint32_t seq, const Route& r, bool add);
 nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add);
+nlmsghdr* address6(char* buf, uint32_t seq, const Address6& a, bool add);
+nlmsghdr* route6(char* buf, uint32_t seq, const Route6& r, bool add);
+nlmsghdr* neighbor6(char* buf, uint32_t seq, const Neighbor6& n, bool add);
 }  // namespace nlmsg
 
 class Netlink {
@@ -119,6 +144,11 @@ class Netlink {
 
   void add_neighbor(const Neighbor& n);  // permanent
   void del_neighbor(const Neighbor& n);
+
+  void add_address6(const Address6& a);
+  std::vector<Address6> addresses6(int ifindex = 0);  // global and link-local
+  void add_route6(const Route6& r);
+  void add_neighbor6(const Neighbor6& n);  // permanent
 
  private:
   // Sends one request and waits for its ack; throws "context: strerror".

@@ -40,6 +40,12 @@ using Checkpoint = std::function<void(std::string_view step)>;
 inline constexpr const char* kSandboxUplinkIp = "198.18.0.2";
 inline constexpr const char* kSandboxOutsideIp = "198.18.0.1";
 inline constexpr const char* kSandboxServerIp = "203.0.113.1";
+// A dual-stack sandbox's IPv6 beside those: the transfer net fd18:0:N::/64
+// (N as in 198.18.N.0/24; the outside is ::1, the uplink ::2) and the server
+// 2001:db8:ffff::1 (documentation space) on the outside's loopback.
+inline constexpr const char* kSandboxUplinkIp6 = "fd18::2";
+inline constexpr const char* kSandboxOutsideIp6 = "fd18::1";
+inline constexpr const char* kSandboxServerIp6 = "2001:db8:ffff::1";
 // Masquerade source ports: above Linux's default ephemeral range
 // (32768-60999), so they never meet the node's own connections.
 inline constexpr uint16_t kNatPortMin = 61000, kNatPortMax = 65535;
@@ -117,6 +123,7 @@ struct EndpointRequest {
   std::string ifname = "eth0";
   std::string container_id;  // CNI: the runtime's container, recorded for DEL/CHECK/GC
   std::string cni_network;   // CNI: the network (conflist name) adding it
+  std::optional<Ipv6> ip6;           // dual-stack node: default the IPv4 address's offset in the IPv6 pool
 };
 
 // A CNI runtime's key for one attachment: container id and interface name.
@@ -189,10 +196,11 @@ class Node {
   // uplink_sandbox: also a namespace "<name>-out" playing the internet,
   // wired to the node's eth0 (the node's uplink). outside: instead join that
   // existing namespace (another node's outside), which then routes between
-  // the nodes: the lan1 - router - lan2 picture.
+  // the nodes: the lan1 - router - lan2 picture. cidr6: a dual-stack node,
+  // whose endpoints get an address of each pool.
   static void create(const Env& env, const std::string& name, Ipv4Cidr cidr,
                      const Checkpoint& cp = {}, bool uplink_sandbox = false,
-                     const std::string& outside = "");
+                     const std::string& outside = "", std::optional<Ipv6Cidr> cidr6 = std::nullopt);
   // Removes every endpoint, the datapath, the namespace (sandbox) and the state.
   static void destroy(const Env& env, const std::string& name);
   static std::vector<std::string> list(const Env& env);

@@ -16,6 +16,7 @@
 
 #include "ebpfnet/fd.hpp"
 #include "ebpfnet/ipv4.hpp"
+#include "ebpfnet/ipv6.hpp"
 #include "ebpfnet/policy.hpp"
 #include "ebpfnet/xdp_attach.hpp"
 
@@ -47,6 +48,7 @@ struct EndpointRecord {
   bool netns_owned = false; // ebpfnet created it, so ebpfnet deletes it
   std::string ifname = "eth0";
   Ipv4 ip;
+  std::optional<Ipv6> ip6;  // on a dual-stack node; absent in files written before IPv6
   Mac mac{};
   std::string host_ifname;
   int host_ifindex = 0;
@@ -155,6 +157,9 @@ struct NodeState {
   std::string name;
   bool sandbox = true;    // a netns playing the host; false: the root namespace
   Ipv4Cidr cidr;
+  // The IPv6 pool of a dual-stack node (node create --cidr6); its first
+  // address is the IPv6 gateway. Absent: IPv4 only, as every older file.
+  std::optional<Ipv6Cidr> cidr6;
   Ipv4 last_allocated;
   bool attached = false;
   std::optional<TcMode> tc_mode;  // chosen at attach: detected or forced
@@ -187,6 +192,7 @@ struct NodeState {
   std::optional<std::vector<EndpointRecord>> legacy_endpoints;
 
   Ipv4 gateway() const { return cidr.first_host(); }
+  std::optional<Ipv6> gateway6() const { return cidr6 ? std::optional(cidr6->gateway()) : std::nullopt; }
 };
 
 // An operation in progress: written before the operation changes anything
@@ -210,11 +216,15 @@ void validate_state(const NodeState& s, std::string_view node);
 // One endpoint as a row of the endpoint table is checked: its names and
 // paths, an address ebpfnet hands out in pool, an interface index. The
 // table's constraints keep what must be unique across endpoints.
-void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::string& at);
+void validate_endpoint(const EndpointRecord& e, const Ipv4Cidr& pool, const std::optional<Ipv6Cidr>& pool6,
+                       const std::string& at);
 // Why pool via VIA cannot be a peer of the node's overlay (it overlaps the
 // node's pool, a route or another peer's pool (but peers[skip]), or via is
 // no unicast address outside the pools), or "".
 std::string tunnel_peer_problem(const NodeState& s, const Ipv4Cidr& pool, Ipv4 via, size_t skip = SIZE_MAX);
+// Why c cannot be a node's IPv6 pool (its size, or a special-purpose
+// prefix), or "".
+std::string ipv6_pool_problem(const Ipv6Cidr& c);
 // The same for a journal: every name recovery would act on is checked.
 void validate_journal(const Journal& j);
 

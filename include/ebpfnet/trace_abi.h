@@ -37,6 +37,7 @@ enum ebpfnet_trace_code {
 	EBPFNET_TRACE_DROP = 15,         /* result the drop reason; arg0 the endpoint counted for (IPv4), 0: node */
 	EBPFNET_TRACE_SERVICE = 16,      /* a service was addressed: arg0 its id; result 1 a backend was
 					  * picked (arg1 its id, arg2 its IPv4), 0 none is active */
+	EBPFNET_TRACE_ND_REPLY = 17,     /* the gateway's neighbour advertisement back to the sender (arg0 its veth) */
 };
 
 enum ebpfnet_trace_pass {
@@ -45,6 +46,8 @@ enum ebpfnet_trace_pass {
 	EBPFNET_PASS_NOT_OURS = 3,    /* not for the datapath: the node's own traffic or plain routing */
 	EBPFNET_PASS_TOO_BIG = 4,     /* too big for the way out, DF set: the stack sends frag-needed */
 	EBPFNET_PASS_ARP = 5,         /* ARP that is not for the gateway */
+	EBPFNET_PASS_LINK = 6,        /* IPv6 that stays on the link: neighbour discovery not for the
+				       * gateway, link-local and multicast destinations (the node's stack) */
 };
 
 struct ebpfnet_trace_step {

@@ -229,12 +229,13 @@ Env env_at(const std::filesystem::path& state) {
 }  // namespace
 
 SandboxNode::SandboxNode(const std::string& cidr, bool attach, bool uplink_sandbox,
-                         const std::string& join, std::string_view name_prefix)
+                         const std::string& join, std::string_view name_prefix, const std::string& cidr6)
     : env_(env_at(state_.path())),
       name_(unique(name_prefix)),
       outside_(!uplink_sandbox ? "" : join.empty() ? name_ + "-out" : join),
       node_(env_, name_) {
-  Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox, join);
+  Node::create(env_, name_, *Ipv4Cidr::parse(cidr), {}, uplink_sandbox, join,
+               cidr6.empty() ? std::nullopt : Ipv6Cidr::parse(cidr6));
   // The destructor does not run for a constructor that throws.
   try {
     if (attach) node_.attach();

@@ -89,9 +89,10 @@ class SandboxNode {
   // join: with uplink_sandbox, join that outside namespace (another
   // sandbox's) instead of making one; destroy this node before that one.
   // name_prefix: the node's name is it plus a unique suffix (unique()).
+  // cidr6: a dual-stack node with that IPv6 pool.
   explicit SandboxNode(const std::string& cidr = "10.240.0.0/24", bool attach = true,
                        bool uplink_sandbox = false, const std::string& join = "",
-                       std::string_view name_prefix = "tn");
+                       std::string_view name_prefix = "tn", const std::string& cidr6 = "");
   ~SandboxNode();
   SandboxNode(const SandboxNode&) = delete;
   SandboxNode& operator=(const SandboxNode&) = delete;

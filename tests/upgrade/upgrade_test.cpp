@@ -227,7 +227,7 @@ TEST(Upgrade, FromThePreviousReleaseUnderTraffic) {
   json after = n.status();
   EXPECT_EQ(after.at("datapath").at("abi"), EBPFNET_ABI_VERSION);
   // Maps newer than ABI 1 are made and filled from the (migrated) state.
-  for (const char* m : {"prefilter_addr", "prefilter_cidr", "prefilter_stats"}) {
+  for (const char* m : {"prefilter_addr", "prefilter_cidr", "prefilter_stats", "tunnel", "ep_by_ip6", "ep_ip6"}) {
     const json* c = map_change(r, m);
     ASSERT_NE(c, nullptr) << m;
     EXPECT_EQ(c->at("how"), "created") << m;

@@ -30,6 +30,14 @@ Ipv4Cidr parse_cidr(const std::string& s) {
   return *c;
 }
 
+Ipv6Cidr parse_cidr6(const std::string& s) {
+  if (auto c = Ipv6Cidr::parse(s)) return *c;
+  const auto slash = s.find('/');
+  if (slash != std::string::npos && Ipv6::parse(s.substr(0, slash)))
+    throw Error(Errc::usage, "'" + s + "' has host bits set or a bad length (an IPv6 prefix such as fd00:240::/64)");
+  throw Error(Errc::usage, "'" + s + "' is not an IPv6 prefix such as fd00:240::/64");
+}
+
 void add_global_options(CLI::App& app, Context& ctx, int& verbosity, std::string& state_dir) {
   app.add_option_function<std::string>(
          "--node", [&](const std::string& n) { ctx.node = n, ctx.node_given = true; },

@@ -49,5 +49,7 @@ inline constexpr const char* kMetricsSummary = "Prometheus metrics of a node: an
 
 // Throws Errc::usage with an example when s is not a prefix.
 Ipv4Cidr parse_cidr(const std::string& s);
+// The same for an IPv6 prefix (--cidr6), naming what is wrong with it.
+Ipv6Cidr parse_cidr6(const std::string& s);
 
 }  // namespace ebpfnet::cli

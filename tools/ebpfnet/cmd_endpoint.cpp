@@ -11,7 +11,7 @@ namespace ebpfnet::cli {
 
 void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
-    std::string ip, netns, ifname = "eth0";
+    std::string ip, ip6, netns, ifname = "eth0";
     std::vector<std::string> names;
     int pid = 0;
   };
@@ -25,16 +25,18 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
              "add several endpoints at once (all or none), much faster than one by one");
   add->add_option("NAME", a->names, "endpoint name (and the new namespace's name)")->required();
   auto* ip_opt = add->add_option("--ip", a->ip, "its address (default: the next free one of the pool)");
+  auto* ip6_opt = add->add_option(
+      "--ip6", a->ip6, "its IPv6 address on a dual-stack node (default: its IPv4 address's offset in the IPv6 pool)");
   auto* netns_opt = add->add_option(
       "--netns", a->netns, "wire an existing namespace (a name under /run/netns or a path)");
   auto* pid_opt = add->add_option("--pid", a->pid, "wire the namespace of a running process (a container)")
                       ->excludes(netns_opt);
   add->add_option("--ifname", a->ifname, "interface name inside the namespace")->capture_default_str();
-  add->callback([&ctx, &action, a, ip_opt, netns_opt, pid_opt] {
-    const bool one_only = ip_opt->count() || netns_opt->count() || pid_opt->count();
-    action = [&ctx, a, given = ip_opt->count() > 0, one_only] {
+  add->callback([&ctx, &action, a, ip_opt, ip6_opt, netns_opt, pid_opt] {
+    const bool one_only = ip_opt->count() || ip6_opt->count() || netns_opt->count() || pid_opt->count();
+    action = [&ctx, a, given = ip_opt->count() > 0, given6 = ip6_opt->count() > 0, one_only] {
       if (one_only && a->names.size() > 1)
-        throw Error(Errc::usage, "--ip, --netns and --pid describe one endpoint; give one NAME with them");
+        throw Error(Errc::usage, "--ip, --ip6, --netns and --pid describe one endpoint; give one NAME with them");
       std::vector<EndpointRequest> reqs;
       for (const auto& name : a->names) {
         EndpointRequest req;
@@ -43,6 +45,10 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
         if (given) {
           req.ip = Ipv4::parse(a->ip);
           if (!req.ip) throw Error(Errc::usage, "'" + a->ip + "' is not an IPv4 address");
+        }
+        if (given6) {
+          req.ip6 = Ipv6::parse(a->ip6);
+          if (!req.ip6) throw Error(Errc::usage, "'" + a->ip6 + "' is not an IPv6 address");
         }
         if (!a->netns.empty()) req.netns = a->netns;
         if (a->pid != 0) req.netns = "pid:" + std::to_string(a->pid);
@@ -57,7 +63,8 @@ void add_endpoint_commands(CLI::App& app, Context& ctx, Action& action) {
           j.erase("stats");
           all.push_back(j);
         } else {
-          std::cout << "endpoint " << r.name << " " << r.ip.str() << " (netns " << r.netns << ", veth "
+          std::cout << "endpoint " << r.name << " " << r.ip.str() << (r.ip6 ? " " + r.ip6->str() : std::string())
+                    << " (netns " << r.netns << ", veth "
                     << r.host_ifname << ")\n";
         }
       }

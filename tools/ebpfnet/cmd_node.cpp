@@ -56,7 +56,7 @@ void print_attach(const std::string& node, const AttachResult& r) {
 
 void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   struct Args {
-    std::string name, cidr, tc_mode = "auto", uplink, outside;
+    std::string name, cidr, cidr6, tc_mode = "auto", uplink, outside;
     bool uplink_sandbox = false, dry_run = false;
     std::vector<std::string> ct_timeouts;
     uint32_t ct_size = 0;
@@ -71,9 +71,13 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
   create->add_option("NAME", a->name, "node name (also its namespace's name)")->required();
   create->add_option("--cidr", a->cidr, "the endpoints' address pool; its first address is the gateway")
       ->required();
+  create->add_option("--cidr6", a->cidr6,
+                     "dual stack: the endpoints' IPv6 pool (/48 to /120, e.g. fd00:240::/64); its first "
+                     "address is the IPv6 gateway, and each endpoint gets an address of both pools");
   create->add_flag("--uplink-sandbox", a->uplink_sandbox,
                    "also make a namespace NAME-out playing the internet, wired to the node's eth0 "
-                   "(its uplink, 198.18.0.2/24; the outside is 198.18.0.1 and 203.0.113.1)");
+                   "(its uplink, 198.18.0.2/24; the outside is 198.18.0.1 and 203.0.113.1; with "
+                   "--cidr6 also fd18::2/64, fd18::1 and 2001:db8:ffff::1)");
   create->add_option("--outside", a->outside,
                      "with --uplink-sandbox: join this existing outside namespace (another node's "
                      "NAME-out) instead, which then routes between the nodes");
@@ -81,7 +85,9 @@ void add_node_commands(CLI::App& app, Context& ctx, Action& action) {
     action = [&ctx, a] {
       if (!a->outside.empty() && !a->uplink_sandbox)
         throw Error(Errc::usage, "--outside goes with --uplink-sandbox");
-      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside);
+      std::optional<Ipv6Cidr> cidr6;
+      if (!a->cidr6.empty()) cidr6 = parse_cidr6(a->cidr6);
+      Node::create(ctx.env, a->name, parse_cidr(a->cidr), {}, a->uplink_sandbox, a->outside, cidr6);
       if (ctx.json())
         std::cout << nlohmann::json{{"node", a->name}, {"cidr", a->cidr}}.dump() << "\n";
       else

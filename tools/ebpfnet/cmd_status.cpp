@@ -56,6 +56,8 @@ nlohmann::json status_head_json(const NodeStatus& s) {
           {"sandbox", s.state.sandbox},
           {"cidr", s.state.cidr.str()},
           {"gateway", s.state.gateway().str()},
+          {"cidr6", s.state.cidr6 ? nlohmann::json(s.state.cidr6->str()) : nlohmann::json(nullptr)},
+          {"gateway6", s.state.gateway6() ? nlohmann::json(s.state.gateway6()->str()) : nlohmann::json(nullptr)},
           {"attached", s.prog.has_value()},
           {"pin_dir", s.pin_dir.string()},
           {"datapath", {{"abi", s.abi}, {"build", s.abi ? hex(s.build) : ""},
@@ -100,8 +102,11 @@ void stream_status_json(Node node) {
 
 void print_status(const NodeStatus& s) {
   std::cout << "node      " << s.state.name << (s.state.sandbox ? " (sandbox)" : " (root namespace)")
-            << "\npool      " << s.state.cidr.str() << ", gateway " << s.state.gateway().str()
-            << "\ndatapath  ";
+            << "\npool      " << s.state.cidr.str() << ", gateway " << s.state.gateway().str();
+  if (s.state.cidr6)
+    std::cout << "\npool6     " << s.state.cidr6->str() << ", gateway " << s.state.gateway6()->str()
+              << " (and fe80::1)";
+  std::cout << "\ndatapath  ";
   if (!s.prog) {
     std::cout << "not attached (ebpfnet --node " << s.state.name << " attach)\n";
   } else {

@@ -43,6 +43,7 @@ nlohmann::json to_json(const EndpointView& v) {
   };
   return {{"name", e.name},
           {"ip", e.ip.str()},
+          {"ip6", e.ip6 ? nlohmann::json(e.ip6->str()) : nlohmann::json(nullptr)},
           {"mac", mac_str(e.mac)},
           {"netns", e.netns},
           {"netns_owned", e.netns_owned},
@@ -57,7 +58,7 @@ nlohmann::json to_json(const EndpointView& v) {
 }
 
 const std::vector<std::string>& endpoint_header() {
-  static const std::vector<std::string> h = {"NAME", "IP", "NETNS", "VETH", "TC", "TX PKTS", "TX BYTES",
+  static const std::vector<std::string> h = {"NAME", "IP", "IPV6", "NETNS", "VETH", "TC", "TX PKTS", "TX BYTES",
                                              "RX PKTS", "RX BYTES", "DROPS"};
   return h;
 }
@@ -75,11 +76,13 @@ std::string drops_summary(const DropCounts& d) {
 std::vector<std::string> endpoint_row(const EndpointView& v) {
   const auto& e = v.rec;
   std::string tc = v.prog_id ? to_string(e.tc_mode) : to_string(e.tc_mode) + " (detached)";
+  const std::string ip6 = e.ip6 ? e.ip6->str() : "-";
   if (!v.stats)
-    return {e.name, e.ip.str(), e.netns, e.host_ifname, tc, "-", "-", "-", "-", "-"};
+    return {e.name, e.ip.str(), ip6, e.netns, e.host_ifname, tc, "-", "-", "-", "-", "-"};
   const auto& s = *v.stats;
   return {e.name,
           e.ip.str(),
+          ip6,
           e.netns,
           e.host_ifname,
           tc,
