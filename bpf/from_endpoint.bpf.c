@@ -349,7 +349,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *skb, struct cursor *c, 
 
 	if (!own6)
 		return drop(skb, st, EBPFNET_DROP_UNSUPPORTED_L3);
-	ip6 = parse_ipv6(c);
+	ip6 = parse_ipv6(c, skb->len);
 	if (!ip6)
 		return drop(skb, st, EBPFNET_DROP_MALFORMED);
 	own = (const struct in6_addr *)own6->addr;

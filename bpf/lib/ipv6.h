@@ -64,7 +64,7 @@ struct l4_info6 {
 	__u32 offset;    /* of the upper-layer header, from the start of the frame */
 };
 
-static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
+static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c, __u32 frame_len)
 {
 	struct ipv6hdr *ip6 = c->pos;
 
@@ -73,8 +73,9 @@ static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
 	if (ip6->version != 6)
 		return NULL;
 	/* The payload may not claim more than the frame holds (GSO frames
-	 * carry their true length here too). */
-	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > c->end)
+	 * carry their true length here too). The frame's length, not the
+	 * linear part's end: a socket's data usually sits in pages beyond it. */
+	if (ETH_HLEN + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > frame_len)
 		return NULL;
 	c->pos = ip6 + 1;
 	return ip6;
