@@ -2,6 +2,8 @@
 // Node::create must leave the node exactly as it was.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -21,10 +23,12 @@ using test::SandboxNode;
 using test::step_name;
 using test::unique;
 
-// The steps an operation can fail at and be undone; after "state" comes only
-// "journal-end", when the operation is done and saved.
+// The steps an operation can fail at and be undone; "database" comes after
+// the state file is saved (its counters only move forward) and before the
+// endpoint's row is committed; after it comes only "journal-end", when the
+// operation is done and saved.
 const std::vector<std::string> kAddSteps = {
-    "journal", "netns", "veth", "endpoint-config", "node-config", "maps", "attach", "state"};
+    "journal", "netns", "veth", "endpoint-config", "node-config", "maps", "attach", "state", "database"};
 const std::vector<std::string> kCreateSteps = {"journal", "netns", "loopback", "state"};
 
 std::vector<std::string> all_steps(std::vector<std::string> steps) {
@@ -86,8 +90,21 @@ NodeView view_of(SandboxNode& sb) {
   return v;
 }
 
-void expect_same(const NodeView& before, const NodeView& after) {
-  EXPECT_EQ(before.state, after.state) << "the state changed";
+// Failed at "database", the state file was saved already: only its pool
+// counter moved on (an address is never handed out twice), nothing else.
+std::string without_pool_counter(const std::string& stored) {
+  std::istringstream in(stored);  // the state file, then the endpoint rows
+  nlohmann::json state;
+  in >> state;
+  state.erase("last_allocated");
+  return state.dump() + std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void expect_same(const NodeView& before, const NodeView& after, const std::string& failed_at) {
+  if (failed_at == "database")
+    EXPECT_EQ(without_pool_counter(before.state), without_pool_counter(after.state)) << "the state changed";
+  else
+    EXPECT_EQ(before.state, after.state) << "the state changed";
   EXPECT_EQ(before.links, after.links) << "a device is left in the node";
   EXPECT_EQ(before.pins, after.pins) << "a link pin is left";
   EXPECT_EQ(before.map_entries, after.map_entries) << "a datapath entry is left";
@@ -127,7 +144,7 @@ TEST_P(AddEndpointRollback, OwnNamespace) {
   ASSERT_EQ(fail.seen, steps_through(kAddSteps, GetParam())) << "not failed where injected";
 
   EXPECT_FALSE(netns::exists(name));
-  expect_same(before, view_of(*sb_));
+  expect_same(before, view_of(*sb_), GetParam());
   auto maps = Datapath::open_pinned_maps(sb_->node().pin_dir());
   ASSERT_TRUE(maps);
   EXPECT_FALSE(maps->endpoint_by_ip(next));
@@ -135,7 +152,7 @@ TEST_P(AddEndpointRollback, OwnNamespace) {
 
   // The name and the address are free again, and the node still forwards.
   EndpointRecord again = sb_->node().add_endpoint({name, std::nullopt, std::nullopt, "eth0"});
-  EXPECT_EQ(again.ip.str(), next.str());
+  EXPECT_EQ(again.ip.str(), GetParam() == "database" ? Ipv4(next.host() + 1).str() : next.str());
   ProbeResult p = probe_icmp(Netns::open_named(name), keep_.ip);
   EXPECT_TRUE(p.ok) << p.error;
 }
@@ -161,9 +178,9 @@ TEST_P(AddEndpointRollback, ExistingNamespaceIsKept) {
 
   ASSERT_TRUE(netns::exists(ns)) << "rollback deleted a namespace it did not make";
   EXPECT_EQ(link_names(Netns::open_named(ns)), std::vector<std::string>{"lo"});
-  expect_same(before, view_of(*sb_));
+  expect_same(before, view_of(*sb_), GetParam());
   EndpointRecord again = sb_->node().add_endpoint({name, std::nullopt, ns, "eth0"});
-  EXPECT_EQ(again.ip.str(), Ipv4(keep_.ip.host() + 1).str());
+  EXPECT_EQ(again.ip.str(), Ipv4(keep_.ip.host() + (GetParam() == "database" ? 2 : 1)).str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, AddEndpointRollback, testing::ValuesIn(kAddSteps), step_name);
