@@ -2,6 +2,7 @@
 
 #include "ebpfnet/error.hpp"
 #include "ebpfnet/ipam.hpp"
+#include "support.hpp"
 
 namespace ebpfnet {
 namespace {
@@ -9,14 +10,7 @@ namespace {
 Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
 Ipv4Cidr pool(const char* s) { return *Ipv4Cidr::parse(s); }
 
-Errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return Errc{0};
-}
+using test::error_code_of;
 
 TEST(Ipam, AllocatesAfterTheGatewayInOrder) {
   Ipam ipam(pool("10.240.0.0/24"), {});
@@ -36,7 +30,7 @@ TEST(Ipam, SkipsUsedAndDoesNotReuseAReleasedAddressAtOnce) {
 TEST(Ipam, WrapsAroundToReleasedAddresses) {
   Ipam ipam(pool("10.0.0.0/29"), {});  // usable after the gateway: .2 - .6
   for (int i = 2; i <= 6; ++i) EXPECT_EQ(ipam.allocate().str(), "10.0.0." + std::to_string(i));
-  EXPECT_EQ(code_of([&] { ipam.allocate(); }), Errc::exhausted);
+  EXPECT_EQ(error_code_of([&] { ipam.allocate(); }), Errc::exhausted);
   ipam.release(ip("10.0.0.3"));
   EXPECT_EQ(ipam.allocate(), ip("10.0.0.3"));
 }
@@ -44,16 +38,16 @@ TEST(Ipam, WrapsAroundToReleasedAddresses) {
 TEST(Ipam, ExhaustedPoolSaysSo) {
   Ipam ipam(pool("10.0.0.0/30"), {});  // .1 gateway, .2 the only one
   EXPECT_EQ(ipam.allocate(), ip("10.0.0.2"));
-  EXPECT_EQ(code_of([&] { ipam.allocate(); }), Errc::exhausted);
+  EXPECT_EQ(error_code_of([&] { ipam.allocate(); }), Errc::exhausted);
 }
 
 TEST(Ipam, ReserveChecksPoolReservedAndTaken) {
   Ipam ipam(pool("10.240.0.0/24"), {ip("10.240.0.9")});
-  EXPECT_EQ(code_of([&] { ipam.reserve(ip("10.241.0.5")); }), Errc::usage);
-  EXPECT_EQ(code_of([&] { ipam.reserve(ip("10.240.0.0")); }), Errc::usage);
-  EXPECT_EQ(code_of([&] { ipam.reserve(ip("10.240.0.1")); }), Errc::usage);
-  EXPECT_EQ(code_of([&] { ipam.reserve(ip("10.240.0.255")); }), Errc::usage);
-  EXPECT_EQ(code_of([&] { ipam.reserve(ip("10.240.0.9")); }), Errc::exists);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(ip("10.241.0.5")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(ip("10.240.0.0")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(ip("10.240.0.1")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(ip("10.240.0.255")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(ip("10.240.0.9")); }), Errc::exists);
   ipam.reserve(ip("10.240.0.50"));
   EXPECT_TRUE(ipam.used().count(ip("10.240.0.50")));
 }

@@ -19,14 +19,7 @@ namespace {
 Ipv6 a6(const char* s) { return Ipv6::parse(s).value(); }
 Ipv6Cidr c6(const char* s) { return Ipv6Cidr::parse(s).value(); }
 
-Errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return Errc{0};
-}
+using test::error_code_of;
 
 TEST(Ipv6, ParsesAndPrintsCanonically) {
   EXPECT_EQ(a6("fd00:240:0::0:2").str(), "fd00:240::2");
@@ -72,17 +65,17 @@ TEST(Ipam6, PairsWithTheIpv4OffsetWhenFree) {
 TEST(Ipam6, ReservesOnlyUsableFreeAddresses) {
   Ipam6 ipam(c6("fd00:240::/64"), {a6("fd00:240::7")});
   ipam.reserve(a6("fd00:240::9"));
-  EXPECT_EQ(code_of([&] { ipam.reserve(a6("fd00:240::9")); }), Errc::exists);
-  EXPECT_EQ(code_of([&] { ipam.reserve(a6("fd00:240::7")); }), Errc::exists);
-  EXPECT_EQ(code_of([&] { ipam.reserve(a6("fd00:240::1")); }), Errc::usage);
-  EXPECT_EQ(code_of([&] { ipam.reserve(a6("fd00:999::2")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(a6("fd00:240::9")); }), Errc::exists);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(a6("fd00:240::7")); }), Errc::exists);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(a6("fd00:240::1")); }), Errc::usage);
+  EXPECT_EQ(error_code_of([&] { ipam.reserve(a6("fd00:999::2")); }), Errc::usage);
 }
 
 TEST(Ipam6, ExhaustsASmallPool) {
   Ipam6 ipam(c6("fd00::/126"), {});
   EXPECT_EQ(ipam.allocate(2).str(), "fd00::2");
   EXPECT_EQ(ipam.allocate(2).str(), "fd00::3");
-  EXPECT_EQ(code_of([&] { ipam.allocate(2); }), Errc::exhausted);
+  EXPECT_EQ(error_code_of([&] { ipam.allocate(2); }), Errc::exhausted);
 }
 
 TEST(Ipv6Pool, RefusesWhatCannotHoldEndpoints) {
@@ -147,24 +140,24 @@ TEST(EndpointTable, KeepsIpv6AddressesUniqueAndReadsThemBack) {
   EXPECT_EQ(t.addresses6(), std::set<Ipv6>{a6("fd00:240::2")});
   EndpointRecord twin = dual_stack_endpoint("twin", 3);
   twin.ip6 = a6("fd00:240::2");
-  EXPECT_EQ(code_of([&] { t.put(twin); }), Errc::exists) << "another endpoint's IPv6 address";
+  EXPECT_EQ(error_code_of([&] { t.put(twin); }), Errc::exists) << "another endpoint's IPv6 address";
 }
 
 TEST(StateValidate, RefusesIpv6OutsideItsPool) {
   EndpointRecord e = dual_stack_endpoint("web", 1);
-  EXPECT_EQ(code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc{0});
+  EXPECT_EQ(error_code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc{0});
   e.ip6 = a6("fd00:241::2");
-  EXPECT_EQ(code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc::failed);
+  EXPECT_EQ(error_code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc::failed);
   e.ip6 = a6("fd00:240::1");
-  EXPECT_EQ(code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc::failed) << "the gateway";
+  EXPECT_EQ(error_code_of([&] { validate_endpoint(e, kPool, kPool6, ""); }), Errc::failed) << "the gateway";
   e = dual_stack_endpoint("web", 1);
-  EXPECT_EQ(code_of([&] { validate_endpoint(e, kPool, std::nullopt, ""); }), Errc::failed)
+  EXPECT_EQ(error_code_of([&] { validate_endpoint(e, kPool, std::nullopt, ""); }), Errc::failed)
       << "an IPv6 address without a pool";
   NodeState s;
   s.name = "lab";
   s.cidr = kPool;
   s.cidr6 = c6("fd00::/127");
-  EXPECT_EQ(code_of([&] { validate_state(s, "lab"); }), Errc::failed);
+  EXPECT_EQ(error_code_of([&] { validate_state(s, "lab"); }), Errc::failed);
 }
 
 }  // namespace
