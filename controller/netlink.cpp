@@ -157,12 +157,30 @@ nlmsghdr* no_ipv6_addresses(char* buf, uint32_t seq, int ifindex) {
   return nlh;
 }
 
-nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add) {
-  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWADDR : RTM_DELADDR,
-                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+// The header of an address add or delete, for either family.
+ifaddrmsg* put_address_header(nlmsghdr*& nlh, char* buf, uint32_t seq, uint8_t family, uint8_t prefix, bool add) {
+  nlh = put_header(buf, add ? RTM_NEWADDR : RTM_DELADDR, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET;
-  ifa->ifa_prefixlen = a.prefix;
+  ifa->ifa_family = family;
+  ifa->ifa_prefixlen = prefix;
+  return ifa;
+}
+
+// The header of a static main-table unicast route add or delete, either family.
+rtmsg* put_route_header(nlmsghdr*& nlh, char* buf, uint32_t seq, uint8_t family, uint8_t dst_len, bool add) {
+  nlh = put_header(buf, add ? RTM_NEWROUTE : RTM_DELROUTE, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtm->rtm_family = family;
+  rtm->rtm_dst_len = dst_len;
+  rtm->rtm_table = RT_TABLE_MAIN;
+  rtm->rtm_protocol = add ? RTPROT_STATIC : RTPROT_UNSPEC;
+  rtm->rtm_type = RTN_UNICAST;
+  return rtm;
+}
+
+nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add) {
+  nlmsghdr* nlh;
+  ifaddrmsg* ifa = put_address_header(nlh, buf, seq, AF_INET, a.prefix, add);
   ifa->ifa_scope = RT_SCOPE_UNIVERSE;
   ifa->ifa_index = a.ifindex;
   put_ipv4(nlh, IFA_LOCAL, a.ip);
@@ -171,14 +189,8 @@ nlmsghdr* address(char* buf, uint32_t seq, const Address& a, bool add) {
 }
 
 nlmsghdr* route(char* buf, uint32_t seq, const Route& r, bool add) {
-  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWROUTE : RTM_DELROUTE,
-                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-  rtm->rtm_family = AF_INET;
-  rtm->rtm_dst_len = r.dst.prefix;
-  rtm->rtm_table = RT_TABLE_MAIN;
-  rtm->rtm_protocol = add ? RTPROT_STATIC : RTPROT_UNSPEC;
-  rtm->rtm_type = RTN_UNICAST;
+  nlmsghdr* nlh;
+  rtmsg* rtm = put_route_header(nlh, buf, seq, AF_INET, r.dst.prefix, add);
   // On delete, RT_SCOPE_NOWHERE matches a route of any scope.
   rtm->rtm_scope = !add ? RT_SCOPE_NOWHERE : r.link_scope ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
   if (r.dst.prefix > 0) put_ipv4(nlh, RTA_DST, r.dst.network);
@@ -202,11 +214,8 @@ nlmsghdr* neighbor(char* buf, uint32_t seq, const Neighbor& n, bool add) {
 }
 
 nlmsghdr* address6(char* buf, uint32_t seq, const Address6& a, bool add) {
-  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWADDR : RTM_DELADDR,
-                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET6;
-  ifa->ifa_prefixlen = a.prefix;
+  nlmsghdr* nlh;
+  ifaddrmsg* ifa = put_address_header(nlh, buf, seq, AF_INET6, a.prefix, add);
   const auto& b = a.ip.bytes();
   const bool link_local = b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
   ifa->ifa_scope = link_local ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
@@ -221,14 +230,8 @@ nlmsghdr* address6(char* buf, uint32_t seq, const Address6& a, bool add) {
 }
 
 nlmsghdr* route6(char* buf, uint32_t seq, const Route6& r, bool add) {
-  nlmsghdr* nlh = put_header(buf, add ? RTM_NEWROUTE : RTM_DELROUTE,
-                             NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-  rtm->rtm_family = AF_INET6;
-  rtm->rtm_dst_len = r.dst.prefix;
-  rtm->rtm_table = RT_TABLE_MAIN;
-  rtm->rtm_protocol = add ? RTPROT_STATIC : RTPROT_UNSPEC;
-  rtm->rtm_type = RTN_UNICAST;
+  nlmsghdr* nlh;
+  rtmsg* rtm = put_route_header(nlh, buf, seq, AF_INET6, r.dst.prefix, add);
   rtm->rtm_scope = RT_SCOPE_UNIVERSE;  // IPv6 routes carry no scope
   if (r.dst.prefix > 0) mnl_attr_put(nlh, RTA_DST, 16, r.dst.network.bytes().data());
   if (r.via) mnl_attr_put(nlh, RTA_GATEWAY, 16, r.via->bytes().data());
